@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Linux OS layer: window backing and mapping, the link socket with file
+ * descriptor passing, eventfds, and error messages.  Everything above the
+ * portable core reaches the OS only through here (plus liburing/epoll in
+ * the roles).
+ */
+#ifndef XVL_OS_H
+#define XVL_OS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "window.h"
+
+/* ---------------------------------------------------------------- errors */
+
+/* An error message a user can act on, next to a negative errno. */
+struct xvl_errbuf {
+	char msg[256];
+};
+
+/* Format msg into eb (if not NULL) and return rc (a negative errno). */
+int xvl_err(struct xvl_errbuf *eb, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------- window */
+
+struct xvl_os_window {
+	int fd;              /* backing file descriptor (memfd, hugetlbfs or shm file) */
+	struct xvl_mem mem;  /* local mapping */
+};
+
+/*
+ * Create and map a new window of size bytes.  backing:
+ *   NULL or "memfd"        anonymous memfd (sealed against shrinking)
+ *   "memfd-huge"           memfd with MFD_HUGETLB (size rounded to the huge page)
+ *   "hugetlbfs:PATH"       file created at PATH on a hugetlbfs mount, then unlinked
+ *   "shm:NAME"             POSIX shared memory object /dev/shm/NAME (left for others to open)
+ * Returns 0 or a negative errno with eb set.
+ */
+int xvl_os_window_create(struct xvl_os_window *w, const char *backing, uint64_t size,
+			 struct xvl_errbuf *eb);
+
+/* Map a window received from a peer (takes ownership of fd).  Checks that the
+ * file is at least size bytes; -EINVAL otherwise. */
+int xvl_os_window_map(struct xvl_os_window *w, int fd, uint64_t size, struct xvl_errbuf *eb);
+
+/* Unmap and close; safe on a zeroed or already-closed window. */
+void xvl_os_window_close(struct xvl_os_window *w);
+
+/* ---------------------------------------------------------------- sockets */
+
+#define XVL_OS_MAX_FDS 8
+
+/* SOCK_SEQPACKET Unix sockets, close-on-exec.  listen unlinks a stale socket file first. */
+int xvl_os_listen(const char *path, struct xvl_errbuf *eb);
+int xvl_os_connect(const char *path, struct xvl_errbuf *eb);
+/* SOCK_STREAM connect, for vhost-user backends. */
+int xvl_os_connect_stream(const char *path, struct xvl_errbuf *eb);
+
+/* Send one message with up to XVL_OS_MAX_FDS descriptors (SCM_RIGHTS). 0 or -errno. */
+int xvl_os_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
+
+/*
+ * Receive one message.  Returns its length, 0 on orderly close, or -errno.
+ * A message longer than cap is -EMSGSIZE (SEQPACKET truncation is detected),
+ * more descriptors than max_fds are closed and -EMSGSIZE returned.  Received
+ * descriptors are close-on-exec; *nfds gets their count.
+ * For stream sockets use xvl_os_recv_exact.
+ */
+long xvl_os_recv(int sock, void *buf, size_t cap, int *fds, unsigned max_fds, unsigned *nfds);
+
+/* Stream sockets: read exactly len bytes (with up to max_fds descriptors on
+ * the way).  0, -ECONNRESET on early close, or -errno. */
+int xvl_os_recv_exact(int sock, void *buf, size_t len, int *fds, unsigned max_fds, unsigned *nfds);
+
+/* ---------------------------------------------------------------- eventfds */
+
+int xvl_os_eventfd(void);                 /* non-blocking, close-on-exec */
+int xvl_os_eventfd_signal(int fd);        /* write 1 */
+uint64_t xvl_os_eventfd_drain(int fd);    /* read and return the counter, 0 if none */
+
+/* Monotonic time in nanoseconds. */
+uint64_t xvl_os_now_ns(void);
+
+#endif
