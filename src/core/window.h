@@ -110,15 +110,17 @@ uint64_t xvl_bump_alloc(struct xvl_bump *b, uint64_t len, uint64_t align);
  * Blocks are powers of two from 1 << min_order bytes; metadata lives in
  * caller memory of xvl_heap_meta_size() bytes.  O(log n), no allocation.
  */
-struct xvl_heap {
-	uint64_t off;        /* first byte managed (aligned to 1 << max_order by init) */
-	uint64_t len;
+struct xvl_heap {            /* fields are private to window.c */
+	uint64_t off;        /* first byte managed (off rounded up to 1 << min_order) */
+	uint64_t len;        /* bytes managed (whole minimum blocks) */
 	unsigned min_order;
-	unsigned max_order;
+	unsigned max_order;  /* largest block order present at init */
 	unsigned nblocks;    /* blocks of the minimum size */
-	uint8_t *order;      /* per min-block: order+1 of the allocated block starting here, 0 = none */
+	uint8_t *state;      /* per min-block: 0 = no block starts here, else order+1,
+	                        | 0x80 when that block is free */
 	uint32_t *free_head; /* per order: first free min-block index, UINT32_MAX = none */
-	uint32_t *link;      /* per min-block: next/prev free in its order's list */
+	uint32_t *next;      /* per min-block: next free block in its order's list */
+	uint32_t *prev;      /* per min-block: previous free block in its order's list */
 	uint64_t bytes_free;
 };
 size_t xvl_heap_meta_size(uint64_t len, unsigned min_order);
