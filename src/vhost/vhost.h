@@ -40,6 +40,10 @@ struct xvl_vhost {
 	int inflight_fd;            /* -1 when INFLIGHT_SHMFD is not in use */
 	void *inflight;             /* mapping of inflight_fd */
 	uint64_t inflight_size;
+	uint64_t inflight_offset;   /* mmap_offset the backend gave with inflight_fd */
+	uint16_t inflight_queues;   /* num_queues / queue_size the area was made for */
+	uint16_t inflight_qsize;
+	struct xvl_mem mem;         /* the one region (set_mem_table); base NULL before */
 };
 
 /*
@@ -50,13 +54,23 @@ struct xvl_vhost {
  */
 int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *eb);
 
-/* Tear down the connection; releases the inflight mapping. */
+/*
+ * After the backend restarted (or any error that broke the connection):
+ * close the socket and run the xvl_vhost_connect handshake again to
+ * v->path, keeping the inflight area (then setup_inflight with reuse=true).
+ * Memory table and vrings must be set up again by the caller.
+ */
+int xvl_vhost_reconnect(struct xvl_vhost *v, struct xvl_errbuf *eb);
+
+/* Tear down the connection; releases the inflight mapping.  Idempotent;
+ * v must have been through xvl_vhost_connect (a failed one too). */
 void xvl_vhost_close(struct xvl_vhost *v);
 
 /* SET_FEATURES with the driver's accepted features (PROTOCOL_FEATURES bit added as needed). */
 int xvl_vhost_set_features(struct xvl_vhost *v, uint64_t features, struct xvl_errbuf *eb);
 
-/* GET_CONFIG: len bytes of device config space from offset off. */
+/* GET_CONFIG: len bytes of device config space from offset off (asked from
+ * offset 0 on the wire: some backends ignore the offset field). */
 int xvl_vhost_get_config(struct xvl_vhost *v, uint32_t off, void *buf, uint32_t len,
 			 struct xvl_errbuf *eb);
 
