@@ -398,7 +398,8 @@ int xvl_msg_decode(const void *buf, size_t len, struct xvl_msg *m)
 	if (shape == SH_INVALID)
 		return -EBADMSG;
 	decode_payload(&r, shape, m);
-	if ((shape == SH_CFG_SET || shape == SH_CFG_DATA) && m->u.cfg.len > XVL_CONFIG_MAX)
+	if ((shape == SH_CFG_REQ || shape == SH_CFG_SET || shape == SH_CFG_DATA) &&
+	    m->u.cfg.len > XVL_CONFIG_MAX)
 		return -EMSGSIZE;
 	if (r.bad || r.pos != r.len)
 		return -EBADMSG;

@@ -111,6 +111,12 @@ static void test_refusals(void)
 	bad[XVL_MSG_HDR_SIZE + 9] = 0xff;
 	CHECK(xvl_msg_decode(bad, (size_t)n, &o) == -EMSGSIZE, "config len over limit refused");
 
+	/* A GET_CONFIG request asking for more than one message can carry (found by fuzzing). */
+	static const uint8_t big_get[] = {7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0,
+					  0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 0x20, 0};
+	CHECK(xvl_msg_decode(big_get, sizeof(big_get), &o) == -EMSGSIZE,
+	      "GET_CONFIG request over the config limit refused");
+
 	struct xvl_msg e = {.type = XVL_MSG_EVENT, .flags = XVL_MSG_F_REPLY};
 	CHECK(xvl_msg_encode(&e, bad, sizeof(bad)) == -EINVAL, "EVENT has no reply");
 	CHECK(xvl_msg_encode(&m, bad, 8) == -EMSGSIZE, "small buffer refused");
