@@ -25,6 +25,20 @@
 /* Earlier loads and stores before later stores. */
 #define xvl_wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
 
+/* Spin-wait hint: lets the sibling hyperthread run, saves power. */
+static inline void xvl_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#elif defined(__riscv)
+	__asm__ __volatile__(".insn i 0x0F, 0, x0, x0, 0x010" ::: "memory"); /* Zihintpause */
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define xvl_le16(x) __builtin_bswap16(x)
 #define xvl_le32(x) __builtin_bswap32(x)

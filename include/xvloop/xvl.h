@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xvloop client API: virtio devices served from another compartment.
+ *
+ * A client owns one window (shared memory it creates) and one connection,
+ * either to an xvloop server (cross-compartment: "xvl:PATH" or a plain
+ * path) or straight to a vhost-user backend ("vhost-user:PATH", direct
+ * mode).  Devices are opened on the client; each block device has one or
+ * more queues.  A queue is used by one thread at a time.
+ *
+ * Errors are negative errno values; xvl_client_errmsg() says what went wrong
+ * in words a user can act on.  Nothing here allocates on the I/O path.
+ */
+#ifndef XVLOOP_XVL_H
+#define XVLOOP_XVL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct xvl_client;
+struct xvl_blk;
+
+/* ------------------------------------------------------------ client */
+
+struct xvl_client_opts {
+	const char *name;         /* shown by the server; default "xvl-client" */
+	const char *window;       /* window backing: "memfd" (default), "memfd-huge", "hugetlbfs:PATH", "shm:NAME" */
+	uint64_t window_size;     /* bytes; default 64 MiB */
+	unsigned timeout_ms;      /* link request timeout; default 5000 */
+};
+
+/*
+ * Connect.  uri: "xvl:PATH" or "PATH" (xvloop server), "vhost-user:PATH"
+ * (direct).  o may be NULL.  On failure err (if not NULL) gets the reason.
+ */
+int xvl_client_connect(struct xvl_client **c, const char *uri, const struct xvl_client_opts *o,
+		       char *err, size_t errlen);
+void xvl_client_close(struct xvl_client *c);
+
+/* The last error message, for the client (valid until the next call). */
+const char *xvl_client_errmsg(const struct xvl_client *c);
+
+struct xvl_dev_desc {
+	uint32_t index;
+	uint32_t virtio_id;     /* 2 = block, 1 = net */
+	uint16_t num_queues;
+	uint16_t max_queue_size;
+	uint64_t features;
+	char name[32];
+};
+unsigned xvl_client_num_devices(const struct xvl_client *c);
+int xvl_client_device(const struct xvl_client *c, unsigned i, struct xvl_dev_desc *d);
+/* Index of the device called name, or -ENODEV. */
+int xvl_client_find(const struct xvl_client *c, const char *name);
+/* "xvl" or "vhost-user". */
+const char *xvl_client_mode(const struct xvl_client *c);
+
+/* Buffers inside the window: I/O on them is zero-copy.  NULL when the window heap is full. */
+void *xvl_buf_alloc(struct xvl_client *c, size_t len);
+void xvl_buf_free(struct xvl_client *c, void *buf);
+
+/* ------------------------------------------------------------ block devices */
+
+struct xvl_blk_opts {
+	int device;             /* index; -1 = the first block device */
+	uint16_t num_queues;    /* 0 = 1; capped to what the device offers */
+	uint16_t queue_size;    /* power of two, 0 = 256, at most 1024 */
+	bool poll;              /* busy-poll: no notifications (xvl link), or spin on completions (direct) */
+	bool no_indirect;       /* do not negotiate VIRTIO_F_INDIRECT_DESC */
+	bool no_event_idx;      /* do not negotiate VIRTIO_F_EVENT_IDX */
+};
+
+struct xvl_blk_info {
+	uint64_t capacity;      /* bytes */
+	uint32_t block_size;    /* logical block size, bytes */
+	uint32_t seg_max;       /* data segments per request (0 = no limit stated) */
+	uint32_t size_max;      /* bytes per segment (0 = no limit stated) */
+	uint32_t max_transfer;  /* bytes per request this client accepts */
+	uint16_t num_queues;    /* queues open */
+	uint16_t queue_size;
+	bool read_only;
+	bool flush;
+	bool discard;
+	bool write_zeroes;
+	uint64_t features;      /* negotiated */
+	char name[32];
+};
+
+enum xvl_blk_op {
+	XVL_BLK_READ = 0,
+	XVL_BLK_WRITE = 1,
+	XVL_BLK_FLUSH = 2,
+	XVL_BLK_DISCARD = 3,
+	XVL_BLK_WRITE_ZEROES = 4,
+	XVL_BLK_GET_ID = 5,     /* buf of at least 20 bytes */
+};
+
+struct xvl_blk_req {
+	uint8_t op;             /* enum xvl_blk_op */
+	uint64_t offset;        /* bytes, multiple of 512 */
+	void *buf;              /* in the window: zero copy; elsewhere: copied through the window */
+	uint32_t len;           /* bytes, multiple of 512 (not for FLUSH / GET_ID) */
+	void *user;             /* returned in the completion */
+};
+
+struct xvl_blk_cpl {
+	void *user;
+	int result;             /* 0, -EIO (device error), -EOPNOTSUPP, -ENODEV (device broken or gone) */
+};
+
+int xvl_blk_open(struct xvl_client *c, const struct xvl_blk_opts *o, struct xvl_blk **b);
+void xvl_blk_close(struct xvl_blk *b);
+void xvl_blk_get_info(const struct xvl_blk *b, struct xvl_blk_info *info);
+
+/* Queue a request on queue q; it is visible to the device at once, the
+ * device is notified on xvl_blk_kick.  -EAGAIN when the queue is full or
+ * the window has no room for a copy (complete some first), -EINVAL for a
+ * malformed request, -ENODEV when the device is broken. */
+int xvl_blk_submit(struct xvl_blk *b, uint16_t q, const struct xvl_blk_req *r);
+/* Notify the device of queued requests, if it asked to be notified. */
+int xvl_blk_kick(struct xvl_blk *b, uint16_t q);
+/* Take up to max completions without blocking.  Returns how many. */
+int xvl_blk_complete(struct xvl_blk *b, uint16_t q, struct xvl_blk_cpl *cpl, unsigned max);
+/* Block until at least one completion is ready or timeout_ms passes (-1 = forever).
+ * Returns >0 when completions are ready, 0 on timeout, -ENODEV when the device went away. */
+int xvl_blk_wait(struct xvl_blk *b, uint16_t q, int timeout_ms);
+/* A pollable fd that becomes readable when queue q has completions; -1 in poll mode. */
+int xvl_blk_queue_fd(const struct xvl_blk *b, uint16_t q);
+/* Requests submitted on q and not yet completed. */
+unsigned xvl_blk_inflight(const struct xvl_blk *b, uint16_t q);
+
+/* Blocking helpers on queue 0: submit, kick, wait, complete. */
+int xvl_blk_read(struct xvl_blk *b, uint64_t offset, void *buf, uint32_t len);
+int xvl_blk_write(struct xvl_blk *b, uint64_t offset, const void *buf, uint32_t len);
+int xvl_blk_flush(struct xvl_blk *b);
+int xvl_blk_discard(struct xvl_blk *b, uint64_t offset, uint32_t len);
+int xvl_blk_write_zeroes(struct xvl_blk *b, uint64_t offset, uint32_t len);
+/* Device serial, NUL-terminated (up to 20 characters). */
+int xvl_blk_get_id(struct xvl_blk *b, char id[21]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Client connection: creates the window, connects to a server over the
+ * link (or to a vhost-user backend directly), enumerates devices, and
+ * carries the device-facing control operations.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "virtio_blk.h"
+
+#define DEFAULT_WINDOW_SIZE (64ull << 20)
+#define DEFAULT_TIMEOUT_MS 5000u
+#define HEAP_MIN_ORDER 9 /* 512-byte blocks: the virtio-blk sector */
+
+/* ------------------------------------------------------------ link RPC */
+
+static void handle_event(struct xvl_client *c, const struct xvl_msg *m)
+{
+	if (m->u.event.code != XVL_EVENT_BROKEN || m->u.event.dev >= XVL_MAX_DEVICES)
+		return;
+	struct xvl_blk *b = c->open[m->u.event.dev];
+	if (b)
+		xvl_blk_mark_broken(b, m->u.event.reason, m->u.event.msg);
+}
+
+static void link_died(struct xvl_client *c, const char *why)
+{
+	if (c->link_dead)
+		return;
+	c->link_dead = true;
+	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
+		if (c->open[i])
+			xvl_blk_mark_broken(c->open[i], -ENOTCONN, why);
+}
+
+/* Receive one message within timeout_ms; -ETIMEDOUT, -ENOTCONN or a decode error. */
+static int link_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms)
+{
+	uint8_t buf[XVL_MSG_MAX_SIZE];
+	int fds[XVL_OS_MAX_FDS];
+	unsigned nfds = 0;
+	struct pollfd p = {.fd = c->sock, .events = POLLIN};
+
+	int pr = poll(&p, 1, timeout_ms);
+	if (pr == 0)
+		return -ETIMEDOUT;
+	if (pr < 0)
+		return -errno;
+	long n = xvl_os_recv(c->sock, buf, sizeof(buf), fds, XVL_OS_MAX_FDS, &nfds);
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]); /* the server never sends descriptors */
+	if (n == 0) {
+		link_died(c, "server closed the link");
+		return -ENOTCONN;
+	}
+	if (n < 0) {
+		link_died(c, "link receive failed");
+		return (int)n;
+	}
+	return xvl_msg_decode(buf, (size_t)n, m);
+}
+
+static int link_send(struct xvl_client *c, struct xvl_msg *req, const int *fds, unsigned nfds)
+{
+	uint8_t buf[XVL_MSG_MAX_SIZE];
+	int n = xvl_msg_encode(req, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	int rc = xvl_os_send(c->sock, buf, (size_t)n, fds, nfds);
+	if (rc < 0)
+		link_died(c, "link send failed");
+	return rc;
+}
+
+/*
+ * Send req and wait for its reply in *rep.  Events that arrive first are
+ * handled on the way.  Returns the reply's status (0 or a negative errno)
+ * or a transport error, with c->eb saying which.
+ */
+static int link_call(struct xvl_client *c, struct xvl_msg *req, const int *fds, unsigned nfds,
+		     struct xvl_msg *rep)
+{
+	const char *what = xvl_msg_name(req->type);
+
+	if (c->link_dead)
+		return xvl_err(&c->eb, -ENOTCONN, "%s: the link to the server is gone", what);
+	req->seq = ++c->seq;
+	int rc = link_send(c, req, fds, nfds);
+	if (rc < 0)
+		return xvl_err(&c->eb, rc, "%s: send: %s", what, strerror(-rc));
+	uint64_t deadline = xvl_os_now_ns() + (uint64_t)c->timeout_ms * 1000000ull;
+	for (;;) {
+		uint64_t now = xvl_os_now_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
+		rc = link_recv(c, rep, left);
+		if (rc == -ETIMEDOUT)
+			return xvl_err(&c->eb, rc, "%s: no reply from the server within %u ms", what,
+				       c->timeout_ms);
+		if (rc < 0)
+			return xvl_err(&c->eb, rc, "%s: %s", what,
+				       rc == -ENOTCONN ? "server closed the link" : strerror(-rc));
+		if (rep->type == XVL_MSG_EVENT && !xvl_msg_is_reply(rep)) {
+			handle_event(c, rep);
+			continue;
+		}
+		if (!xvl_msg_is_reply(rep) || rep->seq != req->seq || rep->type != req->type)
+			return xvl_err(&c->eb, -EPROTO, "%s: server sent an unexpected %s", what,
+				       xvl_msg_name(rep->type));
+		if (rep->status < 0)
+			return xvl_err(&c->eb, rep->status, "%s: server refused: %s", what,
+				       strerror(-rep->status));
+		return 0;
+	}
+}
+
+int xvl_client_poll_link(struct xvl_client *c)
+{
+	if (c->mode != XVL_MODE_LINK)
+		return 0;
+	while (!c->link_dead) {
+		struct xvl_msg m;
+		int rc = link_recv(c, &m, 0);
+		if (rc == -ETIMEDOUT)
+			return 0;
+		if (rc == 0 && m.type == XVL_MSG_EVENT)
+			handle_event(c, &m);
+	}
+	return -ENOTCONN;
+}
+
+/* ------------------------------------------------------------ connect */
+
+static int link_hello(struct xvl_client *c, const char *name)
+{
+	struct xvl_msg req = {.type = XVL_MSG_HELLO}, rep;
+	req.u.hello.major = XVL_PROTO_MAJOR;
+	req.u.hello.minor = XVL_PROTO_MINOR;
+	snprintf(req.u.hello.name, sizeof(req.u.hello.name), "%s", name);
+	int rc = link_call(c, &req, NULL, 0, &rep);
+	if (rc < 0)
+		return rc;
+	if (rep.u.hello.major != XVL_PROTO_MAJOR)
+		return xvl_err(&c->eb, -EPROTONOSUPPORT,
+			       "server speaks link protocol %u.%u, this client %u.%u",
+			       rep.u.hello.major, rep.u.hello.minor, XVL_PROTO_MAJOR, XVL_PROTO_MINOR);
+	if (rep.u.hello.n_devices > XVL_MAX_DEVICES)
+		return xvl_err(&c->eb, -EPROTO, "server announces %u devices, at most %u allowed",
+			       rep.u.hello.n_devices, XVL_MAX_DEVICES);
+	c->n_dev = rep.u.hello.n_devices;
+	snprintf(c->peer_name, sizeof(c->peer_name), "%s", rep.u.hello.name);
+	return 0;
+}
+
+static int link_enumerate(struct xvl_client *c)
+{
+	for (unsigned i = 0; i < c->n_dev; i++) {
+		struct xvl_msg req = {.type = XVL_MSG_DEV_INFO}, rep;
+		req.u.dev.dev = i;
+		int rc = link_call(c, &req, NULL, 0, &rep);
+		if (rc < 0)
+			return rc;
+		const struct xvl_m_dev_info *d = &rep.u.info;
+		if (d->dev != i || d->num_queues == 0 || d->max_queue_size == 0)
+			return xvl_err(&c->eb, -EPROTO, "server describes device %u inconsistently", i);
+		c->dev[i] = (struct xvl_dev_desc){
+			.index = i,
+			.virtio_id = d->virtio_id,
+			.num_queues = d->num_queues,
+			.max_queue_size = d->max_queue_size,
+			.features = d->features,
+		};
+		snprintf(c->dev[i].name, sizeof(c->dev[i].name), "%s", d->name);
+	}
+	return 0;
+}
+
+static int link_send_window(struct xvl_client *c)
+{
+	struct xvl_msg req = {.type = XVL_MSG_SET_WINDOW}, rep;
+	req.u.window.size = c->win.mem.size;
+	return link_call(c, &req, &c->win.fd, 1, &rep);
+}
+
+static int connect_link(struct xvl_client *c, const char *path, const char *name)
+{
+	c->mode = XVL_MODE_LINK;
+	c->sock = xvl_os_connect(path, &c->eb);
+	if (c->sock < 0)
+		return c->sock;
+	int rc = link_hello(c, name);
+	if (rc == 0)
+		rc = link_enumerate(c);
+	if (rc == 0)
+		rc = link_send_window(c);
+	return rc;
+}
+
+/* Direct mode: the backend is the one device; the window is its only memory. */
+static int connect_vhost(struct xvl_client *c, const char *path)
+{
+	c->mode = XVL_MODE_VHOST;
+	int rc = xvl_vhost_connect(&c->vh, path, &c->eb);
+	if (rc < 0)
+		return rc;
+	rc = xvl_vhost_set_mem_table(&c->vh, c->win.fd, c->win.mem.size, c->win.mem.base, &c->eb);
+	if (rc < 0)
+		return rc;
+	c->n_dev = 1;
+	c->dev[0] = (struct xvl_dev_desc){
+		.index = 0,
+		.virtio_id = XVL_VIRTIO_ID_BLOCK,
+		.num_queues = c->vh.num_queues,
+		.max_queue_size = XVL_VQ_MAX_SIZE,
+		.features = c->vh.features,
+	};
+	snprintf(c->dev[0].name, sizeof(c->dev[0].name), "vhost-user");
+	snprintf(c->peer_name, sizeof(c->peer_name), "vhost-user backend");
+	return 0;
+}
+
+static int setup_window(struct xvl_client *c, const struct xvl_client_opts *o)
+{
+	uint64_t size = o && o->window_size ? o->window_size : DEFAULT_WINDOW_SIZE;
+	int rc = xvl_os_window_create(&c->win, o ? o->window : NULL, size, &c->eb);
+	if (rc < 0)
+		return rc;
+	rc = xvl_win_format(&c->win.mem);
+	if (rc < 0)
+		return xvl_err(&c->eb, rc, "window of %llu bytes is too small (minimum %u)",
+			       (unsigned long long)size, XVL_WIN_MIN_SIZE);
+	uint64_t heap_len = c->win.mem.size - XVL_WIN_HDR_SIZE;
+	c->heap_meta = calloc(1, xvl_heap_meta_size(heap_len, HEAP_MIN_ORDER));
+	if (!c->heap_meta)
+		return xvl_err(&c->eb, -ENOMEM, "out of memory for the window heap metadata");
+	rc = xvl_heap_init(&c->heap, XVL_WIN_HDR_SIZE, heap_len, HEAP_MIN_ORDER, c->heap_meta);
+	if (rc < 0)
+		return xvl_err(&c->eb, rc, "cannot lay out a heap in the window");
+	xvl_win_record(&c->win.mem, XVL_WIN_HEAP, 0, 0, XVL_WIN_HDR_SIZE, heap_len);
+	return 0;
+}
+
+static const char *uri_path(const char *uri, enum xvl_mode *mode)
+{
+	*mode = XVL_MODE_LINK;
+	if (!strncmp(uri, "xvl:", 4))
+		return uri + 4;
+	if (!strncmp(uri, "vhost-user:", 11)) {
+		*mode = XVL_MODE_VHOST;
+		return uri + 11;
+	}
+	return uri;
+}
+
+int xvl_client_connect(struct xvl_client **out, const char *uri, const struct xvl_client_opts *o,
+		       char *err, size_t errlen)
+{
+	struct xvl_client *c = calloc(1, sizeof(*c));
+	enum xvl_mode mode;
+	int rc;
+
+	*out = NULL;
+	if (!c) {
+		if (err)
+			snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	c->sock = -1;
+	c->win.fd = -1;
+	c->vh.sock = -1;
+	c->vh.inflight_fd = -1;
+	c->timeout_ms = o && o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	const char *path = uri_path(uri, &mode);
+	rc = setup_window(c, o);
+	if (rc == 0)
+		rc = mode == XVL_MODE_VHOST ? connect_vhost(c, path)
+					    : connect_link(c, path, o && o->name ? o->name : "xvl-client");
+	if (rc < 0) {
+		if (err)
+			snprintf(err, errlen, "%s: %s", uri, c->eb.msg);
+		xvl_client_close(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+void xvl_client_close(struct xvl_client *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
+		if (c->open[i])
+			xvl_blk_close(c->open[i]);
+	if (c->mode == XVL_MODE_VHOST)
+		xvl_vhost_close(&c->vh);
+	if (c->sock >= 0)
+		close(c->sock);
+	xvl_os_window_close(&c->win);
+	free(c->heap_meta);
+	free(c);
+}
+
+const char *xvl_client_errmsg(const struct xvl_client *c)
+{
+	return c->eb.msg;
+}
+
+const char *xvl_client_mode(const struct xvl_client *c)
+{
+	return c->mode == XVL_MODE_VHOST ? "vhost-user" : "xvl";
+}
+
+unsigned xvl_client_num_devices(const struct xvl_client *c)
+{
+	return c->n_dev;
+}
+
+int xvl_client_device(const struct xvl_client *c, unsigned i, struct xvl_dev_desc *d)
+{
+	if (i >= c->n_dev)
+		return -ENODEV;
+	*d = c->dev[i];
+	return 0;
+}
+
+int xvl_client_find(const struct xvl_client *c, const char *name)
+{
+	for (unsigned i = 0; i < c->n_dev; i++)
+		if (!strcmp(c->dev[i].name, name))
+			return (int)i;
+	return -ENODEV;
+}
+
+/* ------------------------------------------------------------ window heap */
+
+uint64_t xvl_client_heap_alloc(struct xvl_client *c, uint64_t len)
+{
+	return xvl_heap_alloc(&c->heap, len);
+}
+
+void xvl_client_heap_free(struct xvl_client *c, uint64_t off)
+{
+	if (off)
+		xvl_heap_free(&c->heap, off);
+}
+
+void *xvl_buf_alloc(struct xvl_client *c, size_t len)
+{
+	uint64_t off = xvl_heap_alloc(&c->heap, len ? len : 1);
+	return off ? c->win.mem.base + off : NULL;
+}
+
+void xvl_buf_free(struct xvl_client *c, void *buf)
+{
+	if (!buf)
+		return;
+	int64_t off = xvl_mem_off(&c->win.mem, buf, 1);
+	if (off > 0)
+		xvl_heap_free(&c->heap, (uint64_t)off);
+}
+
+/* ------------------------------------------------------------ device operations */
+
+int xvl_dev_attach(struct xvl_client *c, uint32_t dev)
+{
+	if (c->mode == XVL_MODE_VHOST)
+		return 0;
+	struct xvl_msg req = {.type = XVL_MSG_ATTACH}, rep;
+	req.u.dev.dev = dev;
+	return link_call(c, &req, NULL, 0, &rep);
+}
+
+int xvl_dev_set_features(struct xvl_client *c, uint32_t dev, uint64_t features)
+{
+	if (c->mode == XVL_MODE_VHOST)
+		return xvl_vhost_set_features(&c->vh, features, &c->eb);
+	struct xvl_msg req = {.type = XVL_MSG_SET_FEATURES}, rep;
+	req.u.feat.dev = dev;
+	req.u.feat.features = features;
+	return link_call(c, &req, NULL, 0, &rep);
+}
+
+int xvl_dev_get_config(struct xvl_client *c, uint32_t dev, uint32_t off, void *buf, uint32_t len)
+{
+	if (c->mode == XVL_MODE_VHOST)
+		return xvl_vhost_get_config(&c->vh, off, buf, len, &c->eb);
+	struct xvl_msg req = {.type = XVL_MSG_GET_CONFIG}, rep;
+	req.u.cfg.dev = dev;
+	req.u.cfg.off = off;
+	req.u.cfg.len = len;
+	int rc = link_call(c, &req, NULL, 0, &rep);
+	if (rc < 0)
+		return rc;
+	if (rep.u.cfg.len != len)
+		return xvl_err(&c->eb, -EPROTO, "GET_CONFIG: server returned %u bytes, asked for %u",
+			       rep.u.cfg.len, len);
+	memcpy(buf, rep.u.cfg.data, len);
+	return 0;
+}
+
+int xvl_dev_set_status(struct xvl_client *c, uint32_t dev, uint32_t status)
+{
+	if (c->mode == XVL_MODE_VHOST)
+		return 0; /* vhost-user-blk has no device status; DRIVER_OK is the vring enable */
+	struct xvl_msg req = {.type = XVL_MSG_SET_STATUS}, rep;
+	req.u.st.dev = dev;
+	req.u.st.status = status;
+	int rc = link_call(c, &req, NULL, 0, &rep);
+	if (rc < 0)
+		return rc;
+	if ((rep.u.st.status & status) != status)
+		return xvl_err(&c->eb, -EPROTO, "device %u did not accept status 0x%x (now 0x%x)", dev,
+			       status, rep.u.st.status);
+	return 0;
+}
+
+int xvl_dev_setup_queue(struct xvl_client *c, uint32_t dev, const struct xvl_queue_setup *qs)
+{
+	if (c->mode == XVL_MODE_VHOST)
+		return xvl_vhost_start_vring(&c->vh, qs->queue, &qs->layout, 0, qs->kick_fd,
+					     qs->call_fd, &c->eb);
+	struct xvl_msg req = {.type = XVL_MSG_SET_QUEUE}, rep;
+	req.u.queue = (struct xvl_m_queue){
+		.dev = dev,
+		.queue = qs->queue,
+		.num = qs->layout.num,
+		.flags = XVL_QUEUE_F_ENABLE | (qs->poll ? XVL_QUEUE_F_POLL : 0),
+		.desc = qs->layout.desc,
+		.avail = qs->layout.avail,
+		.used = qs->layout.used,
+	};
+	int fds[2] = {qs->kick_fd, qs->call_fd};
+	return link_call(c, &req, fds, qs->poll ? 0 : 2, &rep);
+}
+
+static int vhost_stop_all(struct xvl_client *c, uint32_t dev)
+{
+	uint16_t base;
+	int rc = 0;
+	for (uint16_t q = 0; q < XVL_MAX_QUEUES && c->open[dev]; q++) {
+		struct xvl_blk_info info;
+		xvl_blk_get_info(c->open[dev], &info);
+		if (q >= info.num_queues)
+			break;
+		int r = xvl_vhost_stop_vring(&c->vh, q, &base, &c->eb);
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	return rc;
+}
+
+int xvl_dev_detach(struct xvl_client *c, uint32_t dev)
+{
+	if (c->mode == XVL_MODE_VHOST)
+		return c->vh.sock >= 0 ? vhost_stop_all(c, dev) : 0;
+	if (c->link_dead)
+		return 0;
+	struct xvl_msg req = {.type = XVL_MSG_DETACH}, rep;
+	req.u.dev.dev = dev;
+	return link_call(c, &req, NULL, 0, &rep);
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Client internals shared by the connection (client.c) and the drivers
+ * (blk.c).  The device-facing operations hide whether the peer is an
+ * xvloop server (link) or a vhost-user backend (direct).
+ */
+#ifndef XVL_CLIENT_INT_H
+#define XVL_CLIENT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "os.h"
+#include "proto.h"
+#include "vhost.h"
+#include "virtq.h"
+#include "window.h"
+#include "xvloop/xvl.h"
+
+enum xvl_mode {
+	XVL_MODE_LINK,
+	XVL_MODE_VHOST,
+};
+
+struct xvl_client {
+	enum xvl_mode mode;
+	int sock;                 /* link socket (LINK) */
+	uint32_t seq;
+	unsigned timeout_ms;
+	bool link_dead;
+	struct xvl_os_window win;
+	struct xvl_heap heap;
+	void *heap_meta;
+	struct xvl_vhost vh;      /* VHOST */
+	unsigned n_dev;
+	struct xvl_dev_desc dev[XVL_MAX_DEVICES];
+	struct xvl_blk *open[XVL_MAX_DEVICES];
+	char peer_name[XVL_NAME_MAX];
+	struct xvl_errbuf eb;
+};
+
+/* Where a queue's rings are and how the device is told about them. */
+struct xvl_queue_setup {
+	uint16_t queue;
+	struct xvl_vq_layout layout;
+	int kick_fd;              /* -1 in link poll mode */
+	int call_fd;
+	bool poll;
+};
+
+int xvl_dev_attach(struct xvl_client *c, uint32_t dev);
+int xvl_dev_set_features(struct xvl_client *c, uint32_t dev, uint64_t features);
+int xvl_dev_get_config(struct xvl_client *c, uint32_t dev, uint32_t off, void *buf, uint32_t len);
+int xvl_dev_set_status(struct xvl_client *c, uint32_t dev, uint32_t status);
+int xvl_dev_setup_queue(struct xvl_client *c, uint32_t dev, const struct xvl_queue_setup *qs);
+/* Reset the device and release it; the device has stopped touching the rings when this returns. */
+int xvl_dev_detach(struct xvl_client *c, uint32_t dev);
+
+/*
+ * Look at the link without blocking: handle server events (device broken)
+ * and notice the server going away.  Returns 0, or -ENOTCONN once the link is gone.
+ */
+int xvl_client_poll_link(struct xvl_client *c);
+
+/* Called by the client when the device reported broken or the link died. */
+void xvl_blk_mark_broken(struct xvl_blk *b, int reason, const char *why);
+
+/* Heap blocks as window offsets (0 = none). */
+uint64_t xvl_client_heap_alloc(struct xvl_client *c, uint64_t len);
+void xvl_client_heap_free(struct xvl_client *c, uint64_t off);
+
+#endif

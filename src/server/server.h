@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xvloop server: the device side.  Serves virtio devices to clients that
+ * connect over the link, each client bringing its own window.  Devices are
+ * backed by built-in backends (file via io_uring, null, RAM) or bridged to
+ * a vhost-user backend that gets the client's window as its only memory.
+ */
+#ifndef XVL_SERVER_H
+#define XVL_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "os.h"
+
+#define XVL_SERVER_MAX_DEVS 16
+
+enum xvl_backend_kind {
+	XVL_BK_FILE,
+	XVL_BK_NULL,
+	XVL_BK_RAM,
+	XVL_BK_VHOST,
+};
+
+/* One device as given on the command line or in a config file. */
+struct xvl_dev_spec {
+	char name[32];
+	enum xvl_backend_kind kind;
+	char path[256];      /* file: the disk file; vhost: the backend's socket */
+	uint64_t size;       /* null/ram: capacity in bytes; file: 0 = the file's size */
+	uint16_t queues;     /* queues offered (built-in backends), default 1 */
+	uint16_t queue_size; /* largest queue accepted, default 1024 */
+	bool direct;         /* file: O_DIRECT */
+	bool read_only;
+	bool relay;          /* vhost: relay notifications through the server */
+	unsigned reconnect_ms; /* vhost: how long to wait for a lost backend, default 10000 */
+};
+
+/*
+ * Parse "name=disk0,backend=file,path=disk.img,direct=on,ro=on,queues=4,size=1G".
+ * Unknown keys and bad values are refused with a message naming them.
+ */
+int xvl_dev_spec_parse(struct xvl_dev_spec *d, const char *text, struct xvl_errbuf *eb);
+
+/* Parse a size with an optional K/M/G/T suffix (powers of 1024). */
+int xvl_parse_size(const char *text, uint64_t *out);
+
+struct xvl_server_opts {
+	const char *listen;  /* socket path */
+	const char *name;    /* server name shown to clients */
+	unsigned n_devs;
+	struct xvl_dev_spec devs[XVL_SERVER_MAX_DEVS];
+	bool quiet;
+};
+
+struct xvl_server;
+
+/* Open every device and listen.  On failure nothing is left open. */
+int xvl_server_create(struct xvl_server **s, const struct xvl_server_opts *o,
+		      struct xvl_errbuf *eb);
+/* Serve until SIGINT/SIGTERM or xvl_server_stop. */
+int xvl_server_run(struct xvl_server *s);
+/* Ask run() to return (async-signal-safe). */
+void xvl_server_stop(struct xvl_server *s);
+/* Close every connection and device, unlink the socket. */
+void xvl_server_destroy(struct xvl_server *s);
+
+#endif
