@@ -1,0 +1,72 @@
+# xvloop: thin wrapper over meson + ninja.  See `make help`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+NINJA ?= ninja
+# seconds per fuzz target: `make fuzz` / the smoke run inside `make check`
+FUZZ_TIME ?= 60
+FUZZ_SMOKE ?= 10
+export FUZZ_SMOKE
+# fio sources for the external ioengine (see scripts/fio-headers.sh);
+# FIO_SRC=none builds without them.
+FIO_SRC ?= .fio-src
+
+# Pass -Dfio_src=... only once the tree has that meson option.
+HAVE_FIO_OPT := $(shell grep -qs "fio_src" meson_options.txt meson.options && echo yes)
+fio_opt = $$(if [ "$(HAVE_FIO_OPT)" = yes ] && [ "$(FIO_SRC)" != none ]; then p=$$(scripts/fio-headers.sh "$(FIO_SRC)") || exit 1; echo "-Dfio_src=$$p"; fi)
+
+.PHONY: all help deps build demo check build-asan build-aarch64 build-riscv64 \
+	cross freestanding fuzz fuzz-build fio-headers clean distclean
+
+all: deps build
+
+help:
+	@echo "make [all]      install missing Debian packages, configure and build ./build"
+	@echo "make demo       build, then run ./build/src/cli/xvl demo"
+	@echo "make check      every build (native, ASan/UBSan, aarch64, riscv64, freestanding core,"
+	@echo "                fuzzers) and every test (tests/run.sh); ends with 'N passed, N failed'"
+	@echo "make fuzz       build the libFuzzer targets, run each FUZZ_TIME=$(FUZZ_TIME) s"
+	@echo "make clean      remove build directories (distclean: also .fio-src)"
+
+deps:
+	@scripts/deps.sh
+
+fio-headers: deps
+	@scripts/fio-headers.sh "$(FIO_SRC)"
+
+build: deps
+	@opts="$(fio_opt)" && scripts/meson-setup.sh build $$opts
+	$(NINJA) -C build
+
+build-asan: deps
+	@opts="$(fio_opt)" && scripts/meson-setup.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false $$opts
+	$(NINJA) -C build-asan
+
+build-aarch64 build-riscv64: build-%: deps
+	@scripts/meson-setup.sh $@ --cross-file cross/$*.ini
+	$(NINJA) -C $@
+
+cross: build-aarch64 build-riscv64
+
+freestanding:
+	@scripts/freestanding.sh build-freestanding
+
+fuzz-build: deps
+	@scripts/fuzz.sh build
+
+fuzz: fuzz-build
+	@scripts/fuzz.sh run $(FUZZ_TIME)
+
+demo: all
+	./build/src/cli/xvl demo
+
+# Builds every configuration and runs every suite; a build that fails is shown
+# and counted as a failure (the remaining stages still run).
+check: deps
+	@tests/run.sh --build
+
+clean:
+	rm -rf build build-asan build-aarch64 build-riscv64 build-freestanding build-fuzz build-logs
+
+distclean: clean
+	rm -rf .fio-src

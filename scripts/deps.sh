@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages xvloop needs to build, test and benchmark.
+# Idempotent: asks dpkg what is already installed and runs apt only for what
+# is missing (apt-get update only then, too).  Needs root when it installs.
+set -euo pipefail
+
+PKGS=(
+	meson ninja-build pkg-config gcc clang
+	liburing-dev libjson-c-dev libseccomp-dev libfuse3-dev fuse3 libnbd-dev
+	qemu-system-common qemu-utils fio
+	dpdk dpdk-dev libdpdk-dev dpdk-doc
+	gnuplot-nox libclang-rt-14-dev
+	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
+	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
+	valgrind dpkg-dev
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[ "$st" = installed ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: all ${#PKGS[@]} packages present"
+	exit 0
+fi
+
+echo "deps: installing: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO=(sudo -E)
+	else
+		echo "deps: need root to install packages" >&2
+		exit 1
+	fi
+else
+	SUDO=()
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+"${SUDO[@]}" apt-get install -y -q \
+	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+	"${missing[@]}"
+echo "deps: installed ${#missing[@]} package(s)"
