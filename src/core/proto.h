@@ -61,6 +61,13 @@ enum xvl_msg_type {
 /* EVENT codes. */
 #define XVL_EVENT_BROKEN 1u   /* device marked NEEDS_RESET; reason = negative errno */
 #define XVL_EVENT_CONFIG 2u   /* configuration space changed */
+/*
+ * The device is back after its backend was lost and came back (or was
+ * replaced): its status is 0 again.  The driver sets it up again from
+ * ACKNOWLEDGE on, with fresh rings, and submits again every request that
+ * had not completed.  Nothing completed is lost; nothing is completed twice.
+ */
+#define XVL_EVENT_RESTART 3u
 
 /* virtio device status bits (virtio 1.x 2.1). */
 #define XVL_STATUS_ACKNOWLEDGE 1u
