@@ -166,9 +166,34 @@ static void list_remove(struct xvl_heap *h, unsigned k, uint32_t i)
 	h->state[i] = 0;
 }
 
+/*
+ * Bit scans by halving: __builtin_clzll/ctzll become libgcc calls on some
+ * targets (riscv64 without Zbb), which a bare-metal core cannot rely on.
+ */
 static unsigned log2_floor(uint64_t v)
 {
-	return 63u - (unsigned)__builtin_clzll(v);
+	unsigned r = 0;
+	for (unsigned s = 32; s; s >>= 1) {
+		if (v >> s) {
+			v >>= s;
+			r += s;
+		}
+	}
+	return r;
+}
+
+static unsigned trailing_zeros(uint64_t v)
+{
+	unsigned r = 0;
+	if (!v)
+		return 64;
+	for (unsigned s = 32; s; s >>= 1) {
+		if (!(v & ((1ull << s) - 1))) {
+			v >>= s;
+			r += s;
+		}
+	}
+	return r;
 }
 
 int xvl_heap_init(struct xvl_heap *h, uint64_t off, uint64_t len, unsigned min_order, void *meta)
@@ -206,7 +231,7 @@ int xvl_heap_init(struct xvl_heap *h, uint64_t off, uint64_t len, unsigned min_o
 
 	/* Cover [start, end) with the largest naturally aligned blocks. */
 	for (uint64_t o = start; o < end;) {
-		unsigned k = (unsigned)__builtin_ctzll(o);
+		unsigned k = trailing_zeros(o);
 		unsigned fit = log2_floor(end - o);
 		if (fit < k)
 			k = fit;
