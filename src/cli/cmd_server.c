@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/* xvl server */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "server.h"
+
+static const char help[] =
+	"NAME\n"
+	"    xvl server - serve virtio block devices to xvloop clients\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]... [--name NAME] [--quiet]\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    Listens on the Unix socket SOCKET (SOCK_SEQPACKET) for clients.  Each\n"
+	"    client brings its own memory window; the server maps it and nothing else\n"
+	"    of the client's.  One client at a time may attach a device; the server\n"
+	"    outlives clients that disconnect or die, and serves the others meanwhile.\n"
+	"    Runs until SIGINT or SIGTERM, then removes SOCKET.\n"
+	"\n"
+	"OPTIONS\n"
+	"    -l, --listen SOCKET   socket path to listen on (a stale socket file is replaced;\n"
+	"                          a live one is refused)\n"
+	"    -d, --dev SPEC        a device (at most 16), SPEC is comma-separated key=value:\n"
+	"          name=NAME         device name, also its virtio-blk serial (<= 20 bytes)\n"
+	"          backend=KIND      file | null | ram | vhost-user\n"
+	"          path=PATH         file: the disk image or block device;\n"
+	"                            vhost-user: the backend's socket\n"
+	"          size=BYTES        null, ram: capacity (K/M/G/T suffixes);\n"
+	"                            file: use only the first BYTES of the file\n"
+	"          queues=N          queues offered, 1..16 (built-in backends; default 1)\n"
+	"          queue-size=N      largest queue accepted, power of two <= 1024\n"
+	"          direct=on         file: O_DIRECT (buffers are 512-byte aligned)\n"
+	"          ro=on             read-only device\n"
+	"          relay=on          vhost-user: relay notifications through the server\n"
+	"                            (default: the backend and the client signal each other)\n"
+	"          reconnect-ms=N    vhost-user: wait this long for a lost backend (10000)\n"
+	"    -n, --name NAME       server name shown to clients\n"
+	"    -q, --quiet           no log lines on stderr\n"
+	"    -h, --help            this text\n"
+	"\n"
+	"EXAMPLES\n"
+	"    xvl server --listen /run/xvl.sock --dev name=disk0,backend=file,path=disk.img\n"
+	"    xvl server -l s.sock -d name=n0,backend=null,size=1G,queues=4\n"
+	"    xvl server -l s.sock -d name=q0,backend=vhost-user,path=/run/qsd.sock\n";
+
+int cmd_server(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, 'l'}, {"dev", required_argument, NULL, 'd'},
+		{"name", required_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+	struct xvl_server_opts o = {0};
+	struct xvl_errbuf eb = {{0}};
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "l:d:n:qh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'l': o.listen = optarg; break;
+		case 'n': o.name = optarg; break;
+		case 'q': o.quiet = true; break;
+		case 'h': return cli_help(help);
+		case 'd':
+			if (o.n_devs == XVL_SERVER_MAX_DEVS)
+				return cli_fail(2, "server", "at most %u devices", XVL_SERVER_MAX_DEVS);
+			if (xvl_dev_spec_parse(&o.devs[o.n_devs++], optarg, &eb) < 0)
+				return cli_fail(2, "server", "%s", eb.msg);
+			break;
+		default:
+			return cli_fail(2, "server", "see 'xvl server --help'");
+		}
+	}
+	if (optind < argc)
+		return cli_fail(2, "server", "unexpected argument '%s'", argv[optind]);
+	if (!o.listen)
+		return cli_fail(2, "server", "--listen SOCKET is required");
+	if (!o.n_devs)
+		return cli_fail(2, "server", "at least one --dev SPEC is required");
+
+	struct xvl_server *s;
+	if (xvl_server_create(&s, &o, &eb) < 0)
+		return cli_fail(1, "server", "%s", eb.msg);
+	int rc = xvl_server_run(s);
+	xvl_server_destroy(s);
+	return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/* xvl: the xvloop command. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "server.h"
+
+static const char usage[] =
+	"NAME\n"
+	"    xvl - cross-compartment virtio-loopback\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]...\n"
+	"    xvl blk info|read|write|verify --connect URI [OPTIONS]\n"
+	"    xvl demo [--size BYTES] [--keep]\n"
+	"    xvl COMMAND --help\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    A server (the device side) serves virtio block devices to clients (the\n"
+	"    driver side) that run in other processes or compartments.  The two share\n"
+	"    nothing but one memory window that the client creates; the control path\n"
+	"    is a Unix socket (the link).  A server device is backed by a file\n"
+	"    (io_uring), RAM, nothing (null), or an unmodified vhost-user-blk backend\n"
+	"    that is given the window as its only memory.\n"
+	"\n"
+	"COMMANDS\n"
+	"    server   serve devices on a socket\n"
+	"    blk      use a block device: info, read, write, verify\n"
+	"    demo     start a server with a file-backed disk and a client in another\n"
+	"             process, write and verify a pattern, report throughput and latency\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 success, 1 runtime failure (the message says what failed), 2 bad usage.\n";
+
+int cli_help(const char *text)
+{
+	fputs(text, stdout);
+	return 0;
+}
+
+int cli_fail(int code, const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "xvl %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+bool cli_size(const char *cmd, const char *opt, const char *text, uint64_t *out)
+{
+	if (xvl_parse_size(text, out) == 0)
+		return true;
+	cli_fail(2, cmd, "%s: '%s' is not a size (a number with an optional K, M, G or T suffix)",
+		 opt, text);
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return fputs(usage, stderr), 2;
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help"))
+		return cli_help(usage);
+	if (!strcmp(cmd, "server"))
+		return cmd_server(argc - 1, argv + 1);
+	if (!strcmp(cmd, "blk"))
+		return cmd_blk(argc - 1, argv + 1);
+	if (!strcmp(cmd, "demo"))
+		return cmd_demo(argc - 1, argv + 1);
+	fprintf(stderr, "xvl: unknown command '%s' (see xvl --help)\n", cmd);
+	return 2;
+}
