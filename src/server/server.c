@@ -151,6 +151,11 @@ static void dev_reset(struct srv_dev *d)
 	d->broken = false;
 }
 
+void srv_dev_reset(struct srv_dev *d)
+{
+	dev_reset(d);
+}
+
 static unsigned dev_inflight(const struct srv_dev *d)
 {
 	unsigned n = 0;
@@ -300,7 +305,9 @@ static int on_dev_info(struct srv_conn *c, const struct xvl_msg *m, struct xvl_m
 {
 	if (m->u.dev.dev >= c->srv->n_devs)
 		return -ENODEV;
-	const struct srv_dev *d = &c->srv->dev[m->u.dev.dev];
+	struct srv_dev *d = &c->srv->dev[m->u.dev.dev];
+	if (d->spec.kind == XVL_BK_VHOST)
+		srv_bridge_probe_if_needed(d);
 	rep->u.info = (struct xvl_m_dev_info){.dev = d->index, .virtio_id = XVL_VIRTIO_ID_BLOCK,
 					      .num_queues = d->num_queues,
 					      .max_queue_size = d->max_queue_size,
@@ -318,6 +325,8 @@ static int on_attach(struct srv_conn *c, const struct xvl_msg *m)
 		return -EALREADY;
 	if (d->conn)
 		return -EBUSY;
+	if (d->spec.kind == XVL_BK_VHOST && !d->vh_probed)
+		return -EHOSTDOWN; /* its backend has not answered yet (the server log says why) */
 	d->conn = c;
 	d->status = 0;
 	d->broken = false;
@@ -664,12 +673,12 @@ static void on_event(struct srv *s, struct srv_watch *w)
 	case W_RELAY_CALL:
 		srv_bridge_relay(s, w->obj, false);
 		break;
-	case W_VHOST: {
-		struct srv_dev *d = w->obj;
-		srv_dev_break(d, -ECONNRESET, "vhost-user backend %s went away", d->spec.path);
-		srv_bridge_stop(d);
+	case W_VHOST:
+		srv_bridge_lost(w->obj);
 		break;
-	}
+	case W_VHOST_TIMER:
+		srv_bridge_retry(w->obj);
+		break;
 	}
 }
 

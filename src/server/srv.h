@@ -29,6 +29,7 @@ enum srv_watch_kind {
 	W_KICK,        /* a client's kick eventfd (built-in backends; relay mode) */
 	W_RELAY_CALL,  /* a vhost backend's call eventfd (relay mode) */
 	W_VHOST,       /* a vhost backend's socket: readable means it went away */
+	W_VHOST_TIMER, /* retry timer while a lost vhost backend is awaited */
 };
 
 struct srv_watch {
@@ -100,7 +101,11 @@ struct srv_dev {
 	uint8_t *ram;        /* ram */
 	struct xvl_vhost vh; /* vhost bridge */
 	bool vh_up;
+	bool vh_probed;      /* features and config were read from the backend */
 	struct srv_watch vh_w;
+	int vh_timer;        /* timerfd while a lost backend is awaited, else -1 */
+	uint64_t vh_deadline_ns;
+	struct srv_watch vh_timer_w;
 	/* counters */
 	uint64_t st_requests;
 	uint64_t st_bytes;
@@ -166,6 +171,14 @@ void srv_unwatch(struct srv *s, int fd);
 int srv_bridge_start(struct srv_dev *d, struct xvl_errbuf *eb);
 void srv_bridge_stop(struct srv_dev *d);
 void srv_bridge_relay(struct srv *s, struct srv_queue *q, bool from_client);
+/* The backend socket became readable: it went away (or broke the protocol). */
+void srv_bridge_lost(struct srv_dev *d);
+/* Retry timer tick while a lost backend is awaited. */
+void srv_bridge_retry(struct srv_dev *d);
+/* Read features and config again if the backend was not reachable before (DEV_INFO). */
+void srv_bridge_probe_if_needed(struct srv_dev *d);
+/* Reset the device as a SET_STATUS 0 would (server.c). */
+void srv_dev_reset(struct srv_dev *d);
 
 void srv_log(const struct srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
