@@ -112,6 +112,7 @@ struct xvl_vq_drv {
 	uint16_t ind_max;
 	struct xvl_vq_drv_slot *slot; /* num entries, private memory */
 	uint16_t *next;       /* num entries: private shadow of desc[].next / free list */
+	bool cb_off;          /* used-buffer notifications suppressed (disable_cb) */
 };
 
 /* Bytes of private memory xvl_vq_drv_init needs for a queue of num entries. */
@@ -121,7 +122,7 @@ size_t xvl_vq_drv_priv_size(uint16_t num);
  * Set up the driver side over rings at l (validated), zeroing the rings.
  * ind_off/ind_max: optional per-head indirect tables (ind_off 0 = none);
  * each head i owns [ind_off + i*16*ind_max, +16*ind_max).  priv: private
- * memory of xvl_vq_drv_priv_size(l->num) bytes.
+ * memory of xvl_vq_drv_priv_size(l->num) bytes, 8-byte aligned.
  */
 int xvl_vq_drv_init(struct xvl_vq_drv *vq, const struct xvl_mem *m, const struct xvl_vq_layout *l,
 		    bool event_idx, uint64_t ind_off, uint16_t ind_max, void *priv);
@@ -149,7 +150,8 @@ bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq);
 int xvl_vq_drv_get_used(struct xvl_vq_drv *vq, uint64_t *token, uint32_t *len);
 
 /* Ask for (enable) or suppress (disable) used-buffer notifications.
- * enable returns true if completions are already pending (re-check needed). */
+ * enable returns true if completions are already pending (re-check needed)
+ * or the queue is broken (get_used then reports -EIO). */
 bool xvl_vq_drv_enable_cb(struct xvl_vq_drv *vq);
 void xvl_vq_drv_disable_cb(struct xvl_vq_drv *vq);
 
@@ -159,6 +161,7 @@ unsigned xvl_vq_drv_inflight(const struct xvl_vq_drv *vq);
 /*
  * Reclaim one outstanding request without the device (after the queue is
  * broken or the device reset).  Returns 1 with its token, 0 when none left.
+ * Detaching marks the queue broken: re-init it before reuse.
  */
 int xvl_vq_drv_detach(struct xvl_vq_drv *vq, uint64_t *token);
 
@@ -180,6 +183,7 @@ struct xvl_vq_dev {
 	bool event_idx;
 	bool indirect;           /* VIRTIO_F_INDIRECT_DESC negotiated */
 	bool broken;
+	bool notify_off;         /* available-buffer notifications suppressed */
 };
 
 /* One buffer of a popped chain, already checked against the window. */
@@ -211,8 +215,9 @@ int xvl_vq_dev_init(struct xvl_vq_dev *vq, const struct xvl_mem *m, const struct
 /*
  * Take the next available chain.  Every descriptor is copied before use;
  * chains are bounded by the queue size (and the indirect table size),
- * nested indirect tables, readable-after-writable, zero-length tables and
- * buffers outside the window are refused.  e->seg must hold max_segs.
+ * nested indirect tables, readable-after-writable, zero-length or
+ * misaligned (not 8-byte) tables and buffers outside the window are
+ * refused.  e->seg must hold max_segs.
  * Returns 1 with *e filled, 0 when the ring is empty, -EIO when the driver
  * broke the ring (queue now broken), -E2BIG when a chain has more than
  * max_segs buffers (queue now broken too: the chain cannot be answered).
@@ -226,7 +231,8 @@ int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len);
 bool xvl_vq_dev_notify_prepare(struct xvl_vq_dev *vq);
 
 /* Ask for (enable) or suppress (disable) available-buffer notifications.
- * enable returns true if chains are already available (re-check needed). */
+ * enable returns true if chains are already available (re-check needed)
+ * or the queue is broken (pop then reports -EIO); so does has_avail. */
 bool xvl_vq_dev_enable_notify(struct xvl_vq_dev *vq);
 void xvl_vq_dev_disable_notify(struct xvl_vq_dev *vq);
 
