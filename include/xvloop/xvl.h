@@ -32,6 +32,13 @@ struct xvl_client_opts {
 	const char *window;       /* window backing: "memfd" (default), "memfd-huge", "hugetlbfs:PATH", "shm:NAME" */
 	uint64_t window_size;     /* bytes; default 64 MiB */
 	unsigned timeout_ms;      /* link request timeout; default 5000 */
+	/*
+	 * When the server goes away: keep trying to reconnect for this long,
+	 * then set every open device up again and resubmit what had not
+	 * completed (the caller sees nothing but a delay).  0 (default): the
+	 * devices break and pending requests fail with -ENODEV.
+	 */
+	unsigned reconnect_ms;
 };
 
 /*
@@ -57,6 +64,9 @@ unsigned xvl_client_num_devices(const struct xvl_client *c);
 int xvl_client_device(const struct xvl_client *c, unsigned i, struct xvl_dev_desc *d);
 /* Index of the device called name, or -ENODEV. */
 int xvl_client_find(const struct xvl_client *c, const char *name);
+/* Times the client reconnected to a restarted server, and devices restarted (EVENT RESTART). */
+unsigned xvl_client_reconnects(const struct xvl_client *c);
+unsigned xvl_client_restarts(const struct xvl_client *c);
 /* "xvl" or "vhost-user". */
 const char *xvl_client_mode(const struct xvl_client *c);
 

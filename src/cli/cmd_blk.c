@@ -50,6 +50,9 @@ static const char help[] =
 	"    -S, --queue-size N       ring entries per queue, power of two <= 1024 (default 256)\n"
 	"    -p, --poll               busy-poll: no notifications (costs a core on each side)\n"
 	"    -W, --window-size BYTES  shared window to create (default 64M)\n"
+	"    -R, --reconnect-ms N     if the server goes away, reconnect within N ms, set the\n"
+	"                             device up again and resubmit what had not completed\n"
+	"                             (default 0: pending requests fail)\n"
 	"    -h, --help               this text\n"
 	"\n"
 	"OFFSETS AND LENGTHS are bytes, multiples of 512, with optional K/M/G suffixes.\n"
@@ -69,6 +72,7 @@ struct blk_args {
 	bool poll;
 	bool json;
 	uint64_t window_size;
+	uint64_t reconnect_ms;
 	uint64_t offset;
 	uint64_t length;
 	bool have_offset;
@@ -84,6 +88,7 @@ static const struct option longopts[] = {
 	{"connect", required_argument, NULL, 'c'}, {"device", required_argument, NULL, 'd'},
 	{"queues", required_argument, NULL, 'Q'},  {"queue-size", required_argument, NULL, 'S'},
 	{"poll", no_argument, NULL, 'p'},          {"window-size", required_argument, NULL, 'W'},
+	{"reconnect-ms", required_argument, NULL, 'R'},
 	{"offset", required_argument, NULL, 'o'},  {"length", required_argument, NULL, 'L'},
 	{"input", required_argument, NULL, 'i'},   {"output", required_argument, NULL, 'O'},
 	{"help", no_argument, NULL, 'h'},          {"seed", required_argument, NULL, OPT_SEED},
@@ -144,6 +149,7 @@ static bool parse_opt(struct blk_args *a, int opt)
 		a->queue_size = (uint16_t)n;
 		return true;
 	case 'W': return cli_size("blk", "--window-size", optarg, &a->window_size);
+	case 'R': return parse_uint("--reconnect-ms", optarg, 3600000, &a->reconnect_ms);
 	case 'o': a->have_offset = true; return cli_size("blk", "--offset", optarg, &a->offset);
 	case 'L': return cli_size("blk", "--length", optarg, &a->length);
 	case OPT_SEED: return parse_uint("--seed", optarg, UINT64_MAX, &a->wl.seed);
@@ -182,7 +188,8 @@ static int resolve_device(struct xvl_client *c, const char *dev)
 
 static int open_blk(struct blk_args *a, struct xvl_client **c, struct xvl_blk **b)
 {
-	struct xvl_client_opts co = {.name = "xvl-blk", .window_size = a->window_size};
+	struct xvl_client_opts co = {.name = "xvl-blk", .window_size = a->window_size,
+				     .reconnect_ms = (unsigned)a->reconnect_ms};
 	char err[300];
 	if (xvl_client_connect(c, a->connect, &co, err, sizeof(err)) < 0)
 		return cli_fail(1, "blk", "cannot connect to %s", err);
@@ -355,6 +362,9 @@ static int do_verify(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b
 	       a->poll ? "polling" : "notifications");
 	int rc = wl_run(c, b, &a->wl, &r);
 	wl_print(stdout, &r);
+	if (xvl_client_reconnects(c) || xvl_client_restarts(c))
+		printf("  server reconnections %u, device restarts %u (pending requests resubmitted)\n",
+		       xvl_client_reconnects(c), xvl_client_restarts(c));
 	if (rc < 0) {
 		if (rc != -EIO)
 			fprintf(stderr, "xvl blk: %s\n", xvl_client_errmsg(c));
@@ -376,7 +386,7 @@ int cmd_blk(int argc, char **argv)
 		return cli_help(help);
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:pW:o:L:i:O:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:pW:R:o:L:i:O:h", longopts, NULL)) != -1) {
 		if (opt == 'h')
 			return cli_help(help);
 		if (!parse_opt(&a, opt))

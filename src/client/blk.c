@@ -39,10 +39,13 @@
 	 (1ull << XVL_BLK_F_DISCARD) | (1ull << XVL_BLK_F_WRITE_ZEROES) |                         \
 	 (1ull << XVL_BLK_F_TOPOLOGY))
 
+/* Everything needed to build a request's chain again after a device restart. */
 struct blk_slot {
 	void *user;
 	void *app_buf;       /* caller's buffer when it is copied through the window */
 	uint64_t bounce;     /* window offset of the bounce block, 0 = zero copy */
+	uint64_t data;       /* window offset of the data */
+	uint64_t offset;     /* bytes on the device */
 	uint32_t len;
 	uint8_t op;
 };
@@ -51,6 +54,8 @@ struct blk_queue {
 	struct xvl_vq_drv vq;
 	void *vq_priv;
 	uint64_t area;       /* heap block with rings, indirect tables, slots */
+	struct xvl_vq_layout layout;
+	uint64_t ind_off;
 	uint8_t *slots;      /* local address of the slot array in the window */
 	uint64_t slots_off;
 	struct blk_slot *slot;
@@ -59,6 +64,9 @@ struct blk_queue {
 	int kick_fd;
 	int call_fd;
 	uint64_t last_link_check;
+	uint16_t *resubmit;       /* slots to submit again after a restart */
+	struct xvl_blk_cpl *held; /* completions found while restarting, not yet returned */
+	unsigned n_held;
 };
 
 struct xvl_blk {
@@ -66,8 +74,11 @@ struct xvl_blk {
 	uint32_t dev;
 	bool poll;
 	bool broken;
+	bool restart;        /* the device asked to be set up again (EVENT RESTART) */
 	int broken_reason;
 	char broken_msg[64];
+	uint64_t offered;    /* device features at open */
+	struct xvl_blk_opts opts;
 	struct xvl_blk_info info;
 	uint16_t nq;
 	struct blk_queue q[XVL_MAX_QUEUES];
@@ -165,58 +176,70 @@ static int queue_alloc(struct xvl_blk *b, struct blk_queue *bq, uint16_t num)
 	bool indirect = has(b->info.features, XVL_F_INDIRECT_DESC);
 	struct queue_area a = plan_area(num, indirect);
 
-	bq->kick_fd = bq->call_fd = -1;
 	bq->area = xvl_client_heap_alloc(b->c, a.total);
 	bq->vq_priv = calloc(1, xvl_vq_drv_priv_size(num));
 	bq->slot = calloc(num, sizeof(*bq->slot));
 	bq->free_slot = calloc(num, sizeof(*bq->free_slot));
-	if (!bq->area || !bq->vq_priv || !bq->slot || !bq->free_slot)
+	bq->resubmit = calloc(num, sizeof(*bq->resubmit));
+	bq->held = calloc(num, sizeof(*bq->held));
+	if (!bq->area || !bq->vq_priv || !bq->slot || !bq->free_slot || !bq->resubmit || !bq->held)
 		return xvl_err(&b->c->eb, -ENOMEM,
 			       "no room for a queue of %u entries (%llu bytes) in the window; "
 			       "use a bigger window or smaller queues",
 			       num, (unsigned long long)a.total);
-	struct xvl_vq_layout l = {.num = num,
-				  .desc = bq->area + a.desc,
-				  .avail = bq->area + a.avail,
-				  .used = bq->area + a.used};
-	int rc = xvl_vq_drv_init(&bq->vq, &b->c->win.mem, &l, has(b->info.features, XVL_F_EVENT_IDX),
-				 indirect ? bq->area + a.ind : 0, indirect ? IND_MAX : 0, bq->vq_priv);
-	if (rc < 0)
-		return xvl_err(&b->c->eb, rc, "cannot set up queue rings");
+	bq->layout = (struct xvl_vq_layout){.num = num, .desc = bq->area + a.desc,
+					    .avail = bq->area + a.avail, .used = bq->area + a.used};
+	bq->ind_off = indirect ? bq->area + a.ind : 0;
 	bq->slots_off = bq->area + a.slots;
 	bq->slots = b->c->win.mem.base + bq->slots_off;
 	for (uint16_t i = 0; i < num; i++)
 		bq->free_slot[i] = (uint16_t)(num - 1 - i);
 	bq->n_free = num;
+	if (!(b->poll && b->c->mode == XVL_MODE_LINK)) {
+		bq->kick_fd = xvl_os_eventfd();
+		bq->call_fd = xvl_os_eventfd();
+		if (bq->kick_fd < 0 || bq->call_fd < 0)
+			return xvl_err(&b->c->eb, -errno, "eventfd: %s", strerror(errno));
+	}
 	return 0;
+}
+
+/* Fresh, empty rings (at open, and again when the device restarts). */
+static int queue_rings_init(struct xvl_blk *b, struct blk_queue *bq)
+{
+	int rc = xvl_vq_drv_init(&bq->vq, &b->c->win.mem, &bq->layout,
+				 has(b->info.features, XVL_F_EVENT_IDX), bq->ind_off,
+				 bq->ind_off ? IND_MAX : 0, bq->vq_priv);
+	if (rc < 0)
+		return xvl_err(&b->c->eb, rc, "cannot set up queue rings");
+	if (b->poll)
+		xvl_vq_drv_disable_cb(&bq->vq);
+	return 0;
+}
+
+/* Tell the device where queue qi is. */
+static int queue_announce(struct xvl_blk *b, uint16_t qi)
+{
+	struct blk_queue *bq = &b->q[qi];
+	struct xvl_queue_setup qs = {.queue = qi,
+				     .layout = bq->layout,
+				     .kick_fd = bq->kick_fd,
+				     .call_fd = bq->call_fd,
+				     .poll = b->poll && b->c->mode == XVL_MODE_LINK};
+	return xvl_dev_setup_queue(b->c, b->dev, &qs);
 }
 
 static int queue_start(struct xvl_blk *b, uint16_t qi, uint16_t num)
 {
 	struct blk_queue *bq = &b->q[qi];
 	int rc = queue_alloc(b, bq, num);
+	if (rc == 0)
+		rc = queue_rings_init(b, bq);
 	if (rc < 0)
 		return rc;
-	bool link_poll = b->poll && b->c->mode == XVL_MODE_LINK;
-	if (!link_poll) {
-		bq->kick_fd = xvl_os_eventfd();
-		bq->call_fd = xvl_os_eventfd();
-		if (bq->kick_fd < 0 || bq->call_fd < 0)
-			return xvl_err(&b->c->eb, -errno, "eventfd: %s", strerror(errno));
-	}
-	struct xvl_queue_setup qs = {.queue = qi,
-				     .layout = {.num = num,
-						.desc = (uint64_t)((uint8_t *)bq->vq.desc - b->c->win.mem.base),
-						.avail = (uint64_t)((uint8_t *)bq->vq.avail - b->c->win.mem.base),
-						.used = (uint64_t)((uint8_t *)bq->vq.used - b->c->win.mem.base)},
-				     .kick_fd = bq->kick_fd,
-				     .call_fd = bq->call_fd,
-				     .poll = link_poll};
-	xvl_win_record(&b->c->win.mem, XVL_WIN_DESC, (uint16_t)b->dev, qi, qs.layout.desc,
+	xvl_win_record(&b->c->win.mem, XVL_WIN_DESC, (uint16_t)b->dev, qi, bq->layout.desc,
 		       xvl_vq_desc_bytes(num));
-	if (b->poll)
-		xvl_vq_drv_disable_cb(&bq->vq);
-	return xvl_dev_setup_queue(b->c, b->dev, &qs);
+	return queue_announce(b, qi);
 }
 
 static void queue_free(struct xvl_blk *b, struct blk_queue *bq)
@@ -232,6 +255,8 @@ static void queue_free(struct xvl_blk *b, struct blk_queue *bq)
 	free(bq->vq_priv);
 	free(bq->slot);
 	free(bq->free_slot);
+	free(bq->resubmit);
+	free(bq->held);
 	memset(bq, 0, sizeof(*bq));
 	bq->kick_fd = bq->call_fd = -1;
 }
@@ -261,6 +286,8 @@ static int open_device(struct xvl_blk *b, const struct xvl_blk_opts *o)
 	if (qsize == 0 || qsize > XVL_VQ_MAX_SIZE || (qsize & (qsize - 1)))
 		return xvl_err(&b->c->eb, -EINVAL, "queue size %u is not a power of two in 1..%u",
 			       qsize, XVL_VQ_MAX_SIZE);
+	b->opts = *o;
+	b->offered = d->features;
 	int rc = xvl_dev_attach(b->c, b->dev);
 	if (rc == 0)
 		rc = negotiate(b, o, d->features);
@@ -398,27 +425,28 @@ static const uint32_t blk_type[] = {
 	[XVL_BLK_GET_ID] = XVL_BLK_T_GET_ID,
 };
 
-static void fill_slot(struct blk_queue *bq, uint16_t s, const struct xvl_blk_req *r)
+/* Write the device-readable header (and range) of slot s from private state. */
+static void fill_slot(struct blk_queue *bq, uint16_t s)
 {
+	const struct blk_slot *sl = &bq->slot[s];
 	uint8_t *p = bq->slots + (uint64_t)s * SLOT_BYTES;
-	struct xvl_blk_outhdr h = {.type = xvl_le32(blk_type[r->op]),
-				   .sector = xvl_le64(r->offset / XVL_BLK_SECTOR_SIZE)};
+	struct xvl_blk_outhdr h = {.type = xvl_le32(blk_type[sl->op]),
+				   .sector = xvl_le64(sl->offset / XVL_BLK_SECTOR_SIZE)};
 	memcpy(p + SLOT_HDR, &h, sizeof(h));
-	if (r->op == XVL_BLK_DISCARD || r->op == XVL_BLK_WRITE_ZEROES) {
-		struct xvl_blk_dwz d = {.sector = xvl_le64(r->offset / XVL_BLK_SECTOR_SIZE),
-					.num_sectors = xvl_le32(r->len / XVL_BLK_SECTOR_SIZE)};
+	if (sl->op == XVL_BLK_DISCARD || sl->op == XVL_BLK_WRITE_ZEROES) {
+		struct xvl_blk_dwz d = {.sector = xvl_le64(sl->offset / XVL_BLK_SECTOR_SIZE),
+					.num_sectors = xvl_le32(sl->len / XVL_BLK_SECTOR_SIZE)};
 		memcpy(p + SLOT_DWZ, &d, sizeof(d));
 	}
 	p[SLOT_STATUS] = STATUS_UNSET;
 }
 
 /* Window offset of the request's data: the caller's buffer or a bounce block. */
-static int data_offset(struct xvl_blk *b, struct blk_slot *sl, const struct xvl_blk_req *r,
-		       uint64_t *off)
+static int place_data(struct xvl_blk *b, struct blk_slot *sl, const struct xvl_blk_req *r)
 {
 	int64_t o = xvl_mem_off(&b->c->win.mem, r->buf, r->len);
 	if (o > 0) {
-		*off = (uint64_t)o;
+		sl->data = (uint64_t)o;
 		return 0;
 	}
 	sl->bounce = xvl_client_heap_alloc(b->c, r->len);
@@ -427,7 +455,7 @@ static int data_offset(struct xvl_blk *b, struct blk_slot *sl, const struct xvl_
 	sl->app_buf = r->buf;
 	if (r->op == XVL_BLK_WRITE)
 		memcpy(b->c->win.mem.base + sl->bounce, r->buf, r->len);
-	*off = sl->bounce;
+	sl->data = sl->bounce;
 	return 0;
 }
 
@@ -445,23 +473,20 @@ static unsigned add_data_segs(const struct xvl_blk *b, struct xvl_sg *sg, uint64
 	return n;
 }
 
-static int build_chain(struct xvl_blk *b, struct blk_queue *bq, uint16_t s,
-		       const struct xvl_blk_req *r, struct xvl_sg *sg, unsigned *n_out,
-		       unsigned *n_in)
+static void build_chain(const struct xvl_blk *b, const struct blk_queue *bq, uint16_t s,
+			struct xvl_sg *sg, unsigned *n_out, unsigned *n_in)
 {
+	const struct blk_slot *sl = &bq->slot[s];
 	uint64_t slot = bq->slots_off + (uint64_t)s * SLOT_BYTES;
-	uint64_t data;
 	unsigned n = 0;
 
 	sg[n++] = (struct xvl_sg){.off = slot + SLOT_HDR, .len = sizeof(struct xvl_blk_outhdr)};
-	switch (r->op) {
+	*n_out = 1;
+	switch (sl->op) {
 	case XVL_BLK_READ:
 	case XVL_BLK_WRITE: {
-		int rc = data_offset(b, &bq->slot[s], r, &data);
-		if (rc < 0)
-			return rc;
-		unsigned d = add_data_segs(b, sg + n, data, r->len);
-		*n_out = r->op == XVL_BLK_WRITE ? 1 + d : 1;
+		unsigned d = add_data_segs(b, sg + n, sl->data, sl->len);
+		*n_out = sl->op == XVL_BLK_WRITE ? 1 + d : 1;
 		n += d;
 		break;
 	}
@@ -472,15 +497,23 @@ static int build_chain(struct xvl_blk *b, struct blk_queue *bq, uint16_t s,
 		break;
 	case XVL_BLK_GET_ID:
 		sg[n++] = (struct xvl_sg){.off = slot + SLOT_ID, .len = XVL_BLK_ID_BYTES};
-		*n_out = 1;
 		break;
 	default:
-		*n_out = 1;
 		break;
 	}
 	sg[n++] = (struct xvl_sg){.off = slot + SLOT_STATUS, .len = 1};
 	*n_in = n - *n_out;
-	return 0;
+}
+
+/* Expose slot s to the device. */
+static int expose_slot(struct xvl_blk *b, struct blk_queue *bq, uint16_t s)
+{
+	struct xvl_sg sg[IND_MAX];
+	unsigned n_out, n_in;
+
+	fill_slot(bq, s);
+	build_chain(b, bq, s, sg, &n_out, &n_in);
+	return xvl_vq_drv_add(&bq->vq, sg, n_out, n_in, s);
 }
 
 static void release_slot(struct xvl_blk *b, struct blk_queue *bq, uint16_t s)
@@ -492,9 +525,6 @@ static void release_slot(struct xvl_blk *b, struct blk_queue *bq, uint16_t s)
 
 int xvl_blk_submit(struct xvl_blk *b, uint16_t q, const struct xvl_blk_req *r)
 {
-	struct xvl_sg sg[IND_MAX];
-	unsigned n_out, n_in;
-
 	if (q >= b->nq)
 		return -EINVAL;
 	if (b->broken)
@@ -506,12 +536,13 @@ int xvl_blk_submit(struct xvl_blk *b, uint16_t q, const struct xvl_blk_req *r)
 	if (!bq->n_free)
 		return -EAGAIN;
 	uint16_t s = bq->free_slot[--bq->n_free];
-	bq->slot[s] = (struct blk_slot){.user = r->user, .len = r->len, .op = r->op,
-					.app_buf = r->op == XVL_BLK_GET_ID ? r->buf : NULL};
-	fill_slot(bq, s, r);
-	rc = build_chain(b, bq, s, r, sg, &n_out, &n_in);
+	struct blk_slot *sl = &bq->slot[s];
+	*sl = (struct blk_slot){.user = r->user, .offset = r->offset, .len = r->len, .op = r->op,
+				.app_buf = r->op == XVL_BLK_GET_ID ? r->buf : NULL};
+	if (r->op == XVL_BLK_READ || r->op == XVL_BLK_WRITE)
+		rc = place_data(b, sl, r);
 	if (rc == 0)
-		rc = xvl_vq_drv_add(&bq->vq, sg, n_out, n_in, s);
+		rc = expose_slot(b, bq, s);
 	if (rc < 0) {
 		release_slot(b, bq, s);
 		return rc == -ENOSPC ? -EAGAIN : rc == -EIO ? -ENODEV : rc;
@@ -588,11 +619,98 @@ static int reap(struct xvl_blk *b, struct blk_queue *bq, struct xvl_blk_cpl *cpl
 	return (int)n;
 }
 
+/* ------------------------------------------------------------ restart */
+
+void xvl_blk_request_restart(struct xvl_blk *b)
+{
+	b->restart = true;
+}
+
+/*
+ * Keep what the device completed (held for the caller), take back what it
+ * did not (to submit again).  Returns how many are to be submitted again.
+ */
+static unsigned salvage(struct xvl_blk *b, struct blk_queue *bq)
+{
+	uint64_t token;
+	uint32_t len;
+	unsigned n = 0;
+
+	while (xvl_vq_drv_get_used(&bq->vq, &token, &len) == 1) {
+		uint8_t st = xvl_load_relaxed(bq->slots + token * SLOT_BYTES + SLOT_STATUS);
+		finish(b, bq, (uint16_t)token, status_result(st), &bq->held[bq->n_held++]);
+	}
+	while (xvl_vq_drv_detach(&bq->vq, &token) == 1)
+		bq->resubmit[n++] = (uint16_t)token;
+	return n;
+}
+
+static int requeue(struct xvl_blk *b, uint16_t qi, unsigned n)
+{
+	struct blk_queue *bq = &b->q[qi];
+	int rc = queue_rings_init(b, bq);
+	for (unsigned i = 0; rc == 0 && i < n; i++)
+		rc = expose_slot(b, bq, bq->resubmit[i]);
+	if (rc == 0)
+		rc = queue_announce(b, qi);
+	return rc;
+}
+
+/*
+ * The device lost its state (its backend or the whole server restarted):
+ * set it up again on fresh rings and submit again every request that had
+ * not completed.  Completions found on the old rings are returned first.
+ */
+int xvl_blk_restart(struct xvl_blk *b, bool attach)
+{
+	unsigned pending[XVL_MAX_QUEUES];
+	int rc = 0;
+
+	b->restart = false;
+	b->c->n_restarts++;
+	for (uint16_t i = 0; i < b->nq; i++)
+		pending[i] = salvage(b, &b->q[i]);
+	if (attach)
+		rc = xvl_dev_attach(b->c, b->dev);
+	if (rc == 0)
+		rc = negotiate(b, &b->opts, b->offered);
+	for (uint16_t i = 0; rc == 0 && i < b->nq; i++)
+		rc = requeue(b, i, pending[i]);
+	if (rc == 0)
+		rc = xvl_dev_set_status(b->c, b->dev,
+					XVL_STATUS_ACKNOWLEDGE | XVL_STATUS_DRIVER |
+						XVL_STATUS_FEATURES_OK | XVL_STATUS_DRIVER_OK);
+	if (rc < 0) {
+		xvl_blk_mark_broken(b, rc, "could not set the device up again after a restart");
+		return rc;
+	}
+	for (uint16_t i = 0; i < b->nq; i++)
+		if (b->q[i].kick_fd >= 0)
+			xvl_os_eventfd_signal(b->q[i].kick_fd);
+	return 0;
+}
+
+/* Restart and reconnection work that a waiting or completing caller does. */
+static int recover(struct xvl_blk *b)
+{
+	int rc = xvl_client_recover(b->c);
+	if (rc == 0 && b->restart && !b->broken)
+		rc = xvl_blk_restart(b, false);
+	return rc;
+}
+
 int xvl_blk_complete(struct xvl_blk *b, uint16_t q, struct xvl_blk_cpl *cpl, unsigned max)
 {
 	if (q >= b->nq)
 		return -EINVAL;
 	struct blk_queue *bq = &b->q[q];
+	unsigned held = 0;
+	while (held < max && bq->n_held)
+		cpl[held++] = bq->held[--bq->n_held];
+	if (held)
+		return (int)held;
+	if (b->restart || b->c->link_dead)
+		recover(b);
 	if (b->broken)
 		return complete_broken(b, bq, cpl, max);
 	if (bq->call_fd >= 0 && !b->poll)
@@ -612,7 +730,7 @@ static int wait_spinning(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms
 {
 	uint64_t start = xvl_os_now_ns();
 	for (;;) {
-		if (used_pending(bq) || b->broken)
+		if (used_pending(bq) || b->broken || bq->n_held || b->restart || b->c->link_dead)
 			return 1;
 		uint64_t now = xvl_os_now_ns();
 		if (now - bq->last_link_check > LINK_CHECK_NS) {
@@ -630,7 +748,7 @@ static int wait_sleeping(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms
 	struct pollfd p[2] = {{.fd = bq->call_fd, .events = POLLIN},
 			      {.fd = b->c->mode == XVL_MODE_LINK ? b->c->sock : -1, .events = POLLIN}};
 	for (;;) {
-		if (b->broken)
+		if (b->broken || bq->n_held || b->restart || b->c->link_dead)
 			return 1;
 		if (xvl_vq_drv_enable_cb(&bq->vq))
 			return 1;
@@ -651,6 +769,10 @@ int xvl_blk_wait(struct xvl_blk *b, uint16_t q, int timeout_ms)
 	if (q >= b->nq)
 		return -EINVAL;
 	struct blk_queue *bq = &b->q[q];
+	if (b->restart || b->c->link_dead)
+		recover(b);
+	if (bq->n_held)
+		return 1;
 	if (b->broken)
 		return xvl_vq_drv_inflight(&bq->vq) ? 1 : -ENODEV;
 	if (b->poll || bq->call_fd < 0)

@@ -22,21 +22,30 @@
 
 static void handle_event(struct xvl_client *c, const struct xvl_msg *m)
 {
-	if (m->u.event.code != XVL_EVENT_BROKEN || m->u.event.dev >= XVL_MAX_DEVICES)
+	if (m->u.event.dev >= XVL_MAX_DEVICES || !c->open[m->u.event.dev])
 		return;
 	struct xvl_blk *b = c->open[m->u.event.dev];
-	if (b)
+	if (m->u.event.code == XVL_EVENT_BROKEN)
 		xvl_blk_mark_broken(b, m->u.event.reason, m->u.event.msg);
+	else if (m->u.event.code == XVL_EVENT_RESTART)
+		xvl_blk_request_restart(b);
 }
 
+static void break_all(struct xvl_client *c, int reason, const char *why)
+{
+	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
+		if (c->open[i])
+			xvl_blk_mark_broken(c->open[i], reason, why);
+}
+
+/* With reconnection enabled the devices wait for xvl_client_recover instead of breaking. */
 static void link_died(struct xvl_client *c, const char *why)
 {
 	if (c->link_dead)
 		return;
 	c->link_dead = true;
-	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
-		if (c->open[i])
-			xvl_blk_mark_broken(c->open[i], -ENOTCONN, why);
+	if (!c->reconnect_ms)
+		break_all(c, -ENOTCONN, why);
 }
 
 /* Receive one message within timeout_ms; -ETIMEDOUT, -ENOTCONN or a decode error. */
@@ -190,6 +199,8 @@ static int link_send_window(struct xvl_client *c)
 static int connect_link(struct xvl_client *c, const char *path, const char *name)
 {
 	c->mode = XVL_MODE_LINK;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->sock = xvl_os_connect(path, &c->eb);
 	if (c->sock < 0)
 		return c->sock;
@@ -275,6 +286,7 @@ int xvl_client_connect(struct xvl_client **out, const char *uri, const struct xv
 	c->vh.sock = -1;
 	c->vh.inflight_fd = -1;
 	c->timeout_ms = o && o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	c->reconnect_ms = o ? o->reconnect_ms : 0;
 	const char *path = uri_path(uri, &mode);
 	rc = setup_window(c, o);
 	if (rc == 0)
@@ -335,6 +347,79 @@ int xvl_client_find(const struct xvl_client *c, const char *name)
 		if (!strcmp(c->dev[i].name, name))
 			return (int)i;
 	return -ENODEV;
+}
+
+/* ------------------------------------------------------------ reconnection */
+
+/* The devices this client has open must still be there, under the same names. */
+static bool devices_unchanged(const struct xvl_client *c, const struct xvl_dev_desc *before)
+{
+	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++) {
+		if (!c->open[i])
+			continue;
+		if (i >= c->n_dev || strcmp(c->dev[i].name, before[i].name) ||
+		    c->dev[i].features != before[i].features)
+			return false;
+	}
+	return true;
+}
+
+static int relink(struct xvl_client *c)
+{
+	struct xvl_dev_desc before[XVL_MAX_DEVICES];
+	memcpy(before, c->dev, sizeof(before));
+	if (c->sock >= 0)
+		close(c->sock);
+	c->sock = xvl_os_connect(c->path, &c->eb);
+	if (c->sock < 0)
+		return c->sock;
+	c->link_dead = false;
+	int rc = link_hello(c, c->name);
+	if (rc == 0)
+		rc = link_enumerate(c);
+	if (rc == 0 && !devices_unchanged(c, before))
+		rc = xvl_err(&c->eb, -ENODEV, "the server came back with other devices");
+	if (rc == 0)
+		rc = link_send_window(c);
+	if (rc < 0)
+		c->link_dead = true;
+	return rc;
+}
+
+int xvl_client_recover(struct xvl_client *c)
+{
+	if (!c->link_dead || c->mode != XVL_MODE_LINK)
+		return 0;
+	if (!c->reconnect_ms)
+		return -ENOTCONN;
+	uint64_t deadline = xvl_os_now_ns() + (uint64_t)c->reconnect_ms * 1000000ull;
+	int rc;
+	while ((rc = relink(c)) < 0) {
+		if (rc == -ENODEV || xvl_os_now_ns() >= deadline) {
+			char why[64];
+			snprintf(why, sizeof(why), "server did not come back within %u ms", c->reconnect_ms);
+			break_all(c, -ENOTCONN, rc == -ENODEV ? "server came back with other devices" : why);
+			c->reconnect_ms = 0; /* once given up, stay down */
+			c->link_dead = true;
+			return -ENOTCONN;
+		}
+		usleep(20000);
+	}
+	c->n_reconnects++;
+	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
+		if (c->open[i])
+			xvl_blk_restart(c->open[i], true);
+	return 0;
+}
+
+unsigned xvl_client_reconnects(const struct xvl_client *c)
+{
+	return c->n_reconnects;
+}
+
+unsigned xvl_client_restarts(const struct xvl_client *c)
+{
+	return c->n_restarts;
 }
 
 /* ------------------------------------------------------------ window heap */

@@ -28,6 +28,11 @@ struct xvl_client {
 	uint32_t seq;
 	unsigned timeout_ms;
 	bool link_dead;
+	unsigned reconnect_ms;    /* 0: a lost link breaks the devices */
+	char path[108];           /* the server's socket, for reconnection */
+	char name[XVL_NAME_MAX];
+	unsigned n_reconnects;
+	unsigned n_restarts;
 	struct xvl_os_window win;
 	struct xvl_heap heap;
 	void *heap_meta;
@@ -64,6 +69,16 @@ int xvl_client_poll_link(struct xvl_client *c);
 
 /* Called by the client when the device reported broken or the link died. */
 void xvl_blk_mark_broken(struct xvl_blk *b, int reason, const char *why);
+/* The device asked to be set up again (EVENT RESTART); done by the next wait/complete. */
+void xvl_blk_request_restart(struct xvl_blk *b);
+/* Set the device up again on fresh rings and resubmit what had not completed. */
+int xvl_blk_restart(struct xvl_blk *b, bool attach);
+/*
+ * If the link died and reconnection is enabled: reconnect within the
+ * timeout and restart every open device, or mark them broken.  0 when
+ * there is nothing to do or it worked.
+ */
+int xvl_client_recover(struct xvl_client *c);
 
 /* Heap blocks as window offsets (0 = none). */
 uint64_t xvl_client_heap_alloc(struct xvl_client *c, uint64_t len);
