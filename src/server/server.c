@@ -233,14 +233,20 @@ static void conn_close(struct srv_conn *c)
 	srv_unwatch(s, c->fd);
 	close(c->fd);
 	c->fd = -1;
-	c->closing = true;
+	/*
+	 * Not dev_release_if_idle() here: it frees c once the last device is
+	 * released, and c is still used below.  Idle devices are released now;
+	 * ones with requests in flight keep c until reap_ring() drains them.
+	 */
 	for (unsigned i = 0; i < s->n_devs; i++) {
 		struct srv_dev *d = &s->dev[i];
 		if (d->conn != c)
 			continue;
 		dev_reset(d);
-		dev_release_if_idle(d);
+		if (!dev_inflight(d))
+			d->conn = NULL;
 	}
+	c->closing = true;
 	if (!conn_has_devices(c))
 		conn_free(c);
 }
