@@ -139,8 +139,12 @@ int xvl_blk_complete(struct xvl_blk *b, uint16_t q, struct xvl_blk_cpl *cpl, uns
 /* Block until at least one completion is ready or timeout_ms passes (-1 = forever).
  * Returns >0 when completions are ready, 0 on timeout, -ENODEV when the device went away. */
 int xvl_blk_wait(struct xvl_blk *b, uint16_t q, int timeout_ms);
-/* A pollable fd that becomes readable when queue q has completions; -1 in poll mode. */
-int xvl_blk_queue_fd(const struct xvl_blk *b, uint16_t q);
+/*
+ * A pollable fd that becomes readable when queue q has completions; -1 in
+ * poll mode.  Once asked for, xvl_blk_complete() also resets it, so a
+ * level-triggered poll loop does not spin.
+ */
+int xvl_blk_queue_fd(struct xvl_blk *b, uint16_t q);
 /* Requests submitted on q and not yet completed. */
 unsigned xvl_blk_inflight(const struct xvl_blk *b, uint16_t q);
 

@@ -64,6 +64,7 @@ struct blk_queue {
 	int kick_fd;
 	int call_fd;
 	uint64_t last_link_check;
+	bool fd_exported;         /* the caller polls call_fd itself: complete() drains it */
 	uint16_t *resubmit;       /* slots to submit again after a restart */
 	struct xvl_blk_cpl *held; /* completions found while restarting, not yet returned */
 	unsigned n_held;
@@ -713,7 +714,7 @@ int xvl_blk_complete(struct xvl_blk *b, uint16_t q, struct xvl_blk_cpl *cpl, uns
 		recover(b);
 	if (b->broken)
 		return complete_broken(b, bq, cpl, max);
-	if (bq->call_fd >= 0 && !b->poll)
+	if (bq->fd_exported)
 		xvl_os_eventfd_drain(bq->call_fd);
 	int n = reap(b, bq, cpl, max);
 	if (n >= 0 && (unsigned)n < max && !b->poll && !b->broken && xvl_vq_drv_enable_cb(&bq->vq))
@@ -759,8 +760,10 @@ static int wait_sleeping(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms
 			return -errno;
 		if (p[1].revents)
 			xvl_client_poll_link(b->c);
-		if (p[0].revents)
+		if (p[0].revents) {
+			xvl_os_eventfd_drain(bq->call_fd);
 			return 1;
+		}
 	}
 }
 
@@ -780,9 +783,12 @@ int xvl_blk_wait(struct xvl_blk *b, uint16_t q, int timeout_ms)
 	return wait_sleeping(b, bq, timeout_ms);
 }
 
-int xvl_blk_queue_fd(const struct xvl_blk *b, uint16_t q)
+int xvl_blk_queue_fd(struct xvl_blk *b, uint16_t q)
 {
-	return q < b->nq && !b->poll ? b->q[q].call_fd : -1;
+	if (q >= b->nq || b->poll)
+		return -1;
+	b->q[q].fd_exported = true;
+	return b->q[q].call_fd;
 }
 
 unsigned xvl_blk_inflight(const struct xvl_blk *b, uint16_t q)

@@ -229,7 +229,8 @@ static void dev_release_if_idle(struct srv_dev *d)
 static void conn_close(struct srv_conn *c)
 {
 	struct srv *s = c->srv;
-	srv_log(s, "client %s disconnected", c->name[0] ? c->name : "(unnamed)");
+	if (c->name[0]) /* a probe that never said HELLO is not worth a line */
+		srv_log(s, "client %s disconnected", c->name);
 	srv_unwatch(s, c->fd);
 	close(c->fd);
 	c->fd = -1;
@@ -347,6 +348,13 @@ static int on_set_window(struct srv_conn *c, const struct xvl_msg *m, int *fds, 
 		return -EBADMSG;
 	if (c->has_window)
 		return -EEXIST;
+	/* Sealed before the size check in map: the size checked is the size that stays. */
+	if (xvl_os_window_seal(fds[0]) < 0) {
+		srv_log(c->srv, "client %s: window refused: it is not a memfd sealed (or sealable) "
+			"against shrinking, so the client could make the server fault by truncating it",
+			c->name);
+		return -EPERM;
+	}
 	int rc = xvl_os_window_map(&c->win, fds[0], m->u.window.size, &eb);
 	fds[0] = -1; /* consumed */
 	if (rc < 0) {
