@@ -47,6 +47,15 @@ int xvl_os_window_create(struct xvl_os_window *w, const char *backing, uint64_t 
  * file is at least size bytes; -EINVAL otherwise. */
 int xvl_os_window_map(struct xvl_os_window *w, int fd, uint64_t size, struct xvl_errbuf *eb);
 
+/*
+ * Make sure a peer's window file cannot shrink under our mapping (a shrink
+ * turns every later access into SIGBUS): adds F_SEAL_SHRINK to a memfd that
+ * does not have it.  0 when the file is sealed against shrinking; -EPERM
+ * when it cannot be (not a memfd, created without MFD_ALLOW_SEALING, or
+ * F_SEAL_SEAL already set).  Does not take ownership of fd.
+ */
+int xvl_os_window_seal(int fd);
+
 /* Unmap and close; safe on a zeroed or already-closed window. */
 void xvl_os_window_close(struct xvl_os_window *w);
 

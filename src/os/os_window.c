@@ -211,6 +211,16 @@ int xvl_os_window_create(struct xvl_os_window *w, const char *backing, uint64_t 
 		       "or shm:NAME)", backing);
 }
 
+int xvl_os_window_seal(int fd)
+{
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals >= 0 && (seals & F_SEAL_SHRINK))
+		return 0;
+	if (seals >= 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0)
+		return 0;
+	return -EPERM;
+}
+
 int xvl_os_window_map(struct xvl_os_window *w, int fd, uint64_t size, struct xvl_errbuf *eb)
 {
 	struct stat st;
