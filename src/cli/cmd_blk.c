@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -125,6 +126,35 @@ static bool parse_u32_size(const char *opt, const char *v, uint32_t *out)
 	return true;
 }
 
+static bool sector_multiple(const char *opt, const char *v, uint64_t n)
+{
+	if (n % 512 == 0)
+		return true;
+	cli_fail(2, "blk", "%s: %s is not a multiple of 512", opt, v);
+	return false;
+}
+
+/* Refuse a range past the end of the device before sending anything. */
+static bool range_fits(const struct xvl_blk_info *in, uint64_t off, uint64_t len)
+{
+	if (off <= in->capacity && len <= in->capacity - off)
+		return true;
+	cli_fail(1, "blk", "bytes %llu..%llu are beyond the end of device %s (capacity %llu bytes)",
+		 (unsigned long long)off, (unsigned long long)(off + len), in->name,
+		 (unsigned long long)in->capacity);
+	return false;
+}
+
+/* " (detail)" when the client library has more to say, else "". */
+static const char *detail(struct xvl_client *c, char *buf, size_t size)
+{
+	const char *m = xvl_client_errmsg(c);
+	if (!m || !*m)
+		return "";
+	snprintf(buf, size, " (%s)", m);
+	return buf;
+}
+
 static bool parse_opt(struct blk_args *a, int opt)
 {
 	uint64_t n;
@@ -146,12 +176,21 @@ static bool parse_opt(struct blk_args *a, int opt)
 	case 'S':
 		if (!parse_uint("--queue-size", optarg, 1024, &n))
 			return false;
+		if (!n || (n & (n - 1))) {
+			cli_fail(2, "blk", "--queue-size: %s is not a power of two in 1..1024", optarg);
+			return false;
+		}
 		a->queue_size = (uint16_t)n;
 		return true;
 	case 'W': return cli_size("blk", "--window-size", optarg, &a->window_size);
 	case 'R': return parse_uint("--reconnect-ms", optarg, 3600000, &a->reconnect_ms);
-	case 'o': a->have_offset = true; return cli_size("blk", "--offset", optarg, &a->offset);
-	case 'L': return cli_size("blk", "--length", optarg, &a->length);
+	case 'o':
+		a->have_offset = true;
+		return cli_size("blk", "--offset", optarg, &a->offset) &&
+		       sector_multiple("--offset", optarg, a->offset);
+	case 'L':
+		return cli_size("blk", "--length", optarg, &a->length) &&
+		       sector_multiple("--length", optarg, a->length);
 	case OPT_SEED: return parse_uint("--seed", optarg, UINT64_MAX, &a->wl.seed);
 	case OPT_SIZE: return cli_size("blk", "--size", optarg, &a->wl.size);
 	case OPT_OPS: return parse_uint("--ops", optarg, UINT64_MAX, &a->wl.random_ops);
@@ -269,11 +308,13 @@ static int do_read(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 {
 	if (!a->have_offset || !a->length)
 		return cli_fail(2, "blk", "read needs --offset and --length");
+	struct xvl_blk_info in;
+	xvl_blk_get_info(b, &in);
+	if (!range_fits(&in, a->offset, a->length))
+		return 1;
 	int fd = a->output ? open(a->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : 1;
 	if (fd < 0)
 		return cli_fail(1, "blk", "cannot create %s: %s", a->output, strerror(errno));
-	struct xvl_blk_info in;
-	xvl_blk_get_info(b, &in);
 	uint8_t *buf = xvl_buf_alloc(c, in.max_transfer);
 	int rc = buf ? 0 : -ENOMEM;
 	for (uint64_t done = 0; rc == 0 && done < a->length;) {
@@ -287,8 +328,9 @@ static int do_read(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 	xvl_buf_free(c, buf);
 	if (a->output)
 		close(fd);
+	char d[300];
 	if (rc < 0)
-		return cli_fail(1, "blk", "read failed: %s (%s)", strerror(-rc), xvl_client_errmsg(c));
+		return cli_fail(1, "blk", "read failed: %s%s", strerror(-rc), detail(c, d, sizeof(d)));
 	return 0;
 }
 
@@ -325,6 +367,15 @@ static int do_write(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 	}
 	struct xvl_blk_info in;
 	xvl_blk_get_info(b, &in);
+	struct stat st;
+	uint64_t total = a->length;
+	if (!total && fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		total = ((uint64_t)st.st_size + 511) & ~511ull;
+	if (!range_fits(&in, a->offset, total)) {
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
 	uint8_t *buf = xvl_buf_alloc(c, in.max_transfer);
 	int rc = buf ? 0 : -ENOMEM;
 	uint64_t done = 0;
@@ -339,14 +390,16 @@ static int do_write(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 		uint32_t len = ((uint32_t)n + 511) & ~511u; /* a short tail is padded with zeroes */
 		memset(buf + n, 0, len - (uint32_t)n);
 		rc = xvl_blk_write(b, a->offset + done, buf, len);
-		done += len;
+		if (rc == 0)
+			done += len;
 	}
 	xvl_buf_free(c, buf);
 	if (fd >= 0)
 		close(fd);
+	char d[300];
 	if (rc < 0)
-		return cli_fail(1, "blk", "write failed at byte %llu: %s (%s)",
-				(unsigned long long)(a->offset + done), strerror(-rc), xvl_client_errmsg(c));
+		return cli_fail(1, "blk", "write failed at byte %llu: %s%s",
+				(unsigned long long)(a->offset + done), strerror(-rc), detail(c, d, sizeof(d)));
 	return 0;
 }
 
@@ -366,8 +419,9 @@ static int do_verify(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b
 		printf("  server reconnections %u, device restarts %u (pending requests resubmitted)\n",
 		       xvl_client_reconnects(c), xvl_client_restarts(c));
 	if (rc < 0) {
-		if (rc != -EIO)
-			fprintf(stderr, "xvl blk: %s\n", xvl_client_errmsg(c));
+		const char *m = xvl_client_errmsg(c);
+		if (rc != -EIO && m && *m)
+			fprintf(stderr, "xvl blk: %s\n", m);
 		return cli_fail(1, "blk", "verify FAILED: %s", r.first_problem);
 	}
 	printf("verify: OK\n");

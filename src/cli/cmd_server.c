@@ -79,6 +79,10 @@ int cmd_server(int argc, char **argv)
 		return cli_fail(2, "server", "--listen SOCKET is required");
 	if (!o.n_devs)
 		return cli_fail(2, "server", "at least one --dev SPEC is required");
+	for (unsigned i = 0; i < o.n_devs; i++)
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(o.devs[i].name, o.devs[j].name))
+				return cli_fail(2, "server", "two devices are called %s", o.devs[i].name);
 
 	struct xvl_server *s;
 	if (xvl_server_create(&s, &o, &eb) < 0)
