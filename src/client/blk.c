@@ -343,7 +343,9 @@ int xvl_blk_open(struct xvl_client *c, const struct xvl_blk_opts *o, struct xvl_
 	c->open[dev] = b;
 	int rc = open_device(b, o);
 	if (rc < 0) {
+		struct xvl_errbuf why = c->eb; /* closing talks to the server too: keep the cause */
 		xvl_blk_close(b);
+		c->eb = why;
 		return rc;
 	}
 	*out = b;

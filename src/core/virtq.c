@@ -345,8 +345,17 @@ int xvl_vq_drv_get_used(struct xvl_vq_drv *vq, uint64_t *token, uint32_t *len)
 	ue = &vq->used->ring[vq->last_used & (vq->num - 1)];
 	id = xvl_rd32(&ue->id);
 	ulen = xvl_rd32(&ue->len);
-	if (id >= vq->num || !vq->slot[id].busy || ulen > vq->slot[id].in_bytes)
+	if (id >= vq->num || !vq->slot[id].busy)
 		return drv_break(vq);
+	/*
+	 * A length beyond the writable bytes is clamped, not fatal: nothing past
+	 * them is ever read, and some backends (DPDK's vhost_blk example) report
+	 * the data length of a write there.  Counted so it can be seen.
+	 */
+	if (ulen > vq->slot[id].in_bytes) {
+		ulen = vq->slot[id].in_bytes;
+		vq->len_clamped++;
+	}
 
 	*token = vq->slot[id].token;
 	*len = ulen;

@@ -113,6 +113,7 @@ struct xvl_vq_drv {
 	struct xvl_vq_drv_slot *slot; /* num entries, private memory */
 	uint16_t *next;       /* num entries: private shadow of desc[].next / free list */
 	bool cb_off;          /* used-buffer notifications suppressed (disable_cb) */
+	uint64_t len_clamped; /* used lengths beyond the writable bytes, clamped */
 };
 
 /* Bytes of private memory xvl_vq_drv_init needs for a queue of num entries. */
@@ -143,9 +144,10 @@ bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq);
 
 /*
  * Take one completion.  Returns 1 with *token and *len (bytes the device
- * says it wrote, already checked <= the chain's writable bytes), 0 when
- * nothing is pending, -EIO when broken (the device wrote a bad id, a length
- * beyond the buffer, or moved used idx by more than is outstanding).
+ * says it wrote, clamped to the chain's writable bytes and counted in
+ * len_clamped when it claimed more), 0 when nothing is pending, -EIO when
+ * broken (the device wrote an id it does not hold, or moved used idx by
+ * more than is outstanding).
  */
 int xvl_vq_drv_get_used(struct xvl_vq_drv *vq, uint64_t *token, uint32_t *len);
 
