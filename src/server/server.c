@@ -300,6 +300,7 @@ static int on_hello(struct srv_conn *c, const struct xvl_msg *m, struct xvl_msg 
 			m->u.hello.minor);
 		return -EPROTONOSUPPORT;
 	}
+	c->hello_ok = true;
 	rep->u.hello = (struct xvl_m_hello){.major = XVL_PROTO_MAJOR, .minor = XVL_PROTO_MINOR,
 					    .caps = XVL_CAP_POLL, .n_devices = c->srv->n_devs};
 	snprintf(rep->u.hello.name, sizeof(rep->u.hello.name), "%s",
@@ -558,6 +559,12 @@ static void dispatch(struct srv_conn *c, const struct xvl_msg *m, int *fds, unsi
 	bool deferred = false;
 	int rc;
 
+	/* HELLO must come first (and succeed): no version check, no service. */
+	if (!c->hello_ok && m->type != XVL_MSG_HELLO) {
+		rep.status = -EPROTO;
+		send_msg(c, &rep);
+		return;
+	}
 	switch (m->type) {
 	case XVL_MSG_HELLO: rc = on_hello(c, m, &rep); break;
 	case XVL_MSG_DEV_INFO: rc = on_dev_info(c, m, &rep); break;

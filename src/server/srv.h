@@ -119,6 +119,7 @@ struct srv_conn {
 	char name[XVL_NAME_MAX];
 	struct xvl_os_window win;
 	bool has_window;
+	bool hello_ok;       /* a HELLO was accepted: other requests may follow */
 	bool closing;        /* peer gone; freed once no request is in flight */
 	uint32_t pending_detach_seq; /* DETACH/RESET reply waiting for in-flight requests */
 	uint16_t pending_detach_type;

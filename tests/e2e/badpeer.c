@@ -269,6 +269,22 @@ static void sc_version(void)
 	m.u.hello.major = 99;
 	snprintf(m.u.hello.name, sizeof(m.u.hello.name), "badpeer-v99");
 	expect_refused(s, &m, NULL, 0, -EPROTONOSUPPORT, what);
+	struct xvl_msg a = {.type = XVL_MSG_ATTACH};
+	expect_refused(s, &a, NULL, 0, 0, "ATTACH after a refused HELLO refused");
+	close(s);
+
+	/* HELLO must be the first request */
+	s = peer_connect();
+	if (s < 0)
+		return;
+	expect_refused(s, &a, NULL, 0, 0, "ATTACH before any HELLO refused");
+	struct xvl_os_window w = {.fd = -1};
+	if (make_window(&w, WIN_SIZE, "SET_WINDOW before any HELLO refused")) {
+		struct xvl_msg sw = {.type = XVL_MSG_SET_WINDOW};
+		sw.u.window.size = WIN_SIZE;
+		expect_refused(s, &sw, &w.fd, 1, 0, "SET_WINDOW before any HELLO refused");
+	}
+	xvl_os_window_close(&w);
 	close(s);
 }
 
