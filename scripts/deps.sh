@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(
 	meson ninja-build pkg-config gcc clang
-	liburing-dev libjson-c-dev libseccomp-dev libfuse3-dev fuse3 libnbd-dev
+	liburing-dev libjson-c-dev libseccomp-dev libconfig-dev libfuse3-dev fuse3 libnbd-dev
 	qemu-system-common qemu-utils fio
 	dpdk dpdk-dev libdpdk-dev dpdk-doc
 	gnuplot-nox libclang-rt-14-dev

@@ -9,6 +9,9 @@
 int cmd_server(int argc, char **argv);
 int cmd_blk(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
 
 /* Print text to stdout and return 0 (for --help). */
 int cli_help(const char *text);

@@ -15,6 +15,7 @@ static const char usage[] =
 	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]...\n"
 	"    xvl blk info|read|write|verify --connect URI [OPTIONS]\n"
 	"    xvl demo [--size BYTES] [--keep]\n"
+	"    xvl run CONFIG | --default; xvl status [--json]; xvl stop\n"
 	"    xvl COMMAND --help\n"
 	"\n"
 	"DESCRIPTION\n"
@@ -30,6 +31,9 @@ static const char usage[] =
 	"    blk      use a block device: info, read, write, verify\n"
 	"    demo     start a server with a file-backed disk and a client in another\n"
 	"             process, write and verify a pattern, report throughput and latency\n"
+	"    run      the partitioner: sandboxed compartments from one config, supervised\n"
+	"    status   show a running partitioner instance (--json)\n"
+	"    stop     tear a partitioner instance down\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 success, 1 runtime failure (the message says what failed), 2 bad usage.\n";
@@ -73,6 +77,12 @@ int main(int argc, char **argv)
 		return cmd_blk(argc - 1, argv + 1);
 	if (!strcmp(cmd, "demo"))
 		return cmd_demo(argc - 1, argv + 1);
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "status"))
+		return cmd_status(argc - 1, argv + 1);
+	if (!strcmp(cmd, "stop"))
+		return cmd_stop(argc - 1, argv + 1);
 	fprintf(stderr, "xvl: unknown command '%s' (see xvl --help)\n", cmd);
 	return 2;
 }

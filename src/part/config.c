@@ -1,0 +1,711 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Partitioner config: libconfig syntax, checked completely before anything
+ * is started.  Every error is one line "FILE:LINE: KEY: what to fix".
+ */
+#include <errno.h>
+#include <libconfig.h>
+#include <seccomp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "part.h"
+
+const char xp_default_config[] =
+	"# xvl run --default: one device compartment with a RAM disk, one driver\n"
+	"# compartment that writes, reads back and verifies a pattern, then exits.\n"
+	"name = \"default\";\n"
+	"exit_with_drivers = true;\n"
+	"pool = 1;\n"
+	"windows = ( { name = \"w0\"; size = \"16M\"; backing = \"memfd\"; } );\n"
+	"devices = ( { name = \"ram0\"; type = \"blk\"; backend = \"ram\"; size = \"32M\"; queues = 2; } );\n"
+	"compartments = (\n"
+	"  { name = \"dev\"; role = \"device\"; devices = [\"ram0\"]; memory = \"256M\"; },\n"
+	"  { name = \"app\"; role = \"driver\"; window = \"w0\"; connect = \"dev\"; memory = \"256M\";\n"
+	"    program = [\"xvl\", \"blk\", \"verify\", \"--connect\", \"{link}\", \"--ops\", \"4000\",\n"
+	"               \"--qd\", \"8\", \"--queues\", \"2\", \"--max\", \"256K\"]; }\n"
+	");\n";
+
+struct cx {
+	const char *src;
+	struct xvl_errbuf *eb;
+	struct xp_config *c;
+	bool offline;
+};
+
+static int line_of(const config_setting_t *s)
+{
+	return s ? (int)config_setting_source_line(s) : 0;
+}
+
+static int bad(struct cx *x, const config_setting_t *s, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int bad(struct cx *x, const config_setting_t *s, const char *key, const char *fmt, ...)
+{
+	char m[200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m, sizeof(m), fmt, ap);
+	va_end(ap);
+	return xvl_err(x->eb, -EINVAL, "%s:%d: %s: %s", x->src, line_of(s), key, m);
+}
+
+/* Refuse members of group g not in the NULL-terminated list. */
+static int only_keys(struct cx *x, const config_setting_t *g, const char *path,
+		     const char *const *keys, const char *expect)
+{
+	int n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(m);
+		bool known = false;
+		for (unsigned k = 0; keys[k] && name; k++)
+			known |= !strcmp(keys[k], name);
+		if (!known)
+			return bad(x, m, path, "unknown key '%s' (expected %s)", name ? name : "?",
+				   expect);
+	}
+	return 0;
+}
+
+static int get_str(struct cx *x, const config_setting_t *g, const char *path, const char *key,
+		   bool need, char *out, size_t cap)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return need ? bad(x, g, path, "missing '%s'", key) : 0;
+	const char *v = config_setting_get_string(s);
+	if (!v)
+		return bad(x, s, path, "'%s' must be a string", key);
+	if (!*v || strlen(v) >= cap)
+		return bad(x, s, path, "'%s' must be 1..%zu characters", key, cap - 1);
+	snprintf(out, cap, "%s", v);
+	return 1;
+}
+
+static int get_uint(struct cx *x, const config_setting_t *g, const char *path, const char *key,
+		    long long max, unsigned *out)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return 0;
+	int t = config_setting_type(s);
+	long long v = config_setting_get_int64(s);
+	if ((t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) || v < 0 || v > max)
+		return bad(x, s, path, "'%s' must be an integer in 0..%lld", key, max);
+	*out = (unsigned)v;
+	return 1;
+}
+
+static int get_bool(struct cx *x, const config_setting_t *g, const char *path, const char *key,
+		    bool *out)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return bad(x, s, path, "'%s' must be true or false", key);
+	*out = config_setting_get_bool(s);
+	return 1;
+}
+
+/* A size: an integer, or a string with a K/M/G/T suffix. */
+static int get_size(struct cx *x, const config_setting_t *g, const char *path, const char *key,
+		    bool need, uint64_t *out)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	if (!s)
+		return need ? bad(x, g, path, "missing '%s'", key) : 0;
+	int t = config_setting_type(s);
+	if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) {
+		long long v = config_setting_get_int64(s);
+		if (v <= 0)
+			return bad(x, s, path, "'%s' must be positive", key);
+		*out = (uint64_t)v;
+		return 1;
+	}
+	const char *v = config_setting_get_string(s);
+	if (!v || xvl_parse_size(v, out) < 0 || !*out)
+		return bad(x, s, path, "'%s' must be a size like 64M (K/M/G/T suffixes)", key);
+	return 1;
+}
+
+/* A list or array of strings, each into out[i] of cap bytes. */
+static int get_strings(struct cx *x, const config_setting_t *g, const char *path, const char *key,
+		       char *out, size_t cap, unsigned max, unsigned *n)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	*n = 0;
+	if (!s)
+		return 0;
+	if (!config_setting_is_aggregate(s) || config_setting_is_group(s))
+		return bad(x, s, path, "'%s' must be a list of strings like [\"a\", \"b\"]", key);
+	int len = config_setting_length(s);
+	if (len > (int)max)
+		return bad(x, s, path, "'%s' has %d entries, at most %u allowed", key, len, max);
+	for (int i = 0; i < len; i++) {
+		const char *v = config_setting_get_string_elem(s, i);
+		if (!v || strlen(v) >= cap)
+			return bad(x, s, path, "'%s'[%d] must be a string of at most %zu characters",
+				   key, i, cap - 1);
+		snprintf(out + (size_t)i * cap, cap, "%s", v);
+	}
+	*n = (unsigned)len;
+	return 1;
+}
+
+/* ------------------------------------------------------------ windows */
+
+static int parse_window(struct cx *x, const config_setting_t *g, struct xp_window *w, const char *p)
+{
+	static const char *const keys[] = {"name", "size", "backing", NULL};
+	int rc = only_keys(x, g, p, keys, "name, size, backing");
+	if (rc == 0)
+		rc = get_str(x, g, p, "name", true, w->name, sizeof(w->name));
+	if (rc >= 0)
+		rc = get_size(x, g, p, "size", true, &w->size);
+	if (rc < 0)
+		return rc;
+	snprintf(w->backing, sizeof(w->backing), "memfd");
+	rc = get_str(x, g, p, "backing", false, w->backing, sizeof(w->backing));
+	if (rc < 0)
+		return rc;
+	if (strcmp(w->backing, "memfd") && strcmp(w->backing, "memfd-huge") &&
+	    strncmp(w->backing, "hugetlbfs:", 10))
+		return bad(x, config_setting_get_member(g, "backing"), p,
+			   "backing '%s' (expected memfd, memfd-huge or hugetlbfs:DIR)", w->backing);
+	if (w->size < XVL_WIN_MIN_SIZE)
+		return bad(x, config_setting_get_member(g, "size"), p,
+			   "%llu bytes is below the minimum window of %u",
+			   (unsigned long long)w->size, XVL_WIN_MIN_SIZE);
+	w->line = line_of(g);
+	w->owner = -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ devices */
+
+static int device_kind(struct cx *x, const config_setting_t *g, const char *p, const char *b,
+		       struct xp_device *d)
+{
+	if (!strcmp(b, "file") || !strcmp(b, "null") || !strcmp(b, "ram"))
+		d->kind = XP_DEV_BUILTIN;
+	else if (!strcmp(b, "vhost-user"))
+		d->kind = XP_DEV_VHOST;
+	else if (!strcmp(b, "qsd"))
+		d->kind = XP_DEV_QSD;
+	else
+		return bad(x, config_setting_get_member(g, "backend"), p,
+			   "backend '%s' (expected file, null, ram, vhost-user or qsd)", b);
+	return 0;
+}
+
+/* A vhost-user socket must accept a connection now. */
+static int socket_answers(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int rc = connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+static int device_spec(struct cx *x, const config_setting_t *g, const char *p, const char *backend,
+		       const char *path, struct xp_device *d)
+{
+	char text[600], extra[120] = "";
+	unsigned q = 0, qs = 0;
+	bool ro = false, direct = false;
+	uint64_t size = 0;
+	if (get_uint(x, g, p, "queues", 16, &q) < 0 || get_uint(x, g, p, "queue_size", 1024, &qs) < 0 ||
+	    get_bool(x, g, p, "read_only", &ro) < 0 || get_bool(x, g, p, "direct", &direct) < 0 ||
+	    get_size(x, g, p, "size", false, &size) < 0)
+		return -EINVAL;
+	int n = 0;
+	if (q)
+		n += snprintf(extra + n, sizeof(extra) - (size_t)n, ",queues=%u", q);
+	if (qs)
+		n += snprintf(extra + n, sizeof(extra) - (size_t)n, ",queue-size=%u", qs);
+	if (size && d->kind != XP_DEV_VHOST && d->kind != XP_DEV_QSD)
+		n += snprintf(extra + n, sizeof(extra) - (size_t)n, ",size=%llu",
+			      (unsigned long long)size);
+	snprintf(extra + n, sizeof(extra) - (size_t)n, "%s%s", ro ? ",ro=on" : "",
+		 direct ? ",direct=on" : "");
+	snprintf(text, sizeof(text), "name=%s,backend=%s%s%s%s", d->name,
+		 d->kind == XP_DEV_BUILTIN ? backend : "vhost-user", *path ? ",path=" : "", path,
+		 extra);
+	struct xvl_errbuf e2;
+	if (xvl_dev_spec_parse(&d->spec, text, &e2) < 0)
+		return bad(x, g, p, "%s", e2.msg);
+	d->spec.size = size; /* qsd null-co */
+	if (d->kind == XP_DEV_QSD && !*d->image && !size)
+		return bad(x, g, p, "backend qsd needs 'image' or 'size'");
+	return 0;
+}
+
+static int device_paths(struct cx *x, const config_setting_t *g, const char *p, struct xp_device *d,
+			const char *backend, char *path, size_t cap)
+{
+	const char *key = d->kind == XP_DEV_VHOST ? "socket" : d->kind == XP_DEV_QSD ? "image" : "path";
+	bool need = d->kind == XP_DEV_VHOST || !strcmp(backend, "file");
+	int rc = get_str(x, g, p, key, need, path, cap);
+	if (rc < 0)
+		return rc;
+	for (const char *k = "path\0socket\0image\0"; *k; k += strlen(k) + 1)
+		if (strcmp(k, key) && config_setting_get_member(g, k))
+			return bad(x, config_setting_get_member(g, k), p,
+				   "'%s' does not apply to backend %s (use '%s')", k, backend, key);
+	const config_setting_t *ps = config_setting_get_member(g, key);
+	if (d->kind == XP_DEV_QSD) {
+		snprintf(d->image, sizeof(d->image), "%s", path);
+		*path = 0;
+		snprintf(path, cap, "/qsd.sock"); /* placed in the state dir at start */
+	}
+	if (x->offline)
+		return 0;
+	if (d->kind == XP_DEV_VHOST && (rc = socket_answers(path)) < 0)
+		return bad(x, ps, p, "vhost-user backend socket '%s' does not answer: %s", path,
+			   strerror(-rc));
+	if ((d->kind == XP_DEV_QSD && *d->image) || !strcmp(backend, "file")) {
+		const char *f = d->kind == XP_DEV_QSD ? d->image : path;
+		if (access(f, R_OK) < 0)
+			return bad(x, ps, p, "cannot read '%s': %s", f, strerror(errno));
+	}
+	return 0;
+}
+
+static int parse_device(struct cx *x, const config_setting_t *g, struct xp_device *d, const char *p)
+{
+	static const char *const keys[] = {"name", "type", "backend", "path", "socket", "image",
+					   "size", "queues", "queue_size", "read_only", "direct",
+					   NULL};
+	char type[16] = "blk", backend[16], path[XP_PATH_MAX] = "";
+	int rc = only_keys(x, g, p, keys,
+			   "name, type, backend, path, socket, image, size, queues, queue_size, "
+			   "read_only, direct");
+	if (rc == 0)
+		rc = get_str(x, g, p, "name", true, d->name, sizeof(d->name));
+	if (rc >= 0)
+		rc = get_str(x, g, p, "type", false, type, sizeof(type));
+	if (rc >= 0 && strcmp(type, "blk"))
+		rc = bad(x, config_setting_get_member(g, "type"), p, "type '%s' (only blk)", type);
+	if (rc >= 0)
+		rc = get_str(x, g, p, "backend", true, backend, sizeof(backend));
+	if (rc >= 0)
+		rc = device_kind(x, g, p, backend, d);
+	if (rc >= 0)
+		rc = device_paths(x, g, p, d, backend, path, sizeof(path));
+	if (rc >= 0)
+		rc = device_spec(x, g, p, backend, path, d);
+	d->line = line_of(g);
+	d->comp = -1;
+	return rc < 0 ? rc : 0;
+}
+
+/* ------------------------------------------------------------ compartments */
+
+static int parse_cpus(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	const config_setting_t *s = config_setting_get_member(g, "cpus");
+	if (!s)
+		return 0;
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return bad(x, s, p, "'cpus' must be a list of CPU numbers like [0, 1]");
+	cpu_set_t online;
+	CPU_ZERO(&online);
+	if (x->offline || sched_getaffinity(0, sizeof(online), &online) < 0)
+		for (int i = 0; i < CPU_SETSIZE; i++)
+			CPU_SET(i, &online);
+	CPU_ZERO(&k->cpus);
+	int n = config_setting_length(s);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		int t = config_setting_type(e);
+		long long v = config_setting_get_int64(e);
+		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+			return bad(x, s, p, "'cpus'[%d] must be an integer", i);
+		if (v < 0 || v >= CPU_SETSIZE || !CPU_ISSET((int)v, &online))
+			return bad(x, s, p, "CPU %lld does not exist or is not available here (%ld online)",
+				   v, sysconf(_SC_NPROCESSORS_ONLN));
+		CPU_SET((int)v, &k->cpus);
+	}
+	if (n == 0)
+		return bad(x, s, p, "'cpus' is empty");
+	k->have_cpus = true;
+	return 0;
+}
+
+static int parse_syscalls(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	int rc = get_strings(x, g, p, "syscalls", &k->syscalls[0][0], XP_NAME_MAX, XP_MAX_SYSCALLS,
+			     &k->n_syscalls);
+	for (unsigned i = 0; rc >= 0 && i < k->n_syscalls; i++)
+		if (seccomp_syscall_resolve_name(k->syscalls[i]) == __NR_SCMP_ERROR)
+			return bad(x, config_setting_get_member(g, "syscalls"), p,
+				   "'%s' is not a system call name", k->syscalls[i]);
+	return rc < 0 ? rc : 0;
+}
+
+static int find_name(const char *name, const char *base, size_t stride, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (!strcmp(base + i * stride, name))
+			return (int)i;
+	return -1;
+}
+
+static int comp_devices(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k,
+			int idx)
+{
+	char names[XP_MAX_DEVS][XP_NAME_MAX];
+	int rc = get_strings(x, g, p, "devices", &names[0][0], XP_NAME_MAX, XP_MAX_DEVS, &k->n_devs);
+	if (rc < 0)
+		return rc;
+	const config_setting_t *s = config_setting_get_member(g, "devices");
+	if (k->role == XP_DRIVER)
+		return s ? bad(x, s, p, "'devices' belongs to a device compartment") : 0;
+	if (!k->n_devs)
+		return bad(x, s ? s : g, p, "a device compartment needs 'devices' (names from devices)");
+	for (unsigned i = 0; i < k->n_devs; i++) {
+		int d = find_name(names[i], x->c->devs[0].name, sizeof(x->c->devs[0]), x->c->n_devs);
+		if (d < 0)
+			return bad(x, s, p, "no device called '%s'", names[i]);
+		if (x->c->devs[d].comp >= 0)
+			return bad(x, s, p, "device '%s' is already served by compartment '%s'",
+				   names[i], x->c->comps[x->c->devs[d].comp].name);
+		x->c->devs[d].comp = idx;
+		k->devs[i] = d;
+	}
+	return 0;
+}
+
+static int comp_role(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	char role[16];
+	int rc = get_str(x, g, p, "role", true, role, sizeof(role));
+	if (rc < 0)
+		return rc;
+	if (!strcmp(role, "driver"))
+		k->role = XP_DRIVER;
+	else if (!strcmp(role, "device"))
+		k->role = XP_DEVICE;
+	else
+		return bad(x, config_setting_get_member(g, "role"), p,
+			   "role '%s' (expected driver or device)", role);
+	return 0;
+}
+
+static int comp_program(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	int rc = get_strings(x, g, p, "program", &k->argv[0][0], XP_ARG_MAX, XP_MAX_ARGS, &k->argc);
+	if (rc < 0)
+		return rc;
+	if (k->role == XP_DRIVER && !k->argc)
+		return bad(x, config_setting_get_member(g, "program") ? config_setting_get_member(g, "program") : g,
+			   p, "a driver compartment needs 'program' (e.g. [\"xvl\", \"blk\", \"verify\", \"--connect\", \"{link}\"])");
+	return 0;
+}
+
+static int comp_window(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k,
+		       int idx)
+{
+	char name[XP_NAME_MAX];
+	k->window = -1;
+	int rc = get_str(x, g, p, "window", k->role == XP_DRIVER, name, sizeof(name));
+	if (rc <= 0)
+		return rc;
+	const config_setting_t *s = config_setting_get_member(g, "window");
+	if (k->role == XP_DEVICE)
+		return bad(x, s, p, "'window' belongs to a driver compartment (it creates the link's window)");
+	int w = find_name(name, x->c->wins[0].name, sizeof(x->c->wins[0]), x->c->n_wins);
+	if (w < 0)
+		return bad(x, s, p, "no window called '%s'", name);
+	if (x->c->wins[w].owner >= 0)
+		return bad(x, s, p, "window '%s' is already claimed by compartment '%s'", name,
+			   x->c->comps[x->c->wins[w].owner].name);
+	x->c->wins[w].owner = idx;
+	k->window = w;
+	return 0;
+}
+
+static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const char *p)
+{
+	static const char *const keys[] = {"name", "role", "program", "cpus", "memory", "window",
+					   "connect", "devices", "syscalls", NULL};
+	struct xp_comp *k = &x->c->comps[idx];
+	int rc = only_keys(x, g, p, keys,
+			   "name, role, program, cpus, memory, window, connect, devices, syscalls");
+	if (rc == 0)
+		rc = get_str(x, g, p, "name", true, k->name, sizeof(k->name));
+	if (rc >= 0 && find_name(k->name, x->c->comps[0].name, sizeof(*k), (unsigned)idx) >= 0)
+		rc = bad(x, config_setting_get_member(g, "name"), p, "a compartment called '%s' exists already", k->name);
+	if (rc >= 0)
+		rc = comp_role(x, g, p, k);
+	if (rc >= 0)
+		rc = comp_program(x, g, p, k);
+	if (rc >= 0)
+		rc = parse_cpus(x, g, p, k);
+	if (rc >= 0)
+		rc = get_size(x, g, p, "memory", false, &k->memory);
+	if (rc >= 0)
+		rc = comp_window(x, g, p, k, idx);
+	if (rc >= 0)
+		rc = comp_devices(x, g, p, k, idx);
+	if (rc >= 0)
+		rc = parse_syscalls(x, g, p, k);
+	k->line = line_of(g);
+	k->server = -1;
+	return rc < 0 ? rc : 0;
+}
+
+/* Drivers name the device compartment they connect to (default: the only one). */
+static int comp_connect(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	char name[XP_NAME_MAX];
+	const config_setting_t *s = config_setting_get_member(g, "connect");
+	int rc = get_str(x, g, p, "connect", false, name, sizeof(name));
+	if (rc < 0)
+		return rc;
+	if (k->role == XP_DEVICE)
+		return s ? bad(x, s, p, "'connect' belongs to a driver compartment") : 0;
+	int only = -1, n = 0;
+	for (unsigned i = 0; i < x->c->n_comps; i++)
+		if (x->c->comps[i].role == XP_DEVICE)
+			only = (int)i, n++;
+	if (!s) {
+		if (n != 1)
+			return bad(x, g, p, "missing 'connect' (which device compartment? %d exist)", n);
+		k->server = only;
+		return 0;
+	}
+	int d = find_name(name, x->c->comps[0].name, sizeof(x->c->comps[0]), x->c->n_comps);
+	if (d < 0 || x->c->comps[d].role != XP_DEVICE)
+		return bad(x, s, p, "no device compartment called '%s'", name);
+	k->server = d;
+	return 0;
+}
+
+/* ------------------------------------------------------------ cross checks */
+
+/* Bytes a driver needs in its window for the devices of server s. */
+static uint64_t window_need(const struct xp_config *c, const struct xp_comp *s)
+{
+	uint64_t need = XVL_WIN_HDR_SIZE + (1u << 20); /* header + 1 MiB of data buffers */
+	for (unsigned i = 0; i < s->n_devs; i++) {
+		const struct xvl_dev_spec *d = &c->devs[s->devs[i]].spec;
+		uint64_t q = d->queues ? d->queues : 1, qs = d->queue_size ? d->queue_size : 1024;
+		need += q * (32 * qs + 4096); /* rings, request headers and status bytes */
+	}
+	return need;
+}
+
+static int check_windows(struct cx *x, const config_setting_t *root)
+{
+	const config_setting_t *list = config_setting_get_member(root, "windows");
+	for (unsigned i = 0; i < x->c->n_wins; i++) {
+		const struct xp_window *w = &x->c->wins[i];
+		if (w->owner < 0)
+			continue;
+		const struct xp_comp *k = &x->c->comps[w->owner];
+		uint64_t need = window_need(x->c, &x->c->comps[k->server]);
+		if (w->size < need) {
+			const config_setting_t *g = config_setting_get_elem(list, i);
+			char p[64];
+			snprintf(p, sizeof(p), "windows.%s.size", w->name);
+			return bad(x, config_setting_get_member(g, "size"), p,
+				   "%llu bytes is too small for the devices of '%s' (at least %llu)",
+				   (unsigned long long)w->size, x->c->comps[k->server].name,
+				   (unsigned long long)need);
+		}
+	}
+	return 0;
+}
+
+static int check_devices(struct cx *x, const config_setting_t *root)
+{
+	const config_setting_t *list = config_setting_get_member(root, "devices");
+	for (unsigned i = 0; i < x->c->n_devs; i++)
+		if (x->c->devs[i].comp < 0) {
+			char p[64];
+			snprintf(p, sizeof(p), "devices.%s", x->c->devs[i].name);
+			return bad(x, config_setting_get_elem(list, i), p,
+				   "no device compartment serves this device (list it in one's 'devices')");
+		}
+	return 0;
+}
+
+/* ------------------------------------------------------------ top level */
+
+typedef int (*elem_fn)(struct cx *x, const config_setting_t *g, unsigned i, const char *p);
+
+static int each(struct cx *x, const config_setting_t *root, const char *key, unsigned max,
+		unsigned *n, elem_fn fn)
+{
+	const config_setting_t *l = config_setting_get_member(root, key);
+	*n = 0;
+	if (!l)
+		return 0;
+	if (!config_setting_is_list(l) && !config_setting_is_array(l))
+		return bad(x, l, key, "must be a list of groups: %s = ( { ... }, { ... } );", key);
+	int len = config_setting_length(l);
+	if (len > (int)max)
+		return bad(x, l, key, "%d entries, at most %u allowed", len, max);
+	for (unsigned i = 0; i < (unsigned)len; i++) {
+		const config_setting_t *g = config_setting_get_elem(l, i);
+		char p[64];
+		const char *nm = NULL;
+		config_setting_lookup_string(g, "name", &nm);
+		if (nm && strlen(nm) < XP_NAME_MAX)
+			snprintf(p, sizeof(p), "%s.%s", key, nm);
+		else
+			snprintf(p, sizeof(p), "%s[%u]", key, i);
+		if (!config_setting_is_group(g))
+			return bad(x, g, p, "each entry must be a group { name = ...; ... }");
+		int rc = fn(x, g, i, p);
+		if (rc < 0)
+			return rc;
+		*n = i + 1;
+	}
+	return 0;
+}
+
+static int win_fn(struct cx *x, const config_setting_t *g, unsigned i, const char *p)
+{
+	int rc = parse_window(x, g, &x->c->wins[i], p);
+	if (rc == 0 && find_name(x->c->wins[i].name, x->c->wins[0].name, sizeof(x->c->wins[0]), i) >= 0)
+		rc = bad(x, g, p, "a window called '%s' exists already", x->c->wins[i].name);
+	return rc;
+}
+
+static int dev_fn(struct cx *x, const config_setting_t *g, unsigned i, const char *p)
+{
+	int rc = parse_device(x, g, &x->c->devs[i], p);
+	if (rc == 0 && find_name(x->c->devs[i].name, x->c->devs[0].name, sizeof(x->c->devs[0]), i) >= 0)
+		rc = bad(x, g, p, "a device called '%s' exists already", x->c->devs[i].name);
+	return rc;
+}
+
+static int comp_fn(struct cx *x, const config_setting_t *g, unsigned i, const char *p)
+{
+	return parse_comp(x, g, (int)i, p);
+}
+
+static int connect_fn(struct cx *x, const config_setting_t *g, unsigned i, const char *p)
+{
+	return comp_connect(x, g, p, &x->c->comps[i]);
+}
+
+static int parse_top(struct cx *x, const config_setting_t *root)
+{
+	static const char *const keys[] = {"name", "state_dir", "pool", "restart_ms",
+					   "exit_with_drivers", "userns", "seccomp", "windows",
+					   "devices", "compartments", NULL};
+	char sc[16] = "kill";
+	struct xp_config *c = x->c;
+	int rc = only_keys(x, root, "(top level)", keys,
+			   "name, state_dir, pool, restart_ms, exit_with_drivers, userns, seccomp, "
+			   "windows, devices, compartments");
+	if (rc == 0)
+		rc = get_str(x, root, "name", "name", false, c->name, sizeof(c->name));
+	if (rc >= 0 && (strchr(c->name, '/') || c->name[0] == '.'))
+		rc = bad(x, config_setting_get_member(root, "name"), "name", "must not contain '/' or start with '.'");
+	if (rc >= 0)
+		rc = get_str(x, root, "state_dir", "state_dir", false, c->state_dir, sizeof(c->state_dir) - 32);
+	if (rc >= 0)
+		rc = get_uint(x, root, "pool", "pool", 8, &c->pool);
+	if (rc >= 0)
+		rc = get_uint(x, root, "restart_ms", "restart_ms", 60000, &c->restart_ms);
+	if (rc >= 0)
+		rc = get_bool(x, root, "exit_with_drivers", "exit_with_drivers", &c->exit_with_drivers);
+	if (rc >= 0)
+		rc = get_bool(x, root, "userns", "userns", &c->userns);
+	if (rc >= 0)
+		rc = get_str(x, root, "seccomp", "seccomp", false, sc, sizeof(sc));
+	if (rc < 0)
+		return rc;
+	static const char *const modes[] = {"kill", "errno", "log", "off"};
+	c->seccomp = 4;
+	for (unsigned i = 0; i < 4; i++)
+		if (!strcmp(sc, modes[i]))
+			c->seccomp = (enum xp_seccomp)i;
+	if (c->seccomp == 4)
+		return bad(x, config_setting_get_member(root, "seccomp"), "seccomp",
+			   "'%s' (expected kill, errno, log or off)", sc);
+	return 0;
+}
+
+static int parse_all(struct cx *x, const config_setting_t *root)
+{
+	struct xp_config *c = x->c;
+	int rc = parse_top(x, root);
+	if (rc == 0)
+		rc = each(x, root, "windows", XP_MAX_WINS, &c->n_wins, win_fn);
+	if (rc == 0)
+		rc = each(x, root, "devices", XP_MAX_DEVS, &c->n_devs, dev_fn);
+	if (rc == 0)
+		rc = each(x, root, "compartments", XP_MAX_COMPS, &c->n_comps, comp_fn);
+	if (rc == 0 && !c->n_comps)
+		rc = bad(x, root, "compartments", "missing: at least one compartment is needed");
+	unsigned n;
+	if (rc == 0)
+		rc = each(x, root, "compartments", XP_MAX_COMPS, &n, connect_fn);
+	if (rc == 0)
+		rc = check_devices(x, root);
+	if (rc == 0)
+		rc = check_windows(x, root);
+	return rc;
+}
+
+static void defaults(struct xp_config *c, const char *source)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->source, sizeof(c->source), "%s", source);
+	snprintf(c->name, sizeof(c->name), "xvl");
+	c->pool = 2;
+	c->restart_ms = 200;
+	c->userns = true;
+}
+
+int xp_config_load(struct xp_config *c, const char *source, const char *text, bool offline,
+		   struct xvl_errbuf *eb)
+{
+	config_t cf;
+	struct cx x = {.src = source, .eb = eb, .c = c, .offline = offline};
+	defaults(c, source);
+	config_init(&cf);
+	int ok = text ? config_read_string(&cf, text) : config_read_file(&cf, source);
+	int rc;
+	if (!ok) {
+		const char *f = config_error_file(&cf);
+		rc = xvl_err(eb, config_error_type(&cf) == CONFIG_ERR_FILE_IO ? -ENOENT : -EINVAL,
+			     "%s:%d: %s", f ? f : source, config_error_line(&cf),
+			     config_error_type(&cf) == CONFIG_ERR_FILE_IO ? "cannot read the config file"
+									  : config_error_text(&cf));
+	} else {
+		rc = parse_all(&x, config_root_setting(&cf));
+	}
+	config_destroy(&cf);
+	return rc;
+}
+
+void xp_default_state_dir(const char *name, char *out, size_t cap)
+{
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+	if (geteuid() == 0)
+		snprintf(out, cap, "/run/xvl/%s", name);
+	else if (rt && *rt)
+		snprintf(out, cap, "%s/xvl/%s", rt, name);
+	else
+		snprintf(out, cap, "/tmp/xvl-%u/%s", (unsigned)geteuid(), name);
+}

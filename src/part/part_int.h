@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/* Partitioner internals shared by its source files. */
+#ifndef XVL_PART_INT_H
+#define XVL_PART_INT_H
+
+#include <stdio.h>
+
+#include "part.h"
+#include "sandbox.h"
+
+#define XP_POOL_MAX 8
+#define XP_CRASH_WINDOW_NS (10ull * 1000000000ull)
+#define XP_CRASH_MAX 20   /* restarts within XP_CRASH_WINDOW_NS before giving up */
+
+enum xp_state { XS_DOWN, XS_UP, XS_EXITED, XS_FAILED };
+
+struct xp_comp_rt {
+	pid_t pid;
+	enum xp_state state;
+	unsigned restarts;
+	int last_status;            /* wait status of the last death, -1 = none */
+	char last_reason[96];
+	uint64_t started_ns;
+	uint64_t last_restart_us;   /* death to listening again */
+	uint64_t max_restart_us;
+	uint64_t crash_window_ns;
+	unsigned crashes_in_window;
+	bool from_pool;
+	struct xp_cgroup cg;
+	struct xp_filter filter;
+	int log_rd, log_wr;         /* its stdout+stderr, read by the supervisor */
+	char link[XP_PATH_MAX];     /* device: socket it listens on; driver: socket it connects to */
+};
+
+struct xp_inst {
+	struct xp_config cfg;
+	struct xp_run_opts o;
+	char dir[XP_PATH_MAX];
+	char ctl_path[XP_PATH_MAX + 16];
+	char self_exe[XP_PATH_MAX];
+	int sigfd, ctl_fd, log_fd;
+	bool userns, stopping, started;
+	int win_fd[XP_MAX_WINS];
+	uint64_t win_size[XP_MAX_WINS];
+	struct xp_comp_rt rt[XP_MAX_COMPS];
+	pid_t qsd_pid[XP_MAX_DEVS];
+	char qsd_sock[XP_MAX_DEVS][XP_PATH_MAX];
+	struct xp_shell pool[XP_POOL_MAX];
+	unsigned n_pool;
+	unsigned pool_hits, cold_starts;
+	uint64_t t0_ns;
+};
+
+/* snprintf that says -ENAMETOOLONG when out was too small. */
+int xp_fmt(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void xp_log(struct xp_inst *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* supervise.c */
+int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb);
+int xp_wait_listening(struct xp_inst *p, const char *path, pid_t pid, int timeout_ms,
+		      struct xvl_errbuf *eb);
+int xp_loop_once(struct xp_inst *p, int timeout_ms);
+void xp_reap(struct xp_inst *p);
+void xp_pool_fill(struct xp_inst *p);
+void xp_describe_status(int st, char *out, size_t cap);
+
+/* status.c */
+char *xp_status_json(struct xp_inst *p);   /* malloc'd */
+void xp_ctl_serve(struct xp_inst *p);      /* one request on the control socket */
+
+#endif

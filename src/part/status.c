@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket (STATE/ctl.sock, SOCK_SEQPACKET): "ping", "status"
+ * (JSON), "stop".  Used by `xvl status` and `xvl stop`.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "part_int.h"
+
+#define CTL_MAX (256 * 1024)
+
+static const char *state_name(enum xp_state s)
+{
+	static const char *const n[] = {"down", "running", "exited", "failed"};
+	return n[s];
+}
+
+static json_object *cpus_json(const struct xp_comp *k)
+{
+	json_object *a = json_object_new_array();
+	for (int c = 0; k->have_cpus && c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &k->cpus))
+			json_object_array_add(a, json_object_new_int(c));
+	return a;
+}
+
+static void add_str(json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, json_object_new_string(v));
+}
+
+static void add_int(json_object *o, const char *k, int64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+static json_object *comp_json(struct xp_inst *p, unsigned i)
+{
+	const struct xp_comp *k = &p->cfg.comps[i];
+	const struct xp_comp_rt *r = &p->rt[i];
+	json_object *o = json_object_new_object();
+	add_str(o, "name", k->name);
+	add_str(o, "role", k->role == XP_DEVICE ? "device" : "driver");
+	add_int(o, "pid", r->pid);
+	add_str(o, "state", state_name(r->state));
+	add_int(o, "restarts", r->restarts);
+	add_int(o, "last_restart_us", (int64_t)r->last_restart_us);
+	add_int(o, "max_restart_us", (int64_t)r->max_restart_us);
+	add_str(o, "last_exit", r->last_status >= 0 ? r->last_reason : "");
+	add_int(o, "uptime_ms", r->pid > 0 ? (int64_t)((xvl_os_now_ns() - r->started_ns) / 1000000) : 0);
+	add_str(o, "started_from", r->from_pool ? "pool" : "cold");
+	json_object_object_add(o, "cpus", cpus_json(k));
+	add_int(o, "memory_max", (int64_t)k->memory);
+	add_str(o, "memory_enforced_by", xp_memctl_name(r->cg.kind));
+	add_str(o, "cgroup", r->cg.path);
+	add_int(o, "seccomp_insns", r->filter.len);
+	add_str(o, "link", r->link);
+	add_str(o, "window", k->window >= 0 ? p->cfg.wins[k->window].name : "");
+	if (k->role == XP_DEVICE) {
+		json_object *d = json_object_new_array();
+		for (unsigned j = 0; j < k->n_devs; j++)
+			json_object_array_add(d, json_object_new_string(p->cfg.devs[k->devs[j]].name));
+		json_object_object_add(o, "devices", d);
+	}
+	return o;
+}
+
+static json_object *window_json(struct xp_inst *p, unsigned w)
+{
+	const struct xp_window *x = &p->cfg.wins[w];
+	json_object *o = json_object_new_object();
+	add_str(o, "name", x->name);
+	add_int(o, "size", (int64_t)(p->win_size[w] ? p->win_size[w] : x->size));
+	add_str(o, "backing", x->backing);
+	add_str(o, "owner", x->owner >= 0 ? p->cfg.comps[x->owner].name : "");
+	add_str(o, "state", p->win_fd[w] >= 0 ? "held" : x->owner >= 0 ? "released" : "unused");
+	return o;
+}
+
+static json_object *device_json(struct xp_inst *p, unsigned d)
+{
+	static const char *const kinds[] = {"built-in", "vhost-user", "qsd"};
+	const struct xp_device *x = &p->cfg.devs[d];
+	json_object *o = json_object_new_object();
+	add_str(o, "name", x->name);
+	add_str(o, "type", "blk");
+	add_str(o, "backend", x->kind == XP_DEV_BUILTIN
+				      ? (const char *[]){"file", "null", "ram", "vhost-user"}[x->spec.kind]
+				      : kinds[x->kind]);
+	add_str(o, "path", x->kind == XP_DEV_QSD ? x->image : x->spec.path);
+	add_int(o, "queues", x->spec.queues ? x->spec.queues : 1);
+	add_int(o, "queue_size", x->spec.queue_size ? x->spec.queue_size : 1024);
+	add_str(o, "compartment", x->comp >= 0 ? p->cfg.comps[x->comp].name : "");
+	if (x->kind == XP_DEV_QSD)
+		add_int(o, "qsd_pid", p->qsd_pid[d]);
+	return o;
+}
+
+static json_object *isolation_json(struct xp_inst *p)
+{
+	static const char *const sc[] = {"kill", "errno", "log", "off"};
+	json_object *o = json_object_new_object(), *ns = json_object_new_array();
+	const char *names[] = {"pid", "mnt", "ipc", "uts", "net", "user"};
+	for (unsigned i = 0; i < (p->userns ? 6u : 5u); i++)
+		json_object_array_add(ns, json_object_new_string(names[i]));
+	json_object_object_add(o, "namespaces", ns);
+	json_object_object_add(o, "user_namespace", json_object_new_boolean(p->userns));
+	add_str(o, "seccomp", sc[p->cfg.seccomp]);
+	add_str(o, "cpus_enforced_by", "sched_setaffinity (sched_setaffinity denied by seccomp)");
+	add_str(o, "fds", "0 /dev/null, 1-2 log pipe, 3 window (driver side); nothing else");
+	return o;
+}
+
+char *xp_status_json(struct xp_inst *p)
+{
+	json_object *o = json_object_new_object(), *a;
+	add_str(o, "name", p->cfg.name);
+	add_str(o, "config", p->cfg.source);
+	add_str(o, "state_dir", p->dir);
+	add_int(o, "supervisor_pid", getpid());
+	add_int(o, "uptime_ms", (int64_t)((xvl_os_now_ns() - p->t0_ns) / 1000000));
+	add_str(o, "state", p->stopping ? "stopping" : "running");
+	json_object_object_add(o, "isolation", isolation_json(p));
+	json_object *pool = json_object_new_object();
+	add_int(pool, "ready", p->n_pool);
+	add_int(pool, "target", p->cfg.pool);
+	add_int(pool, "starts_from_pool", p->pool_hits);
+	add_int(pool, "cold_starts", p->cold_starts);
+	json_object_object_add(o, "pool", pool);
+	a = json_object_new_array();
+	for (unsigned i = 0; i < p->cfg.n_comps; i++)
+		json_object_array_add(a, comp_json(p, i));
+	json_object_object_add(o, "compartments", a);
+	a = json_object_new_array();
+	for (unsigned i = 0; i < p->cfg.n_wins; i++)
+		json_object_array_add(a, window_json(p, i));
+	json_object_object_add(o, "windows", a);
+	a = json_object_new_array();
+	for (unsigned i = 0; i < p->cfg.n_devs; i++)
+		json_object_array_add(a, device_json(p, i));
+	json_object_object_add(o, "devices", a);
+	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+	json_object_put(o);
+	return s;
+}
+
+void xp_ctl_serve(struct xp_inst *p)
+{
+	char cmd[64];
+	int fd = accept4(p->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	long n = poll(&pf, 1, 1000) == 1 ? recv(fd, cmd, sizeof(cmd) - 1, 0) : -1;
+	cmd[n > 0 ? n : 0] = 0;
+	if (!strcmp(cmd, "status")) {
+		char *s = xp_status_json(p);
+		if (s && send(fd, s, strlen(s), MSG_NOSIGNAL) < 0)
+			xp_log(p, "status reply: %s", strerror(errno));
+		free(s);
+	} else if (!strcmp(cmd, "stop")) {
+		xp_log(p, "stop requested on the control socket");
+		p->stopping = true;
+		send(fd, "ok", 2, MSG_NOSIGNAL);
+	} else if (!strcmp(cmd, "ping")) {
+		send(fd, "pong", 4, MSG_NOSIGNAL);
+	} else {
+		send(fd, "error: unknown command", 22, MSG_NOSIGNAL);
+	}
+	close(fd);
+}
+
+int xp_ctl_request(const char *state_dir, const char *cmd, char *out, size_t cap,
+		   struct xvl_errbuf *eb)
+{
+	char path[XP_PATH_MAX + 16];
+	struct xvl_errbuf e2;
+	snprintf(path, sizeof(path), "%s/ctl.sock", state_dir);
+	int fd = xvl_os_connect(path, &e2);
+	if (fd < 0)
+		return xvl_err(eb, fd, "no running instance at %s (%s)", state_dir, e2.msg);
+	long n = send(fd, cmd, strlen(cmd), MSG_NOSIGNAL);
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	if (n >= 0)
+		n = poll(&pf, 1, 5000) == 1 ? recv(fd, out, cap - 1, 0) : -ETIMEDOUT;
+	int e = n < 0 ? (n == -ETIMEDOUT ? ETIMEDOUT : errno) : 0;
+	close(fd);
+	if (n <= 0)
+		return xvl_err(eb, n == 0 ? -ECONNRESET : -e, "instance at %s did not answer '%s'",
+			       state_dir, cmd);
+	out[n] = 0;
+	return 0;
+}
