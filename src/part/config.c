@@ -40,7 +40,8 @@ struct cx {
 
 static int line_of(const config_setting_t *s)
 {
-	return s ? (int)config_setting_source_line(s) : 0;
+	int l = s ? (int)config_setting_source_line(s) : 0;
+	return l > 0 ? l : 1; /* the root has no line of its own */
 }
 
 static int bad(struct cx *x, const config_setting_t *s, const char *key, const char *fmt, ...)

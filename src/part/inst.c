@@ -30,6 +30,14 @@ int xp_fmt(char *out, size_t cap, const char *fmt, ...)
 	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
+int xp_err_prefix(struct xvl_errbuf *eb, int rc, const char *what, const char *name)
+{
+	char m[sizeof(eb->msg)];
+	memcpy(m, eb->msg, sizeof(m));
+	m[sizeof(m) - 1] = 0;
+	return xvl_err(eb, rc, "%s %s: %s", what, name, m);
+}
+
 void xp_log(struct xp_inst *p, const char *fmt, ...)
 {
 	char m[512];
@@ -148,7 +156,6 @@ int xp_inst_create(struct xp_inst **out, const struct xp_config *c, const struct
 	if (rc == 0)
 		rc = prepare_comps(p, eb);
 	if (rc < 0) {
-		xvl_err(eb, rc, "%s", eb->msg); /* keep the message */
 		xp_inst_destroy(p);
 		*out = NULL;
 		return rc;
@@ -188,7 +195,7 @@ static int window_create(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 		snprintf(backing, sizeof(backing), "%s", w->backing);
 	int rc = xvl_os_window_create(&ow, backing, w->size, eb);
 	if (rc < 0)
-		return xvl_err(eb, rc, "window %s: %s", w->name, eb->msg);
+		return xp_err_prefix(eb, rc, "window", w->name);
 	munmap(ow.mem.base, ow.mem.size); /* the partitioner holds it, never maps it */
 	p->win_fd[i] = ow.fd;
 	p->win_size[i] = ow.mem.size;
@@ -228,7 +235,7 @@ static int qsd_start(struct xp_inst *p, unsigned d, struct xvl_errbuf *eb)
 	memcpy(dev->spec.path, p->qsd_sock[d], sizeof(dev->spec.path));
 	int rc = xp_wait_listening(p, p->qsd_sock[d], pid, 5000, eb);
 	if (rc < 0)
-		return xvl_err(eb, rc, "device %s: qemu-storage-daemon: %s", dev->name, eb->msg);
+		return xp_err_prefix(eb, rc, "qemu-storage-daemon of device", dev->name);
 	xp_log(p, "device %s: qemu-storage-daemon pid %d serves %s", dev->name, (int)pid,
 	       p->qsd_sock[d]);
 	return 0;
@@ -245,7 +252,7 @@ static int start_role(struct xp_inst *p, enum xp_role role, struct xvl_errbuf *e
 		if (rc == 0 && role == XP_DEVICE)
 			rc = xp_wait_listening(p, p->rt[i].link, p->rt[i].pid, 5000, eb);
 		if (rc < 0)
-			return xvl_err(eb, rc, "compartment %s: %s", p->cfg.comps[i].name, eb->msg);
+			return xp_err_prefix(eb, rc, "compartment", p->cfg.comps[i].name);
 	}
 	return 0;
 }

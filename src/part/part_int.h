@@ -53,6 +53,8 @@ struct xp_inst {
 
 /* snprintf that says -ENAMETOOLONG when out was too small. */
 int xp_fmt(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Put "what name: " before the message already in eb; returns rc. */
+int xp_err_prefix(struct xvl_errbuf *eb, int rc, const char *what, const char *name);
 void xp_log(struct xp_inst *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* supervise.c */
