@@ -60,47 +60,59 @@ static int put(const char *dir, const char *file, const char *text)
 }
 
 static int try_dir(struct xp_cgroup *cg, const char *mount, const char *own, const char *leaf,
-		   const char *file, uint64_t bytes)
+		   const char *file)
 {
-	char lim[32];
+	char f[XP_PATH_MAX + 64];
 	if ((size_t)snprintf(cg->path, sizeof(cg->path), "%s%s/%s", mount, own, leaf) >=
 	    sizeof(cg->path))
 		return -ENAMETOOLONG;
 	if (mkdir(cg->path, 0755) < 0 && errno != EEXIST)
 		return -errno;
-	snprintf(lim, sizeof(lim), "%llu", (unsigned long long)bytes);
-	int rc = put(cg->path, file, lim);
-	if (rc < 0) {
-		rmdir(cg->path);
-		cg->path[0] = 0;
-	}
-	return rc;
+	snprintf(f, sizeof(f), "%s/%s", cg->path, file);
+	if (access(f, W_OK) == 0)
+		return 0;
+	rmdir(cg->path);
+	cg->path[0] = 0;
+	return -ENOTSUP;
 }
 
-int xp_cgroup_create(struct xp_cgroup *cg, const char *inst, const char *comp, uint64_t bytes,
+int xp_cgroup_create(struct xp_cgroup *cg, const char *inst, const char *leaf,
 		     struct xvl_errbuf *eb)
 {
-	char own[XP_PATH_MAX / 2], leaf[80];
+	char own[XP_PATH_MAX / 2], name[80];
 	struct stat st;
 	memset(cg, 0, sizeof(*cg));
-	if (!bytes)
-		return 0;
-	snprintf(leaf, sizeof(leaf), "xvl.%s.%s", inst, comp);
+	snprintf(name, sizeof(name), "xvl.%s.%s", inst, leaf);
 	const char *v2 = stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0 ? "/sys/fs/cgroup"
 										: "/sys/fs/cgroup/unified";
-	if (own_cgroup("", own, sizeof(own)) == 0 &&
-	    try_dir(cg, v2, own, leaf, "memory.max", bytes) == 0) {
+	if (own_cgroup("", own, sizeof(own)) == 0 && try_dir(cg, v2, own, name, "memory.max") == 0) {
 		cg->kind = XP_MEM_CG2;
 		return 0;
 	}
 	if (own_cgroup("memory", own, sizeof(own)) == 0 &&
-	    try_dir(cg, "/sys/fs/cgroup/memory", own, leaf, "memory.limit_in_bytes", bytes) == 0) {
+	    try_dir(cg, "/sys/fs/cgroup/memory", own, name, "memory.limit_in_bytes") == 0) {
 		cg->kind = XP_MEM_CG1;
 		return 0;
 	}
 	(void)eb;
 	cg->kind = XP_MEM_RLIMIT;
 	return 0;
+}
+
+int xp_cgroup_limit(const struct xp_cgroup *cg, uint64_t bytes, struct xvl_errbuf *eb)
+{
+	char lim[32];
+	if (cg->kind != XP_MEM_CG1 && cg->kind != XP_MEM_CG2)
+		return 0;
+	if (bytes)
+		snprintf(lim, sizeof(lim), "%llu", (unsigned long long)bytes);
+	else
+		snprintf(lim, sizeof(lim), "%s", cg->kind == XP_MEM_CG2 ? "max" : "-1");
+	const char *f = cg->kind == XP_MEM_CG2 ? "memory.max" : "memory.limit_in_bytes";
+	int rc = put(cg->path, f, lim);
+	return rc < 0 ? xvl_err(eb, rc, "cannot set %s/%s to %s: %s", cg->path, f, lim,
+				strerror(-rc))
+		      : 0;
 }
 
 int xp_cgroup_attach(const struct xp_cgroup *cg, pid_t pid, struct xvl_errbuf *eb)

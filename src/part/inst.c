@@ -110,8 +110,6 @@ static int prepare_comps(struct xp_inst *p, struct xvl_errbuf *eb)
 		struct xp_comp_rt *r = &p->rt[i];
 		int fds[2];
 		int rc = xp_filter_build(&r->filter, k->role, p->cfg.seccomp, k, eb);
-		if (rc == 0)
-			rc = xp_cgroup_create(&r->cg, p->cfg.name, k->name, k->memory, eb);
 		if (rc == 0 && pipe2(fds, O_CLOEXEC) < 0)
 			rc = xvl_err(eb, -errno, "pipe: %s", strerror(errno));
 		if (rc < 0)
@@ -148,7 +146,11 @@ int xp_inst_create(struct xp_inst **out, const struct xp_config *c, const struct
 	snprintf(p->ctl_path, sizeof(p->ctl_path), "%s/ctl.sock", p->dir);
 	ssize_t n = readlink("/proc/self/exe", p->self_exe, sizeof(p->self_exe) - 1);
 	p->self_exe[n > 0 ? n : 0] = 0;
+	if (p->o.xvl_exe)
+		snprintf(p->self_exe, sizeof(p->self_exe), "%s", p->o.xvl_exe);
 	p->userns = c->userns && xp_userns_allowed();
+	for (unsigned i = 0; i < c->n_comps; i++)
+		p->cgroups |= c->comps[i].memory != 0;
 	*out = p;
 	int rc = claim_dir(p, eb);
 	if (rc == 0)

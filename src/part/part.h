@@ -106,6 +106,7 @@ struct xp_run_opts {
 	bool quiet;      /* no supervisor log lines */
 	int log_fd;      /* where logs go (default 2) */
 	int ready_fd;    /* written "ok\n" once everything is up (for --detach), -1 = none */
+	const char *xvl_exe; /* the xvl binary for "xvl" programs and device sides (NULL: ourselves) */
 };
 
 /* Create a supervisor: state dir, pool of shells.  Nothing started yet. */

@@ -10,6 +10,7 @@
 
 #define XP_POOL_MAX 8
 #define XP_CRASH_WINDOW_NS (10ull * 1000000000ull)
+#define XP_REFILL_DELAY_NS (100ull * 1000000ull)
 #define XP_CRASH_MAX 20   /* restarts within XP_CRASH_WINDOW_NS before giving up */
 
 enum xp_state { XS_DOWN, XS_UP, XS_EXITED, XS_FAILED };
@@ -40,6 +41,9 @@ struct xp_inst {
 	char self_exe[XP_PATH_MAX];
 	int sigfd, ctl_fd, log_fd;
 	bool userns, stopping, started;
+	bool cgroups;               /* some compartment has a memory limit */
+	unsigned n_shells;          /* shells made so far: names their cgroups */
+	uint64_t refill_after_ns;   /* the pool is refilled once starts have settled */
 	int win_fd[XP_MAX_WINS];
 	uint64_t win_size[XP_MAX_WINS];
 	struct xp_comp_rt rt[XP_MAX_COMPS];
@@ -64,6 +68,8 @@ int xp_wait_listening(struct xp_inst *p, const char *path, pid_t pid, int timeou
 int xp_loop_once(struct xp_inst *p, int timeout_ms);
 void xp_reap(struct xp_inst *p);
 void xp_pool_fill(struct xp_inst *p);
+/* A new shell in its own cgroup (when limits are wanted). */
+int xp_shell_new(struct xp_inst *p, struct xp_shell *sh, struct xvl_errbuf *eb);
 void xp_describe_status(int st, char *out, size_t cap);
 
 /* status.c */

@@ -27,6 +27,27 @@ struct xp_filter {
 int xp_filter_build(struct xp_filter *f, enum xp_role role, enum xp_seccomp mode,
 		    const struct xp_comp *k, struct xvl_errbuf *eb);
 
+/* ------------------------------------------------------------ memory limits */
+
+enum xp_memctl { XP_MEM_NONE, XP_MEM_CG2, XP_MEM_CG1, XP_MEM_RLIMIT };
+
+struct xp_cgroup {
+	enum xp_memctl kind;
+	char path[XP_PATH_MAX];  /* the cgroup directory, "" = none */
+};
+
+/* Make a cgroup xvl.INST.LEAF (no limit yet) below ours, with the v2 memory controller, else
+ * v1's; kind is XP_MEM_RLIMIT when neither is usable (the shell then sets RLIMIT_AS). */
+int xp_cgroup_create(struct xp_cgroup *cg, const char *inst, const char *leaf,
+		     struct xvl_errbuf *eb);
+/* Set the memory limit (0 = none): a write, fast enough for the execute step. */
+int xp_cgroup_limit(const struct xp_cgroup *cg, uint64_t bytes, struct xvl_errbuf *eb);
+/* Move pid in: slow the first time (an RCU grace period), so done while preparing. */
+int xp_cgroup_attach(const struct xp_cgroup *cg, pid_t pid, struct xvl_errbuf *eb);
+/* rmdir, after its processes are gone. */
+void xp_cgroup_remove(struct xp_cgroup *cg);
+const char *xp_memctl_name(enum xp_memctl k);
+
 /* What a shell becomes at the execute step. */
 struct xp_go {
 	uint32_t magic;
@@ -48,6 +69,7 @@ struct xp_shell {
 	int ctl;                 /* parent's end of the shell's control socket, -1 = none */
 	bool userns;
 	uint64_t born_ns;
+	struct xp_cgroup cg;     /* the shell's own cgroup: the compartment's once it executes */
 };
 
 /* Whether this host lets us create a user namespace (probed once). */
@@ -64,23 +86,5 @@ int xp_shell_exec(struct xp_shell *sh, const struct xp_go *g, const int *fds, un
 		  struct xvl_errbuf *eb);
 /* Kill a shell that will not be used (the caller reaps it). */
 void xp_shell_discard(struct xp_shell *sh);
-
-/* ------------------------------------------------------------ memory limits */
-
-enum xp_memctl { XP_MEM_NONE, XP_MEM_CG2, XP_MEM_CG1, XP_MEM_RLIMIT };
-
-struct xp_cgroup {
-	enum xp_memctl kind;
-	char path[XP_PATH_MAX];  /* the compartment's cgroup directory, "" = none */
-};
-
-/* Make the compartment's cgroup with memory limit bytes (0 = no limit, no cgroup).
- * Falls back to RLIMIT_AS (kind says which) when no cgroup memory controller is usable. */
-int xp_cgroup_create(struct xp_cgroup *cg, const char *inst, const char *comp, uint64_t bytes,
-		     struct xvl_errbuf *eb);
-int xp_cgroup_attach(const struct xp_cgroup *cg, pid_t pid, struct xvl_errbuf *eb);
-/* rmdir, after its processes are gone. */
-void xp_cgroup_remove(struct xp_cgroup *cg);
-const char *xp_memctl_name(enum xp_memctl k);
 
 #endif

@@ -129,10 +129,10 @@ static int go_env(const struct xp_inst *p, unsigned i, struct xp_go *g)
 	return rc;
 }
 
-static int build_go(const struct xp_inst *p, unsigned i, struct xp_go *g, struct xvl_errbuf *eb)
+static int build_go(const struct xp_inst *p, unsigned i, const struct xp_shell *sh, struct xp_go *g,
+		    struct xvl_errbuf *eb)
 {
 	const struct xp_comp *k = &p->cfg.comps[i];
-	const struct xp_comp_rt *r = &p->rt[i];
 	snprintf(g->hostname, sizeof(g->hostname), "%s", k->name);
 	int rc = resolve_exe(p, k->argc ? k->argv[0] : "xvl", g->exe, sizeof(g->exe));
 	if (rc < 0)
@@ -145,8 +145,8 @@ static int build_go(const struct xp_inst *p, unsigned i, struct xp_go *g, struct
 		return xvl_err(eb, rc, "arguments and environment exceed %u bytes", XP_GO_STRINGS);
 	g->cpus = k->cpus;
 	g->have_cpus = k->have_cpus;
-	g->rlimit_as = r->cg.kind == XP_MEM_RLIMIT ? k->memory : 0;
-	g->filter = r->filter;
+	g->rlimit_as = sh->cg.kind != XP_MEM_CG1 && sh->cg.kind != XP_MEM_CG2 ? k->memory : 0;
+	g->filter = p->rt[i].filter;
 	return 0;
 }
 
@@ -164,7 +164,36 @@ static int take_shell(struct xp_inst *p, struct xp_shell *sh, bool *from_pool,
 	}
 	*from_pool = false;
 	p->cold_starts++;
-	return xp_shell_spawn(sh, p->userns, eb);
+	return xp_shell_new(p, sh, eb);
+}
+
+/* Kill and reap a shell that was not handed to a compartment; remove its cgroup. */
+static void shell_drop(struct xp_shell *sh)
+{
+	pid_t pid = sh->pid;
+	xp_shell_discard(sh);
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	xp_cgroup_remove(&sh->cg);
+}
+
+int xp_shell_new(struct xp_inst *p, struct xp_shell *sh, struct xvl_errbuf *eb)
+{
+	char leaf[24];
+	snprintf(leaf, sizeof(leaf), "s%u", ++p->n_shells);
+	memset(&sh->cg, 0, sizeof(sh->cg));
+	int rc = p->cgroups ? xp_cgroup_create(&sh->cg, p->cfg.name, leaf, eb) : 0;
+	if (rc == 0)
+		rc = xp_shell_spawn(sh, p->userns, eb);
+	if (rc < 0) {
+		xp_cgroup_remove(&sh->cg);
+		return rc;
+	}
+	rc = xp_cgroup_attach(&sh->cg, sh->pid, eb);
+	if (rc < 0)
+		shell_drop(sh);
+	return rc;
 }
 
 int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
@@ -177,13 +206,16 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 	uint64_t t0 = xvl_os_now_ns();
 	if (!g)
 		return xvl_err(eb, -ENOMEM, "out of memory");
-	int rc = build_go(p, i, g, eb);
-	if (rc == 0)
-		rc = take_shell(p, &sh, &pooled, eb);
+	int rc = take_shell(p, &sh, &pooled, eb);
+	if (rc < 0) {
+		free(g);
+		return rc;
+	}
+	rc = build_go(p, i, &sh, g, eb);
 	if (rc == 0)
 		rc = xp_shell_ready(&sh, 5000, eb);
 	if (rc == 0)
-		rc = xp_cgroup_attach(&r->cg, sh.pid, eb);
+		rc = xp_cgroup_limit(&sh.cg, k->memory, eb);
 	int fds[2] = {r->log_wr, k->window >= 0 ? p->win_fd[k->window] : -1};
 	if (rc == 0 && k->window >= 0 && fds[1] < 0)
 		rc = xvl_err(eb, -EBADF, "its window %s was released", p->cfg.wins[k->window].name);
@@ -191,10 +223,12 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 		rc = xp_shell_exec(&sh, g, fds, k->window >= 0 ? 2 : 1, eb);
 	free(g);
 	if (rc < 0) {
-		xp_shell_discard(&sh);
+		shell_drop(&sh);
 		return rc;
 	}
+	r->cg = sh.cg;
 	r->pid = sh.pid;
+	p->refill_after_ns = xvl_os_now_ns() + XP_REFILL_DELAY_NS;
 	r->state = XS_UP;
 	r->started_ns = xvl_os_now_ns();
 	r->from_pool = pooled;
@@ -300,6 +334,7 @@ static void comp_died(struct xp_inst *p, unsigned i, int st)
 	r->pid = 0;
 	r->last_status = st;
 	r->state = XS_EXITED;
+	xp_cgroup_remove(&r->cg);
 	if (p->stopping)
 		return;
 	if (k->role == XP_DEVICE) {
@@ -331,6 +366,7 @@ static void child_gone(struct xp_inst *p, pid_t pid, int st)
 		if (p->pool[s].pid == pid) {
 			if (p->pool[s].ctl >= 0)
 				close(p->pool[s].ctl);
+			xp_cgroup_remove(&p->pool[s].cg);
 			memmove(&p->pool[s], &p->pool[s + 1], (--p->n_pool - s) * sizeof(p->pool[0]));
 			return;
 		}
@@ -352,9 +388,10 @@ void xp_reap(struct xp_inst *p)
 void xp_pool_fill(struct xp_inst *p)
 {
 	unsigned want = p->cfg.pool < XP_POOL_MAX ? p->cfg.pool : XP_POOL_MAX;
-	while (!p->stopping && p->n_pool < want) {
+	/* not while compartments are starting: making shells competes with them for CPUs */
+	while (!p->stopping && p->n_pool < want && xvl_os_now_ns() >= p->refill_after_ns) {
 		struct xvl_errbuf eb;
-		if (xp_shell_spawn(&p->pool[p->n_pool], p->userns, &eb) < 0) {
+		if (xp_shell_new(p, &p->pool[p->n_pool], &eb) < 0) {
 			xp_log(p, "pool: %s", eb.msg);
 			return;
 		}
