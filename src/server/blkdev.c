@@ -226,7 +226,10 @@ static void serve_chain(struct srv_queue *q, const struct xvl_vq_elem *e)
 		srv_dev_break(d, -EPROTO, "queue %u: head %u reused while in flight", q->index, e->head);
 		return;
 	}
-	if (e->n_in == 0) {
+	/* The status byte is the last byte of the last (writable) segment: it must exist.
+	 * A zero-length one would put it one byte before that segment, outside the chain
+	 * (before the window itself when the segment sits at offset 0). */
+	if (e->n_in == 0 || e->seg[e->n_out + e->n_in - 1].len == 0) {
 		srv_dev_break(d, -EPROTO, "queue %u: chain %u has no status byte", q->index, e->head);
 		return;
 	}
