@@ -54,7 +54,11 @@ static int bad(struct cx *x, const config_setting_t *s, const char *key, const c
 	va_start(ap, fmt);
 	vsnprintf(m, sizeof(m), fmt, ap);
 	va_end(ap);
-	return xvl_err(x->eb, -EINVAL, "%s:%d: %s: %s", x->src, line_of(s), key, m);
+	xvl_err(x->eb, -EINVAL, "%s:%d: %s: %s", x->src, line_of(s), key, m);
+	for (char *c = x->eb ? x->eb->msg : m; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?'; /* names and values are echoed: the message stays one line */
+	return -EINVAL;
 }
 
 /* Refuse members of group g not in the NULL-terminated list. */
