@@ -21,7 +21,7 @@ const char xp_default_config[] =
 	"# compartment that writes, reads back and verifies a pattern, then exits.\n"
 	"name = \"default\";\n"
 	"exit_with_drivers = true;\n"
-	"pool = 1;\n"
+	"pool = 2;\n"
 	"windows = ( { name = \"w0\"; size = \"16M\"; backing = \"memfd\"; } );\n"
 	"devices = ( { name = \"ram0\"; type = \"blk\"; backend = \"ram\"; size = \"32M\"; queues = 2; } );\n"
 	"compartments = (\n"
