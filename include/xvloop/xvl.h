@@ -30,13 +30,22 @@ struct xvl_blk;
 struct xvl_client_opts {
 	const char *name;         /* shown by the server; default "xvl-client" */
 	const char *window;       /* window backing: "memfd" (default), "memfd-huge", "hugetlbfs:PATH", "shm:NAME" */
-	uint64_t window_size;     /* bytes; default 64 MiB */
+	uint64_t window_size;     /* bytes; default 64 MiB (with window_fd: 0 = the file's size) */
+	/*
+	 * A window made by someone else (a partitioner), taken over by the
+	 * client.  0: none; then the environment variables XVL_WINDOW_FD and
+	 * XVL_WINDOW_SIZE are used if set (and XVL_WINDOW_FD removed), else the
+	 * client creates its own window.  The server refuses a window it cannot
+	 * seal against shrinking: hand over a memfd.
+	 */
+	int window_fd;
 	unsigned timeout_ms;      /* link request timeout; default 5000 */
 	/*
 	 * When the server goes away: keep trying to reconnect for this long,
 	 * then set every open device up again and resubmit what had not
 	 * completed (the caller sees nothing but a delay).  0 (default): the
-	 * devices break and pending requests fail with -ENODEV.
+	 * devices break and pending requests fail with -ENODEV, unless the
+	 * environment variable XVL_RECONNECT_MS gives a value.
 	 */
 	unsigned reconnect_ms;
 };

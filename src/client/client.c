@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -235,16 +236,53 @@ static int connect_vhost(struct xvl_client *c, const char *path)
 	return 0;
 }
 
+/*
+ * A window handed to us (by a partitioner): o->window_fd, or the
+ * XVL_WINDOW_FD / XVL_WINDOW_SIZE environment a compartment is started
+ * with.  The variable is removed once taken, so that a second client in
+ * the same process cannot lay out the same window again.
+ */
+static int inherited_window(const struct xvl_client_opts *o, uint64_t *size)
+{
+	if (o && o->window_fd > 0) {
+		*size = o->window_size;
+		return o->window_fd;
+	}
+	if (o && o->window)
+		return -1;
+	const char *fd_env = getenv("XVL_WINDOW_FD");
+	if (!fd_env)
+		return -1;
+	int fd = atoi(fd_env);
+	const char *size_env = getenv("XVL_WINDOW_SIZE");
+	*size = size_env ? strtoull(size_env, NULL, 10) : 0;
+	unsetenv("XVL_WINDOW_FD");
+	return fd > 0 ? fd : -1;
+}
+
+static int open_window(struct xvl_client *c, const struct xvl_client_opts *o)
+{
+	uint64_t size = 0;
+	int fd = inherited_window(o, &size);
+	if (fd < 0)
+		return xvl_os_window_create(&c->win, o ? o->window : NULL,
+					    o && o->window_size ? o->window_size : DEFAULT_WINDOW_SIZE,
+					    &c->eb);
+	struct stat st;
+	if (!size && fstat(fd, &st) == 0)
+		size = (uint64_t)st.st_size;
+	return xvl_os_window_map(&c->win, fd, size, &c->eb);
+}
+
 static int setup_window(struct xvl_client *c, const struct xvl_client_opts *o)
 {
-	uint64_t size = o && o->window_size ? o->window_size : DEFAULT_WINDOW_SIZE;
-	int rc = xvl_os_window_create(&c->win, o ? o->window : NULL, size, &c->eb);
+	int rc = open_window(c, o);
 	if (rc < 0)
 		return rc;
 	rc = xvl_win_format(&c->win.mem);
 	if (rc < 0)
 		return xvl_err(&c->eb, rc, "window of %llu bytes is too small (minimum %u)",
-			       (unsigned long long)size, XVL_WIN_MIN_SIZE);
+			       (unsigned long long)c->win.mem.size, XVL_WIN_MIN_SIZE);
 	uint64_t heap_len = c->win.mem.size - XVL_WIN_HDR_SIZE;
 	c->heap_meta = calloc(1, xvl_heap_meta_size(heap_len, HEAP_MIN_ORDER));
 	if (!c->heap_meta)
@@ -287,6 +325,8 @@ int xvl_client_connect(struct xvl_client **out, const char *uri, const struct xv
 	c->vh.inflight_fd = -1;
 	c->timeout_ms = o && o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->reconnect_ms = o ? o->reconnect_ms : 0;
+	if (!c->reconnect_ms && getenv("XVL_RECONNECT_MS"))
+		c->reconnect_ms = (unsigned)strtoul(getenv("XVL_RECONNECT_MS"), NULL, 10);
 	const char *path = uri_path(uri, &mode);
 	rc = setup_window(c, o);
 	if (rc == 0)

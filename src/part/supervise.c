@@ -120,6 +120,9 @@ static int go_env(const struct xp_inst *p, unsigned i, struct xp_go *g)
 		rc = xp_go_add(g, true, e);
 	if (rc == 0 && k->window >= 0) {
 		rc = xp_go_add(g, true, "XVL_WINDOW_FD=3");
+		/* the supervisor restarts a dead device side within ms: ride it out */
+		if (rc == 0)
+			rc = xp_go_add(g, true, "XVL_RECONNECT_MS=5000");
 		snprintf(e, sizeof(e), "XVL_WINDOW_SIZE=%llu", (unsigned long long)p->win_size[k->window]);
 		if (rc == 0)
 			rc = xp_go_add(g, true, e);
