@@ -27,16 +27,22 @@
 #define SRV_RING_FEATURES                                                                        \
 	((1ull << XVL_F_VERSION_1) | (1ull << XVL_F_INDIRECT_DESC) | (1ull << XVL_F_EVENT_IDX))
 
+/* One write per line, so that lines from several processes on one pipe stay whole. */
 void srv_log(const struct srv *s, const char *fmt, ...)
 {
+	char line[512];
 	va_list ap;
 	if (s->opts.quiet)
 		return;
+	int n = snprintf(line, sizeof(line), "xvl server: ");
 	va_start(ap, fmt);
-	fprintf(stderr, "xvl server: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	if (write(2, line, (size_t)n) < 0)
+		return; /* nowhere to report it */
 }
 
 int srv_watch(struct srv *s, int fd, struct srv_watch *w, enum srv_watch_kind kind, void *obj)
