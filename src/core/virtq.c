@@ -365,19 +365,41 @@ int xvl_vq_drv_get_used(struct xvl_vq_drv *vq, uint64_t *token, uint32_t *len)
 	return 1;
 }
 
+/*
+ * Ask the peer for notifications from position pos on: through the event
+ * field with event idx, else by clearing the suppress flag.  Then re-check
+ * the peer's index (store before load: pairs with the peer's fence) and
+ * say whether it already moved past pos.
+ */
+static bool notify_arm(bool event_idx, uint16_t *event, uint16_t *flags, uint16_t pos,
+		       const uint16_t *peer_idx)
+{
+	if (event_idx)
+		xvl_wr16(event, pos);
+	else
+		xvl_wr16(flags, 0);
+	xvl_mb();
+	return xvl_rd16_acquire(peer_idx) != pos;
+}
+
+/* Suppress notifications: park the event field far ahead, or set the flag. */
+static void notify_park(bool event_idx, uint16_t *event, uint16_t *flags, uint16_t flag,
+			uint16_t pos)
+{
+	if (event_idx)
+		xvl_wr16(event, (uint16_t)(pos + EVENT_PARK_DISTANCE));
+	else
+		xvl_wr16(flags, flag);
+}
+
 bool xvl_vq_drv_enable_cb(struct xvl_vq_drv *vq)
 {
 	/* Broken: report "pending" so the caller calls get_used and sees -EIO. */
 	if (vq->broken)
 		return true;
 	vq->cb_off = false;
-	if (vq->event_idx)
-		xvl_wr16(used_event_of(vq->avail, vq->num), vq->last_used);
-	else
-		xvl_wr16(&vq->avail->flags, 0);
-	/* Store the request before re-checking: pairs with the device's fence. */
-	xvl_mb();
-	return xvl_rd16_acquire(&vq->used->idx) != vq->last_used;
+	return notify_arm(vq->event_idx, used_event_of(vq->avail, vq->num), &vq->avail->flags,
+			  vq->last_used, &vq->used->idx);
 }
 
 void xvl_vq_drv_disable_cb(struct xvl_vq_drv *vq)
@@ -385,11 +407,8 @@ void xvl_vq_drv_disable_cb(struct xvl_vq_drv *vq)
 	if (vq->broken)
 		return;
 	vq->cb_off = true;
-	if (vq->event_idx)
-		xvl_wr16(used_event_of(vq->avail, vq->num),
-			 (uint16_t)(vq->last_used + EVENT_PARK_DISTANCE));
-	else
-		xvl_wr16(&vq->avail->flags, XVL_VRING_AVAIL_F_NO_INTERRUPT);
+	notify_park(vq->event_idx, used_event_of(vq->avail, vq->num), &vq->avail->flags,
+		    XVL_VRING_AVAIL_F_NO_INTERRUPT, vq->last_used);
 }
 
 int xvl_vq_drv_detach(struct xvl_vq_drv *vq, uint64_t *token)
@@ -612,13 +631,8 @@ bool xvl_vq_dev_enable_notify(struct xvl_vq_dev *vq)
 	if (vq->broken)
 		return true;
 	vq->notify_off = false;
-	if (vq->event_idx)
-		xvl_wr16(avail_event_of(vq->used, vq->num), vq->last_avail);
-	else
-		xvl_wr16(&vq->used->flags, 0);
-	/* Store the request before re-checking: pairs with the driver's fence. */
-	xvl_mb();
-	return xvl_rd16_acquire(&vq->avail->idx) != vq->last_avail;
+	return notify_arm(vq->event_idx, avail_event_of(vq->used, vq->num), &vq->used->flags,
+			  vq->last_avail, &vq->avail->idx);
 }
 
 void xvl_vq_dev_disable_notify(struct xvl_vq_dev *vq)
@@ -626,11 +640,8 @@ void xvl_vq_dev_disable_notify(struct xvl_vq_dev *vq)
 	if (vq->broken)
 		return;
 	vq->notify_off = true;
-	if (vq->event_idx)
-		xvl_wr16(avail_event_of(vq->used, vq->num),
-			 (uint16_t)(vq->last_avail + EVENT_PARK_DISTANCE));
-	else
-		xvl_wr16(&vq->used->flags, XVL_VRING_USED_F_NO_NOTIFY);
+	notify_park(vq->event_idx, avail_event_of(vq->used, vq->num), &vq->used->flags,
+		    XVL_VRING_USED_F_NO_NOTIFY, vq->last_avail);
 }
 
 bool xvl_vq_dev_has_avail(struct xvl_vq_dev *vq)
