@@ -51,7 +51,8 @@ ok "build the hostile peers (ASan/UBSan)"
 # ---------------------------------------------------------------- server
 truncate -s 64M "$T/bad.img"
 "$SRV" server -l "$T/s.sock" -d "name=bad,backend=file,path=$T/bad.img" \
-	-d "name=good,backend=ram,size=64M" >"$T/srv.log" 2>&1 &
+	-d "name=good,backend=ram,size=64M" -d "name=mq,backend=ram,size=16M,queues=4" \
+	>"$T/srv.log" 2>&1 &
 SP=$!
 E2E_PIDS+=("$SP")
 for _ in $(seq 100); do [ -S "$T/s.sock" ] && break; sleep 0.05; done
@@ -114,6 +115,23 @@ if wait "$VP"; then
 else
 	fail "concurrent verify on device good"
 	tail -n 10 "$T/verify.log" | sed 's/^/#   /'
+fi
+
+# ---------------------------------------------------------------- TSan
+# The threaded use of the library (the fio engine's thread=1): one connection,
+# one thread per queue.  ThreadSanitizer over the client library and core.
+if "$CC" -std=gnu11 -g -O1 -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -I"$R/include" -I"$R/src/core" \
+	-I"$R/src/os" -I"$R/src/vhost" -I"$R/src/client" "${CORE[@]}" "$R"/src/vhost/*.c \
+	"$R"/src/client/*.c "$R/tests/hostile/tsan_queues.c" -lpthread -o "$T/tsan_queues" 2>"$T/cc.log"; then
+	if TSAN_OPTIONS=halt_on_error=1:exitcode=66 timeout -k 2 60 "$T/tsan_queues" "$T/s.sock" 2 4 1000 \
+		>"$T/tsan.out" 2>&1 && ! grep -q 'WARNING: ThreadSanitizer' "$T/tsan.out"; then
+		ok "TSan: $(tail -n 1 "$T/tsan.out"), no data race"
+	else
+		fail "TSan run of tests/hostile/tsan_queues.c"
+		head -40 "$T/tsan.out" | sed 's/^/#   /'
+	fi
+else
+	skip "TSan build of tests/hostile/tsan_queues.c failed ($(head -c 200 "$T/cc.log"))"
 fi
 
 # ---------------------------------------------------------------- hostile device
