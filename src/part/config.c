@@ -181,10 +181,15 @@ static int parse_window(struct cx *x, const config_setting_t *g, struct xp_windo
 	rc = get_str(x, g, p, "backing", false, w->backing, sizeof(w->backing));
 	if (rc < 0)
 		return rc;
-	if (strcmp(w->backing, "memfd") && strcmp(w->backing, "memfd-huge") &&
-	    strncmp(w->backing, "hugetlbfs:", 10))
+	/* A file on a hugetlbfs mount cannot be sealed against shrinking, so device
+	 * sides refuse it; memfd-huge is hugetlbfs memory that can be sealed. */
+	if (!strncmp(w->backing, "hugetlbfs:", 10))
 		return bad(x, config_setting_get_member(g, "backing"), p,
-			   "backing '%s' (expected memfd, memfd-huge or hugetlbfs:DIR)", w->backing);
+			   "backing '%s': a hugetlbfs file cannot be sealed, so the device side "
+			   "would refuse it; use memfd-huge (huge pages, sealable)", w->backing);
+	if (strcmp(w->backing, "memfd") && strcmp(w->backing, "memfd-huge"))
+		return bad(x, config_setting_get_member(g, "backing"), p,
+			   "backing '%s' (expected memfd or memfd-huge)", w->backing);
 	if (w->size < XVL_WIN_MIN_SIZE)
 		return bad(x, config_setting_get_member(g, "size"), p,
 			   "%llu bytes is below the minimum window of %u",

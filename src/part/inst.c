@@ -190,12 +190,7 @@ static int window_create(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 		return 0;
 	}
 	struct xvl_os_window ow;
-	char backing[XP_PATH_MAX + 64];
-	if (!strncmp(w->backing, "hugetlbfs:", 10))
-		snprintf(backing, sizeof(backing), "%s/%s.%s", w->backing, p->cfg.name, w->name);
-	else
-		snprintf(backing, sizeof(backing), "%s", w->backing);
-	int rc = xvl_os_window_create(&ow, backing, w->size, eb);
+	int rc = xvl_os_window_create(&ow, w->backing, w->size, eb);
 	if (rc < 0)
 		return xp_err_prefix(eb, rc, "window", w->name);
 	munmap(ow.mem.base, ow.mem.size); /* the partitioner holds it, never maps it */

@@ -39,7 +39,7 @@ enum xp_seccomp { XP_SECCOMP_KILL, XP_SECCOMP_ERRNO, XP_SECCOMP_LOG, XP_SECCOMP_
 struct xp_window {
 	char name[XP_NAME_MAX];
 	uint64_t size;
-	char backing[XP_PATH_MAX]; /* "memfd", "memfd-huge", "hugetlbfs:DIR" */
+	char backing[XP_PATH_MAX]; /* "memfd" or "memfd-huge" */
 	int line;
 	int owner;                 /* driver compartment index, -1 = none */
 };
