@@ -236,6 +236,11 @@ static void record_latency(struct wl *w, uint64_t ns)
 static void on_complete(struct wl *w, const struct xvl_blk_cpl *cpl)
 {
 	struct wl_io *io = cpl->user;
+	if (!io->busy) {
+		w->r->duplicates++;
+		problem(w, "a request at byte offset %llu completed twice (%llu)", io->off, 2);
+		return;
+	}
 	record_latency(w, now_ns() - io->t0);
 	io->busy = false;
 	w->inflight[io->q]--;
@@ -428,7 +433,7 @@ int wl_run(struct xvl_client *c, struct xvl_blk *b, const struct wl_opts *o, str
 	free(w);
 	if (rc < 0)
 		return rc;
-	return r->mismatches || r->errors ? -EIO : 0;
+	return r->mismatches || r->errors || r->duplicates ? -EIO : 0;
 }
 
 void wl_print(FILE *f, const struct wl_result *r)
@@ -441,9 +446,9 @@ void wl_print(FILE *f, const struct wl_result *r)
 			s > 0 ? (double)p->bytes / 1048576.0 / s : 0.0, s > 0 ? (double)p->ops / s : 0.0,
 			p->lat_p50_us, p->lat_p99_us);
 	}
-	fprintf(f, "  verified %.1f MiB, %llu mismatches, %llu failed requests\n",
+	fprintf(f, "  verified %.1f MiB, %llu mismatches, %llu failed requests, %llu completed twice\n",
 		(double)r->bytes_verified / 1048576.0, (unsigned long long)r->mismatches,
-		(unsigned long long)r->errors);
+		(unsigned long long)r->errors, (unsigned long long)r->duplicates);
 	if (r->first_problem[0])
 		fprintf(f, "  first problem: %s\n", r->first_problem);
 }

@@ -44,6 +44,7 @@ struct wl_result {
 	uint64_t bytes_verified;
 	uint64_t mismatches;
 	uint64_t errors;          /* requests completed with an error */
+	uint64_t duplicates;      /* completions for a request that was not in flight */
 	char first_problem[160];
 };
 
