@@ -6,7 +6,11 @@
  * either to an xvloop server (cross-compartment: "xvl:PATH" or a plain
  * path) or straight to a vhost-user backend ("vhost-user:PATH", direct
  * mode).  Devices are opened on the client; each block device has one or
- * more queues.  A queue is used by one thread at a time.
+ * more queues.  A queue is used by one thread at a time.  Threads that
+ * share one client must serialise xvl_buf_alloc/xvl_buf_free themselves,
+ * and recovery (reconnect_ms, EVENT RESTART) sets every queue of a device
+ * up again from whichever thread notices it first: give each thread its
+ * own client when it needs recovery.
  *
  * Errors are negative errno values; xvl_client_errmsg() says what went wrong
  * in words a user can act on.  Nothing here allocates on the I/O path.
