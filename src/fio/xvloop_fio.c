@@ -96,7 +96,7 @@ static struct fio_option xvl_fio_options[] = {
 		.off1 = offsetof(struct xvl_fio_opts, queues),
 		.def = "0",
 		.help = "Queues to open on a connection; each job thread uses one "
-			"(0: numjobs with thread=1, else 1)",
+			"(0: with thread=1 one per job, at most 16; else 1)",
 		.category = FIO_OPT_C_ENGINE,
 		.group = FIO_OPT_G_INVALID,
 	},
@@ -382,7 +382,13 @@ static struct xvl_fio_conn *conn_get(struct thread_data *td, const struct xvl_fi
 		if (same(cn->uri, o->uri) && same(cn->device, o->device))
 			break;
 	if (!cn) {
-		unsigned nq = o->queues ? o->queues : td->o.use_thread ? td->o.numjobs : 1;
+		/* Default with threads: a queue for every job of this fio run (fio's
+		 * thread_number; the library caps it to what the device offers).
+		 * Not td->o.numjobs: fio sets it to 1 in the clones numjobs= makes,
+		 * and any of them may get here first. */
+		unsigned nq = o->queues ? o->queues : td->o.use_thread ? thread_number : 1;
+		if (nq > 16 && !o->queues)
+			nq = 16;
 		if (nq == 0 || nq > 64) {
 			log_err("xvloop: queues=%u is out of range 1..64\n", nq);
 			goto fail;
