@@ -6,9 +6,8 @@
  * either to an xvloop server (cross-compartment: "xvl:PATH" or a plain
  * path) or straight to a vhost-user backend ("vhost-user:PATH", direct
  * mode).  Devices are opened on the client; each block device has one or
- * more queues.  A queue is used by one thread at a time.  Threads that
- * share one client must serialise xvl_buf_alloc/xvl_buf_free themselves,
- * and recovery (reconnect_ms, EVENT RESTART) sets every queue of a device
+ * more queues.  A queue is used by one thread at a time; threads may share
+ * a client (buffers and copies through the window are locked), but recovery (reconnect_ms, EVENT RESTART) sets every queue of a device
  * up again from whichever thread notices it first: give each thread its
  * own client when it needs recovery.
  *
@@ -96,6 +95,12 @@ struct xvl_blk_opts {
 	bool poll;              /* busy-poll: no notifications (xvl link), or spin on completions (direct) */
 	bool no_indirect;       /* do not negotiate VIRTIO_F_INDIRECT_DESC */
 	bool no_event_idx;      /* do not negotiate VIRTIO_F_EVENT_IDX */
+	/*
+	 * xvl_blk_wait busy-waits up to this long for a completion before it
+	 * sleeps (not in poll mode, which always spins).  A wake-up costs more
+	 * than a fast device's answer on some machines; 0: sleep at once.
+	 */
+	unsigned spin_us;
 };
 
 struct xvl_blk_info {

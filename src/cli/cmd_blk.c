@@ -50,6 +50,7 @@ static const char help[] =
 	"    -Q, --queues N           queues to open (default 1)\n"
 	"    -S, --queue-size N       ring entries per queue, power of two <= 1024 (default 256)\n"
 	"    -p, --poll               busy-poll: no notifications (costs a core on each side)\n"
+	"    -s, --spin-us N          wait for a completion spinning up to N us before sleeping\n"
 	"    -W, --window-size BYTES  shared window to create (default 64M)\n"
 	"    -R, --reconnect-ms N     if the server goes away, reconnect within N ms, set the\n"
 	"                             device up again and resubmit what had not completed\n"
@@ -72,6 +73,7 @@ struct blk_args {
 	uint16_t queue_size;
 	bool poll;
 	bool json;
+	uint64_t spin_us;
 	uint64_t window_size;
 	uint64_t reconnect_ms;
 	uint64_t offset;
@@ -89,7 +91,7 @@ static const struct option longopts[] = {
 	{"connect", required_argument, NULL, 'c'}, {"device", required_argument, NULL, 'd'},
 	{"queues", required_argument, NULL, 'Q'},  {"queue-size", required_argument, NULL, 'S'},
 	{"poll", no_argument, NULL, 'p'},          {"window-size", required_argument, NULL, 'W'},
-	{"reconnect-ms", required_argument, NULL, 'R'},
+	{"reconnect-ms", required_argument, NULL, 'R'}, {"spin-us", required_argument, NULL, 's'},
 	{"offset", required_argument, NULL, 'o'},  {"length", required_argument, NULL, 'L'},
 	{"input", required_argument, NULL, 'i'},   {"output", required_argument, NULL, 'O'},
 	{"help", no_argument, NULL, 'h'},          {"seed", required_argument, NULL, OPT_SEED},
@@ -184,6 +186,7 @@ static bool parse_opt(struct blk_args *a, int opt)
 		return true;
 	case 'W': return cli_size("blk", "--window-size", optarg, &a->window_size);
 	case 'R': return parse_uint("--reconnect-ms", optarg, 3600000, &a->reconnect_ms);
+	case 's': return parse_uint("--spin-us", optarg, 1000000, &a->spin_us);
 	case 'o':
 		a->have_offset = true;
 		return cli_size("blk", "--offset", optarg, &a->offset) &&
@@ -239,7 +242,8 @@ static int open_blk(struct blk_args *a, struct xvl_client **c, struct xvl_blk **
 		return 1;
 	}
 	struct xvl_blk_opts bo = {.device = dev, .num_queues = a->queues,
-				  .queue_size = a->queue_size, .poll = a->poll};
+				  .queue_size = a->queue_size, .poll = a->poll,
+				  .spin_us = (unsigned)a->spin_us};
 	if (xvl_blk_open(*c, &bo, b) < 0) {
 		cli_fail(1, "blk", "cannot open the device: %s", xvl_client_errmsg(*c));
 		xvl_client_close(*c);
@@ -440,7 +444,7 @@ int cmd_blk(int argc, char **argv)
 		return cli_help(help);
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:pW:R:o:L:i:O:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:ps:W:R:o:L:i:O:h", longopts, NULL)) != -1) {
 		if (opt == 'h')
 			return cli_help(help);
 		if (!parse_opt(&a, opt))

@@ -746,8 +746,22 @@ static int wait_spinning(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms
 	}
 }
 
+/* Busy-wait up to spin_us for a completion; true when one (or news) came. */
+static bool spin_briefly(struct xvl_blk *b, struct blk_queue *bq)
+{
+	uint64_t end = xvl_os_now_ns() + (uint64_t)b->opts.spin_us * 1000u;
+	do {
+		if (used_pending(bq) || b->broken || b->restart || b->c->link_dead)
+			return true;
+		xvl_cpu_relax();
+	} while (xvl_os_now_ns() < end);
+	return false;
+}
+
 static int wait_sleeping(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms)
 {
+	if (b->opts.spin_us && spin_briefly(b, bq))
+		return 1;
 	struct pollfd p[2] = {{.fd = bq->call_fd, .events = POLLIN},
 			      {.fd = b->c->mode == XVL_MODE_LINK ? b->c->sock : -1, .events = POLLIN}};
 	for (;;) {

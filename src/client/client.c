@@ -5,6 +5,7 @@
  * carries the device-facing control operations.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,8 @@ static int link_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms)
 	long n = xvl_os_recv(c->sock, buf, sizeof(buf), fds, XVL_OS_MAX_FDS, &nfds);
 	for (unsigned i = 0; i < nfds; i++)
 		close(fds[i]); /* the server never sends descriptors */
+	if (n == -EAGAIN)
+		return -ETIMEDOUT; /* another thread took the message poll() saw */
 	if (n == 0) {
 		link_died(c, "server closed the link");
 		return -ENOTCONN;
@@ -74,6 +77,17 @@ static int link_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms)
 		return (int)n;
 	}
 	return xvl_msg_decode(buf, (size_t)n, m);
+}
+
+/*
+ * Every receive is preceded by poll(); non-blocking, a thread whose message
+ * was taken by another thread sharing the client sees EAGAIN, not a hang.
+ */
+static void link_nonblocking(struct xvl_client *c)
+{
+	int fl = fcntl(c->sock, F_GETFL);
+	if (fl >= 0)
+		fcntl(c->sock, F_SETFL, fl | O_NONBLOCK);
 }
 
 static int link_send(struct xvl_client *c, struct xvl_msg *req, const int *fds, unsigned nfds)
@@ -205,6 +219,7 @@ static int connect_link(struct xvl_client *c, const char *path, const char *name
 	c->sock = xvl_os_connect(path, &c->eb);
 	if (c->sock < 0)
 		return c->sock;
+	link_nonblocking(c);
 	int rc = link_hello(c, name);
 	if (rc == 0)
 		rc = link_enumerate(c);
@@ -321,6 +336,7 @@ int xvl_client_connect(struct xvl_client **out, const char *uri, const struct xv
 	}
 	c->sock = -1;
 	c->win.fd = -1;
+	pthread_mutex_init(&c->heap_lock, NULL);
 	c->vh.sock = -1;
 	c->vh.inflight_fd = -1;
 	c->timeout_ms = o && o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -355,6 +371,7 @@ void xvl_client_close(struct xvl_client *c)
 		close(c->sock);
 	xvl_os_window_close(&c->win);
 	free(c->heap_meta);
+	pthread_mutex_destroy(&c->heap_lock);
 	free(c);
 }
 
@@ -413,6 +430,7 @@ static int relink(struct xvl_client *c)
 	c->sock = xvl_os_connect(c->path, &c->eb);
 	if (c->sock < 0)
 		return c->sock;
+	link_nonblocking(c);
 	c->link_dead = false;
 	int rc = link_hello(c, c->name);
 	if (rc == 0)
@@ -464,20 +482,27 @@ unsigned xvl_client_restarts(const struct xvl_client *c)
 
 /* ------------------------------------------------------------ window heap */
 
+/* The heap is shared by every queue (bounce blocks) and the caller (buffers): locked. */
 uint64_t xvl_client_heap_alloc(struct xvl_client *c, uint64_t len)
 {
-	return xvl_heap_alloc(&c->heap, len);
+	pthread_mutex_lock(&c->heap_lock);
+	uint64_t off = xvl_heap_alloc(&c->heap, len);
+	pthread_mutex_unlock(&c->heap_lock);
+	return off;
 }
 
 void xvl_client_heap_free(struct xvl_client *c, uint64_t off)
 {
-	if (off)
-		xvl_heap_free(&c->heap, off);
+	if (!off)
+		return;
+	pthread_mutex_lock(&c->heap_lock);
+	xvl_heap_free(&c->heap, off);
+	pthread_mutex_unlock(&c->heap_lock);
 }
 
 void *xvl_buf_alloc(struct xvl_client *c, size_t len)
 {
-	uint64_t off = xvl_heap_alloc(&c->heap, len ? len : 1);
+	uint64_t off = xvl_client_heap_alloc(c, len ? len : 1);
 	return off ? c->win.mem.base + off : NULL;
 }
 
@@ -487,7 +512,7 @@ void xvl_buf_free(struct xvl_client *c, void *buf)
 		return;
 	int64_t off = xvl_mem_off(&c->win.mem, buf, 1);
 	if (off > 0)
-		xvl_heap_free(&c->heap, (uint64_t)off);
+		xvl_client_heap_free(c, (uint64_t)off);
 }
 
 /* ------------------------------------------------------------ device operations */

@@ -7,6 +7,7 @@
 #ifndef XVL_CLIENT_INT_H
 #define XVL_CLIENT_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,6 +37,7 @@ struct xvl_client {
 	struct xvl_os_window win;
 	struct xvl_heap heap;
 	void *heap_meta;
+	pthread_mutex_t heap_lock;
 	struct xvl_vhost vh;      /* VHOST */
 	unsigned n_dev;
 	struct xvl_dev_desc dev[XVL_MAX_DEVICES];

@@ -65,6 +65,7 @@ struct xvl_fio_opts {
 	unsigned int zerocopy;
 	unsigned int poll;
 	unsigned int spin;
+	unsigned int spin_us;
 	unsigned int window_mb;
 	char *window;
 };
@@ -138,6 +139,17 @@ static struct fio_option xvl_fio_options[] = {
 		.def = "0",
 		.help = "Spin for completions but leave notifications on (works with "
 			"vhost-user backends, which poll=1 does not)",
+		.category = FIO_OPT_C_ENGINE,
+		.group = FIO_OPT_G_INVALID,
+	},
+	{
+		.name = "spin_us",
+		.lname = "xvloop spin before sleeping",
+		.type = FIO_OPT_INT,
+		.off1 = offsetof(struct xvl_fio_opts, spin_us),
+		.def = "0",
+		.help = "In event mode, wait for a completion spinning up to this many "
+			"microseconds before sleeping on the queue's eventfd",
 		.category = FIO_OPT_C_ENGINE,
 		.group = FIO_OPT_G_INVALID,
 	},
@@ -298,7 +310,7 @@ static int conn_open(struct thread_data *td, const struct xvl_fio_opts *o, uint6
 		return -ENODEV;
 	}
 	struct xvl_blk_opts bo = {.device = dev, .num_queues = nq, .queue_size = qsize,
-				  .poll = o->poll != 0};
+				  .poll = o->poll != 0, .spin_us = o->spin_us};
 	struct xvl_blk *b;
 	rc = xvl_blk_open(c, &bo, &b);
 	if (rc < 0) {
