@@ -482,6 +482,10 @@ static int cmd_churn(int argc, char **argv)
 		rc = -EIO;
 	bool fine = rc == 0 && !w.dup && !bad && (w.allow_fail || (!w.failed && !w.refused));
 	xvl_client_close(w.c);
+	free(w.shadow);
+	free(w.slot_busy);
+	free(w.slot_unknown);
+	free(w.op);
 	return fine ? 0 : 1;
 }
 
