@@ -287,6 +287,11 @@ static int print_status(const char *text)
 			json_object *d = json_object_array_get_idx(a, i);
 			printf("  %-12s blk %s %s, %s queue(s), served by %s\n", S(d, "name"),
 			       S(d, "backend"), S(d, "path"), S(d, "queues"), S(d, "compartment"));
+			json_object *io;
+			if (json_object_object_get_ex(d, "io", &io) && io)
+				printf("  %-12s %s requests, %s bytes, %s errors, %s notifications\n",
+				       "", S(io, "requests"), S(io, "bytes"), S(io, "errors"),
+				       S(io, "notifications"));
 		}
 #undef S
 	json_object_put(o);

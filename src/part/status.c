@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "part_int.h"
+#include "proto.h"
+#include <stdio.h>
 
 #define CTL_MAX (256 * 1024)
 
@@ -83,6 +85,72 @@ static json_object *window_json(struct xp_inst *p, unsigned w)
 	return o;
 }
 
+/* ------------------------------------------------------------ device counters */
+
+#define STATS_TIMEOUT_MS 100
+
+/* One request/reply on the device side's link; -ETIMEDOUT keeps `xvl status` from hanging. */
+static int link_rpc(int sock, struct xvl_msg *req, struct xvl_msg *rep)
+{
+	uint8_t buf[XVL_MSG_MAX_SIZE];
+	int n = xvl_msg_encode(req, buf, sizeof(buf));
+	if (n < 0 || xvl_os_send(sock, buf, (size_t)n, NULL, 0) < 0)
+		return -EIO;
+	struct pollfd pf = {.fd = sock, .events = POLLIN};
+	if (poll(&pf, 1, STATS_TIMEOUT_MS) != 1)
+		return -ETIMEDOUT;
+	int fds[XVL_OS_MAX_FDS];
+	unsigned nfds = 0;
+	long got = xvl_os_recv(sock, buf, sizeof(buf), fds, XVL_OS_MAX_FDS, &nfds);
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (got <= 0 || xvl_msg_decode(buf, (size_t)got, rep) < 0)
+		return -EPROTO;
+	if (!xvl_msg_is_reply(rep) || rep->type != req->type)
+		return -EPROTO;
+	return rep->status;
+}
+
+/* The device's counters as its server reports them (GET_STATS needs no window). */
+static int device_stats(const char *link, const char *name, struct xvl_m_stats *st)
+{
+	struct xvl_msg req = {.type = XVL_MSG_HELLO}, rep;
+	int sock = xvl_os_connect(link, NULL);
+	if (sock < 0)
+		return sock;
+	req.u.hello.major = XVL_PROTO_MAJOR;
+	snprintf(req.u.hello.name, sizeof(req.u.hello.name), "xvl-status");
+	int rc = link_rpc(sock, &req, &rep);
+	uint32_t n = rc == 0 ? rep.u.hello.n_devices : 0;
+	rc = rc ? rc : -ENODEV;
+	for (uint32_t i = 0; i < n && i < XVL_MAX_DEVICES; i++) {
+		req = (struct xvl_msg){.type = XVL_MSG_DEV_INFO, .u.dev.dev = i};
+		if (link_rpc(sock, &req, &rep) < 0 || strcmp(rep.u.info.name, name))
+			continue;
+		req = (struct xvl_msg){.type = XVL_MSG_GET_STATS, .u.dev.dev = i};
+		rc = link_rpc(sock, &req, &rep);
+		if (rc == 0)
+			*st = rep.u.stats;
+		break;
+	}
+	close(sock);
+	return rc;
+}
+
+static json_object *device_io_json(struct xp_inst *p, const struct xp_device *x)
+{
+	struct xvl_m_stats st;
+	if (x->comp < 0 || p->rt[x->comp].state != XS_UP ||
+	    device_stats(p->rt[x->comp].link, x->spec.name, &st) < 0)
+		return NULL; /* JSON null: the device side did not answer */
+	json_object *o = json_object_new_object();
+	add_int(o, "requests", (int64_t)st.requests);
+	add_int(o, "bytes", (int64_t)st.bytes);
+	add_int(o, "errors", (int64_t)st.errors);
+	add_int(o, "notifications", (int64_t)st.notifies);
+	return o;
+}
+
 static json_object *device_json(struct xp_inst *p, unsigned d)
 {
 	static const char *const kinds[] = {"built-in", "vhost-user", "qsd"};
@@ -99,6 +167,7 @@ static json_object *device_json(struct xp_inst *p, unsigned d)
 	add_str(o, "compartment", x->comp >= 0 ? p->cfg.comps[x->comp].name : "");
 	if (x->kind == XP_DEV_QSD)
 		add_int(o, "qsd_pid", p->qsd_pid[d]);
+	json_object_object_add(o, "io", device_io_json(p, x));
 	return o;
 }
 

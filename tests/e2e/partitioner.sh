@@ -68,6 +68,12 @@ else
 fi
 "$XVL" status --state-dir "$SD" >"$T/status.txt" 2>&1
 grep -q "device running" "$T/status.txt" && ok "xvl status (text)" || fail "xvl status (text)"
+io_requests() { st | jq_ "sum((x['io'] or {}).get('requests', 0) for x in d['devices'])"; }
+r1=$(io_requests)
+sleep 0.3
+r2=$(io_requests)
+check "xvl status: the devices' I/O counters come from their server and move ($r1 -> $r2 requests)" \
+	test "${r2:-0}" -gt "${r1:-0}"
 
 # ---------------------------------------------------------------- /proc inspection
 ns_differ() {
