@@ -719,7 +719,13 @@ int xvl_blk_complete(struct xvl_blk *b, uint16_t q, struct xvl_blk_cpl *cpl, uns
 	if (bq->fd_exported)
 		xvl_os_eventfd_drain(bq->call_fd);
 	int n = reap(b, bq, cpl, max);
-	if (n >= 0 && (unsigned)n < max && !b->poll && !b->broken && xvl_vq_drv_enable_cb(&bq->vq))
+	/*
+	 * get_used keeps used_event moving and xvl_blk_wait arms before it sleeps;
+	 * only a caller sleeping on the fd itself needs the re-arm and re-check here
+	 * (a store and a full fence per call, which a spinning caller would pay).
+	 */
+	if (n >= 0 && (unsigned)n < max && bq->fd_exported && !b->broken &&
+	    xvl_vq_drv_enable_cb(&bq->vq))
 		n += reap(b, bq, cpl + n, max - (unsigned)n);
 	return n;
 }
