@@ -199,6 +199,7 @@ struct xvl_fio_table {
 	struct xvl_fio_conn *conns;
 };
 
+/* fio gives job threads no shared context to hang this on: the engine's one global. */
 static struct xvl_fio_table conn_table = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Per job thread. */
