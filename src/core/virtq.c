@@ -286,22 +286,32 @@ int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_ou
 	return 0;
 }
 
+/*
+ * Does the peer want to hear that our index moved from *last to now?  Our
+ * index store must be visible before we sample its wishes (full fence).
+ */
+static bool peer_wants_notify(bool event_idx, uint16_t *last, uint16_t now,
+			      const uint16_t *peer_event, const uint16_t *peer_flags,
+			      uint16_t suppress_flag)
+{
+	uint16_t old = *last;
+
+	xvl_mb();
+	*last = now;
+	if (now == old)
+		return false;
+	if (event_idx)
+		return xvl_vq_need_event(xvl_rd16(peer_event), now, old);
+	return !(xvl_rd16(peer_flags) & suppress_flag);
+}
+
 bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq)
 {
-	uint16_t old, new;
-
 	if (vq->broken)
 		return false;
-	/* Our avail idx store must be visible before we sample the device's wishes. */
-	xvl_mb();
-	old = vq->kicked_idx;
-	new = vq->avail_idx;
-	vq->kicked_idx = new;
-	if (new == old)
-		return false;
-	if (vq->event_idx)
-		return xvl_vq_need_event(xvl_rd16(avail_event_of(vq->used, vq->num)), new, old);
-	return !(xvl_rd16(&vq->used->flags) & XVL_VRING_USED_F_NO_NOTIFY);
+	return peer_wants_notify(vq->event_idx, &vq->kicked_idx, vq->avail_idx,
+				 avail_event_of(vq->used, vq->num), &vq->used->flags,
+				 XVL_VRING_USED_F_NO_NOTIFY);
 }
 
 /* Return a chain's descriptors to the free list, walking only private links. */
@@ -609,20 +619,11 @@ int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
 
 bool xvl_vq_dev_notify_prepare(struct xvl_vq_dev *vq)
 {
-	uint16_t old, new;
-
 	if (vq->broken)
 		return false;
-	/* Our used idx store must be visible before we sample the driver's wishes. */
-	xvl_mb();
-	old = vq->signalled_used;
-	new = vq->used_idx;
-	vq->signalled_used = new;
-	if (new == old)
-		return false;
-	if (vq->event_idx)
-		return xvl_vq_need_event(xvl_rd16(used_event_of(vq->avail, vq->num)), new, old);
-	return !(xvl_rd16(&vq->avail->flags) & XVL_VRING_AVAIL_F_NO_INTERRUPT);
+	return peer_wants_notify(vq->event_idx, &vq->signalled_used, vq->used_idx,
+				 used_event_of(vq->avail, vq->num), &vq->avail->flags,
+				 XVL_VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 bool xvl_vq_dev_enable_notify(struct xvl_vq_dev *vq)

@@ -50,13 +50,7 @@ static int put(const char *dir, const char *file, const char *text)
 {
 	char p[XP_PATH_MAX + 64];
 	snprintf(p, sizeof(p), "%s/%s", dir, file);
-	int fd = open(p, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = write(fd, text, strlen(text));
-	int rc = n == (ssize_t)strlen(text) ? 0 : -errno;
-	close(fd);
-	return rc;
+	return xp_write_file(p, text);
 }
 
 static int try_dir(struct xp_cgroup *cg, const char *mount, const char *own, const char *leaf,

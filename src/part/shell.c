@@ -43,7 +43,7 @@ int xp_go_add(struct xp_go *g, bool env, const char *s)
 	return 0;
 }
 
-static int write_file(const char *path, const char *text)
+int xp_write_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -203,14 +203,14 @@ static int write_maps(pid_t pid, struct xvl_errbuf *eb)
 	int rc;
 	snprintf(p, sizeof(p), "/proc/%d/setgroups", (int)pid);
 	if (geteuid() != 0)
-		write_file(p, "deny");
+		xp_write_file(p, "deny");
 	snprintf(p, sizeof(p), "/proc/%d/uid_map", (int)pid);
 	snprintf(m, sizeof(m), "0 %u 1\n", (unsigned)geteuid());
-	rc = write_file(p, m);
+	rc = xp_write_file(p, m);
 	if (rc == 0) {
 		snprintf(p, sizeof(p), "/proc/%d/gid_map", (int)pid);
 		snprintf(m, sizeof(m), "0 %u 1\n", (unsigned)getegid());
-		rc = write_file(p, m);
+		rc = xp_write_file(p, m);
 	}
 	return rc < 0 ? xvl_err(eb, rc, "user namespace: cannot write %s: %s", p, strerror(-rc)) : 0;
 }
