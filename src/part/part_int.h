@@ -76,7 +76,4 @@ void xp_describe_status(int st, char *out, size_t cap);
 char *xp_status_json(struct xp_inst *p);   /* malloc'd */
 void xp_ctl_serve(struct xp_inst *p);      /* one request on the control socket */
 
-/* Write text to an existing file (cgroup and /proc knobs): 0 or -errno. */
-int xp_write_file(const char *path, const char *text);
-
 #endif

@@ -87,4 +87,7 @@ int xp_shell_exec(struct xp_shell *sh, const struct xp_go *g, const int *fds, un
 /* Kill a shell that will not be used (the caller reaps it). */
 void xp_shell_discard(struct xp_shell *sh);
 
+/* Write text to an existing file (cgroup and /proc knobs): 0 or -errno. */
+int xp_write_file(const char *path, const char *text);
+
 #endif
