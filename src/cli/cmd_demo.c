@@ -13,13 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "os.h"
 #include "part.h"
 
 static const char help[] =
@@ -78,16 +77,12 @@ static pid_t spawn(const char *self_exe, char *const argv[])
 
 static bool wait_for_socket(const char *path, pid_t server)
 {
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(a.sun_path))
-		return false;
-	memcpy(a.sun_path, path, strlen(path));
 	for (int i = 0; i < 500; i++) {
-		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-		close(fd);
-		if (ok)
+		int fd = xvl_os_connect(path, NULL);
+		if (fd >= 0) {
+			close(fd);
 			return true;
+		}
 		if (waitpid(server, NULL, WNOHANG) == server)
 			return false;
 		usleep(10000);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Data-integrity workload; see workload.h. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -89,11 +90,17 @@ static void fill_pattern(const struct wl *w, uint8_t *buf, uint64_t off, uint32_
 	}
 }
 
-static void problem(struct wl *w, const char *fmt, uint64_t a, uint64_t b)
+static void problem(struct wl *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Keep the first problem seen: the one the user should look at. */
+static void problem(struct wl *w, const char *fmt, ...)
 {
-	if (!w->r->first_problem[0])
-		snprintf(w->r->first_problem, sizeof(w->r->first_problem), fmt,
-			 (unsigned long long)a, (unsigned long long)b);
+	va_list ap;
+	if (w->r->first_problem[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(w->r->first_problem, sizeof(w->r->first_problem), fmt, ap);
+	va_end(ap);
 }
 
 static void check_pattern(struct wl *w, const struct wl_io *io)
@@ -107,8 +114,8 @@ static void check_pattern(struct wl *w, const struct wl_io *io)
 		for (unsigned i = 0; i < SECTOR / 8; i++) {
 			if (p[i] != pattern_word(w, sector, gen, i)) {
 				w->r->mismatches++;
-				problem(w, "data mismatch at byte offset %llu (expected generation %llu)",
-					sector * SECTOR + i * 8, gen);
+				problem(w, "data mismatch at byte offset %llu (expected generation %u)",
+					(unsigned long long)(sector * SECTOR + i * 8), gen);
 				break;
 			}
 		}
@@ -238,7 +245,8 @@ static void on_complete(struct wl *w, const struct xvl_blk_cpl *cpl)
 	struct wl_io *io = cpl->user;
 	if (!io->busy) {
 		w->r->duplicates++;
-		problem(w, "a request at byte offset %llu completed twice (%llu)", io->off, 2);
+		problem(w, "a request at byte offset %llu completed twice",
+			(unsigned long long)io->off);
 		return;
 	}
 	record_latency(w, now_ns() - io->t0);
@@ -247,8 +255,8 @@ static void on_complete(struct wl *w, const struct xvl_blk_cpl *cpl)
 	mark(w, io->off, io->len, 0);
 	if (cpl->result < 0) {
 		w->r->errors++;
-		problem(w, "request at byte offset %llu failed (error %llu)", io->off,
-			(uint64_t)-cpl->result);
+		problem(w, "request at byte offset %llu failed (%s)", (unsigned long long)io->off,
+			strerror(-cpl->result));
 		if (io->op == OP_WRITE)
 			memset(w->gen + io->off / SECTOR, 0, io->len / SECTOR * sizeof(uint32_t));
 		return;

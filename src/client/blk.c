@@ -357,7 +357,7 @@ void xvl_blk_close(struct xvl_blk *b)
 	if (!b)
 		return;
 	/* The device must stop touching the rings before their memory is reused. */
-	xvl_dev_detach(b->c, b->dev);
+	xvl_dev_detach(b->c, b->dev, b->nq);
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++)
 		queue_free(b, &b->q[i]);
 	b->c->open[b->dev] = NULL;
@@ -730,16 +730,11 @@ int xvl_blk_complete(struct xvl_blk *b, uint16_t q, struct xvl_blk_cpl *cpl, uns
 	return n;
 }
 
-static bool used_pending(struct blk_queue *bq)
-{
-	return xvl_rd16_acquire(&bq->vq.used->idx) != bq->vq.last_used;
-}
-
 static int wait_spinning(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms)
 {
 	uint64_t start = xvl_os_now_ns();
 	for (;;) {
-		if (used_pending(bq) || b->broken || bq->n_held || b->restart || b->c->link_dead)
+		if (xvl_vq_drv_has_used(&bq->vq) || b->broken || bq->n_held || b->restart || b->c->link_dead)
 			return 1;
 		uint64_t now = xvl_os_now_ns();
 		if (now - bq->last_link_check > LINK_CHECK_NS) {
@@ -757,7 +752,7 @@ static bool spin_briefly(struct xvl_blk *b, struct blk_queue *bq)
 {
 	uint64_t end = xvl_os_now_ns() + (uint64_t)b->opts.spin_us * 1000u;
 	do {
-		if (used_pending(bq) || b->broken || b->restart || b->c->link_dead)
+		if (xvl_vq_drv_has_used(&bq->vq) || b->broken || b->restart || b->c->link_dead)
 			return true;
 		xvl_cpu_relax();
 	} while (xvl_os_now_ns() < end);

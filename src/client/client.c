@@ -589,15 +589,11 @@ int xvl_dev_setup_queue(struct xvl_client *c, uint32_t dev, const struct xvl_que
 	return link_call(c, &req, fds, qs->poll ? 0 : 2, &rep);
 }
 
-static int vhost_stop_all(struct xvl_client *c, uint32_t dev)
+static int vhost_stop_all(struct xvl_client *c, uint16_t nq)
 {
 	uint16_t base;
 	int rc = 0;
-	for (uint16_t q = 0; q < XVL_MAX_QUEUES && c->open[dev]; q++) {
-		struct xvl_blk_info info;
-		xvl_blk_get_info(c->open[dev], &info);
-		if (q >= info.num_queues)
-			break;
+	for (uint16_t q = 0; q < nq; q++) {
 		int r = xvl_vhost_stop_vring(&c->vh, q, &base, &c->eb);
 		if (r < 0 && rc == 0)
 			rc = r;
@@ -605,10 +601,10 @@ static int vhost_stop_all(struct xvl_client *c, uint32_t dev)
 	return rc;
 }
 
-int xvl_dev_detach(struct xvl_client *c, uint32_t dev)
+int xvl_dev_detach(struct xvl_client *c, uint32_t dev, uint16_t nq)
 {
 	if (c->mode == XVL_MODE_VHOST)
-		return c->vh.sock >= 0 ? vhost_stop_all(c, dev) : 0;
+		return c->vh.sock >= 0 ? vhost_stop_all(c, nq) : 0;
 	if (c->link_dead)
 		return 0;
 	struct xvl_msg req = {.type = XVL_MSG_DETACH}, rep;

@@ -61,7 +61,7 @@ int xvl_dev_get_config(struct xvl_client *c, uint32_t dev, uint32_t off, void *b
 int xvl_dev_set_status(struct xvl_client *c, uint32_t dev, uint32_t status);
 int xvl_dev_setup_queue(struct xvl_client *c, uint32_t dev, const struct xvl_queue_setup *qs);
 /* Reset the device and release it; the device has stopped touching the rings when this returns. */
-int xvl_dev_detach(struct xvl_client *c, uint32_t dev);
+int xvl_dev_detach(struct xvl_client *c, uint32_t dev, uint16_t nq);
 
 /*
  * Look at the link without blocking: handle server events (device broken)

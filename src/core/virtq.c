@@ -402,6 +402,11 @@ static void notify_park(bool event_idx, uint16_t *event, uint16_t *flags, uint16
 		xvl_wr16(flags, flag);
 }
 
+bool xvl_vq_drv_has_used(const struct xvl_vq_drv *vq)
+{
+	return xvl_rd16_acquire(&vq->used->idx) != vq->last_used;
+}
+
 bool xvl_vq_drv_enable_cb(struct xvl_vq_drv *vq)
 {
 	/* Broken: report "pending" so the caller calls get_used and sees -EIO. */

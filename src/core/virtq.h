@@ -157,6 +157,9 @@ int xvl_vq_drv_get_used(struct xvl_vq_drv *vq, uint64_t *token, uint32_t *len);
 bool xvl_vq_drv_enable_cb(struct xvl_vq_drv *vq);
 void xvl_vq_drv_disable_cb(struct xvl_vq_drv *vq);
 
+/* Has the device published completions not taken yet (acquire load of used idx)? */
+bool xvl_vq_drv_has_used(const struct xvl_vq_drv *vq);
+
 /* Requests outstanding (submitted, not completed). */
 unsigned xvl_vq_drv_inflight(const struct xvl_vq_drv *vq);
 
