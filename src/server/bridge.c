@@ -297,6 +297,15 @@ static void session_close(struct srv_dev *d, bool stop_rings)
 	d->vh_up = false;
 }
 
+/* Errors that mean "the backend is not there (any more)", worth waiting for. */
+static bool retryable(int rc)
+{
+	return rc == -ENOENT || rc == -ECONNREFUSED || rc == -ECONNRESET || rc == -EPIPE ||
+	       rc == -EAGAIN || rc == -ENOTCONN;
+}
+
+static int wait_for_backend(struct srv_dev *d);
+
 int srv_bridge_start(struct srv_dev *d, struct xvl_errbuf *eb)
 {
 	uint16_t nq, qsize;
@@ -316,6 +325,9 @@ int srv_bridge_start(struct srv_dev *d, struct xvl_errbuf *eb)
 			     d->spec.name, strerror(errno));
 	if (rc < 0) {
 		session_close(d, false);
+		/* Lost while starting is lost: wait for it, then RESTART, as after a loss. */
+		if (retryable(rc) && wait_for_backend(d) == 0)
+			return 0;
 		srv_dev_break(d, rc, "%s", eb->msg);
 		return rc;
 	}
@@ -390,22 +402,21 @@ void srv_bridge_lost(struct srv_dev *d)
 	}
 	if (!d->conn || d->conn->closing)
 		return;
-	int rc = d->spec.reconnect_ms ? timer_start(d) : -ECONNRESET;
-	if (rc < 0) {
+	if (wait_for_backend(d) < 0)
 		srv_dev_break(d, -ECONNRESET, "vhost-user backend %s went away", d->spec.path);
-		return;
-	}
-	srv_log(d->srv, "device %s: vhost-user backend %s went away; waiting up to %u ms for it "
-		"to come back", d->spec.name, d->spec.path, d->spec.reconnect_ms);
+}
+
+/* Retry the backend every 100 ms for up to reconnect_ms (0: do not wait). */
+static int wait_for_backend(struct srv_dev *d)
+{
+	int rc = d->spec.reconnect_ms ? timer_start(d) : -ECONNRESET;
+	if (rc == 0)
+		srv_log(d->srv, "device %s: vhost-user backend %s went away; waiting up to %u ms "
+			"for it to come back", d->spec.name, d->spec.path, d->spec.reconnect_ms);
+	return rc;
 }
 
 /* Errors that mean "not (yet) back": keep trying until the deadline. */
-static bool retryable(int rc)
-{
-	return rc == -ENOENT || rc == -ECONNREFUSED || rc == -ECONNRESET || rc == -EPIPE ||
-	       rc == -EAGAIN;
-}
-
 /* The backend answers again: reset the device and have the client set it up afresh. */
 static void bridge_restart(struct srv_dev *d)
 {
