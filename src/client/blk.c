@@ -66,6 +66,7 @@ struct blk_queue {
 	uint64_t last_link_check;
 	bool fd_exported;         /* the caller polls call_fd itself: complete() drains it */
 	uint16_t *resubmit;       /* slots to submit again after a restart */
+	unsigned n_resubmit;      /* kept until they are back in a ring: a restart can be cut short */
 	struct xvl_blk_cpl *held; /* completions found while restarting, not yet returned */
 	unsigned n_held;
 };
@@ -633,30 +634,30 @@ void xvl_blk_request_restart(struct xvl_blk *b)
  * Keep what the device completed (held for the caller), take back what it
  * did not (to submit again).  Returns how many are to be submitted again.
  */
-static unsigned salvage(struct xvl_blk *b, struct blk_queue *bq)
+static void salvage(struct xvl_blk *b, struct blk_queue *bq)
 {
 	uint64_t token;
 	uint32_t len;
-	unsigned n = 0;
 
 	while (xvl_vq_drv_get_used(&bq->vq, &token, &len) == 1) {
 		uint8_t st = xvl_load_relaxed(bq->slots + token * SLOT_BYTES + SLOT_STATUS);
 		finish(b, bq, (uint16_t)token, status_result(st), &bq->held[bq->n_held++]);
 	}
 	while (xvl_vq_drv_detach(&bq->vq, &token) == 1)
-		bq->resubmit[n++] = (uint16_t)token;
-	return n;
+		bq->resubmit[bq->n_resubmit++] = (uint16_t)token;
 }
 
-static int requeue(struct xvl_blk *b, uint16_t qi, unsigned n)
+/* Fresh rings holding the taken-back requests; then the list is theirs no more. */
+static int requeue(struct xvl_blk *b, uint16_t qi)
 {
 	struct blk_queue *bq = &b->q[qi];
 	int rc = queue_rings_init(b, bq);
-	for (unsigned i = 0; rc == 0 && i < n; i++)
+	for (unsigned i = 0; rc == 0 && i < bq->n_resubmit; i++)
 		rc = expose_slot(b, bq, bq->resubmit[i]);
-	if (rc == 0)
-		rc = queue_announce(b, qi);
-	return rc;
+	if (rc < 0)
+		return rc;
+	bq->n_resubmit = 0;
+	return queue_announce(b, qi);
 }
 
 /*
@@ -666,23 +667,24 @@ static int requeue(struct xvl_blk *b, uint16_t qi, unsigned n)
  */
 int xvl_blk_restart(struct xvl_blk *b, bool attach)
 {
-	unsigned pending[XVL_MAX_QUEUES];
 	int rc = 0;
 
 	b->restart = false;
 	b->c->n_restarts++;
 	for (uint16_t i = 0; i < b->nq; i++)
-		pending[i] = salvage(b, &b->q[i]);
+		salvage(b, &b->q[i]);
 	if (attach)
 		rc = xvl_dev_attach(b->c, b->dev);
 	if (rc == 0)
 		rc = negotiate(b, &b->opts, b->offered);
 	for (uint16_t i = 0; rc == 0 && i < b->nq; i++)
-		rc = requeue(b, i, pending[i]);
+		rc = requeue(b, i);
 	if (rc == 0)
 		rc = xvl_dev_set_status(b->c, b->dev,
 					XVL_STATUS_ACKNOWLEDGE | XVL_STATUS_DRIVER |
 						XVL_STATUS_FEATURES_OK | XVL_STATUS_DRIVER_OK);
+	if (rc < 0 && b->c->link_dead && b->c->reconnect_ms)
+		return rc; /* the server went away again: recovery starts over, nothing is lost */
 	if (rc < 0) {
 		xvl_blk_mark_broken(b, rc, "could not set the device up again after a restart");
 		return rc;

@@ -444,13 +444,9 @@ static int relink(struct xvl_client *c)
 	return rc;
 }
 
-int xvl_client_recover(struct xvl_client *c)
+/* Reconnect within the deadline, or break every open device. */
+static int relink_until(struct xvl_client *c, uint64_t deadline)
 {
-	if (!c->link_dead || c->mode != XVL_MODE_LINK)
-		return 0;
-	if (!c->reconnect_ms)
-		return -ENOTCONN;
-	uint64_t deadline = xvl_os_now_ns() + (uint64_t)c->reconnect_ms * 1000000ull;
 	int rc;
 	while ((rc = relink(c)) < 0) {
 		if (rc == -ENODEV || xvl_os_now_ns() >= deadline) {
@@ -464,9 +460,24 @@ int xvl_client_recover(struct xvl_client *c)
 		usleep(20000);
 	}
 	c->n_reconnects++;
-	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
-		if (c->open[i])
-			xvl_blk_restart(c->open[i], true);
+	return 0;
+}
+
+int xvl_client_recover(struct xvl_client *c)
+{
+	if (!c->link_dead || c->mode != XVL_MODE_LINK)
+		return 0;
+	if (!c->reconnect_ms)
+		return -ENOTCONN;
+	uint64_t deadline = xvl_os_now_ns() + (uint64_t)c->reconnect_ms * 1000000ull;
+	/* A server that dies again while the devices are being set up: start over. */
+	do {
+		if (relink_until(c, deadline) < 0)
+			return -ENOTCONN;
+		for (unsigned i = 0; i < XVL_MAX_DEVICES && !c->link_dead; i++)
+			if (c->open[i])
+				xvl_blk_restart(c->open[i], true);
+	} while (c->link_dead);
 	return 0;
 }
 
