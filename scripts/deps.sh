@@ -13,6 +13,7 @@ PKGS=(
 	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
+	qemu-system-x86 busybox-static cpio
 )
 
 missing=()
@@ -39,7 +40,7 @@ else
 fi
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -q
-"${SUDO[@]}" apt-get install -y -q \
+"${SUDO[@]}" apt-get install -y -q -o DPkg::Lock::Timeout=600 \
 	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
 	"${missing[@]}"
 echo "deps: installed ${#missing[@]} package(s)"
