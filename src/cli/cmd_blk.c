@@ -37,6 +37,11 @@ static const char help[] =
 	"    info    prints capacity, block size, queues, limits and negotiated features.\n"
 	"    read    copies LENGTH bytes at OFFSET to FILE (default: standard output).\n"
 	"    write   writes FILE, or LENGTH bytes of a pattern made from SEED, at OFFSET.\n"
+	"            A regular FILE must be a whole number of 512-byte sectors (or hold\n"
+	"            at least LENGTH bytes, of which the first LENGTH are written), so no\n"
+	"            device byte after it is overwritten; an empty FILE is refused.  A\n"
+	"            pipe or other stream that ends inside a sector has that sector\n"
+	"            completed from the device (read-modify-write, said on stderr).\n"
 	"    verify  fills the device (or its first SIZE bytes) with a pattern that names\n"
 	"            each sector and the write that put it there, runs OPS random reads and\n"
 	"            writes of MIN..MAX bytes on every queue with QD requests in flight per\n"
@@ -171,8 +176,10 @@ static bool parse_opt(struct blk_args *a, int opt)
 	case OPT_NO_FINAL: a->wl.final_check = false; return true;
 	case OPT_JSON: a->json = true; return true;
 	case 'Q':
-		if (!parse_uint("--queues", optarg, 16, &n) || !n)
-			return n ? false : (cli_fail(2, "blk", "--queues: at least 1"), false);
+		if (!parse_uint("--queues", optarg, 16, &n))
+			return false;
+		if (!n)
+			return cli_fail(2, "blk", "--queues: at least 1"), false;
 		a->queues = (uint16_t)n;
 		return true;
 	case 'S':
@@ -195,13 +202,21 @@ static bool parse_opt(struct blk_args *a, int opt)
 		return cli_size("blk", "--length", optarg, &a->length) &&
 		       sector_multiple("--length", optarg, a->length);
 	case OPT_SEED: return parse_uint("--seed", optarg, UINT64_MAX, &a->wl.seed);
-	case OPT_SIZE: return cli_size("blk", "--size", optarg, &a->wl.size);
+	case OPT_SIZE:
+		if (!cli_size("blk", "--size", optarg, &a->wl.size))
+			return false;
+		if (a->wl.size < 512 || a->wl.size % 512)
+			return cli_fail(2, "blk", "--size: %s is not a non-zero multiple of 512 "
+				       "(leave --size out to use the whole device)", optarg), false;
+		return true;
 	case OPT_OPS: return parse_uint("--ops", optarg, UINT64_MAX, &a->wl.random_ops);
 	case OPT_MIN: return parse_u32_size("--min", optarg, &a->wl.min_len);
 	case OPT_MAX: return parse_u32_size("--max", optarg, &a->wl.max_len);
 	case OPT_QD:
-		if (!parse_uint("--qd", optarg, 256, &n) || !n)
-			return n ? false : (cli_fail(2, "blk", "--qd: at least 1"), false);
+		if (!parse_uint("--qd", optarg, 256, &n))
+			return false;
+		if (!n)
+			return cli_fail(2, "blk", "--qd: at least 1"), false;
 		a->wl.qd = (unsigned)n;
 		return true;
 	case OPT_TIME:
@@ -308,6 +323,21 @@ static int do_info(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 
 /* ------------------------------------------------------------ read / write */
 
+/* Write all of buf to fd (short writes continued); 0 or a negative errno. */
+static int write_all(int fd, const uint8_t *buf, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, buf, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		buf += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
 static int do_read(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 {
 	if (!a->have_offset || !a->length)
@@ -316,28 +346,32 @@ static int do_read(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 	xvl_blk_get_info(b, &in);
 	if (!range_fits(&in, a->offset, a->length))
 		return 1;
+	const char *out = a->output ? a->output : "standard output";
 	int fd = a->output ? open(a->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : 1;
 	if (fd < 0)
 		return cli_fail(1, "blk", "cannot create %s: %s", a->output, strerror(errno));
 	uint8_t *buf = xvl_buf_alloc(c, in.max_transfer);
-	int rc = buf ? 0 : -ENOMEM;
-	for (uint64_t done = 0; rc == 0 && done < a->length;) {
+	int rc = buf ? 0 : -ENOMEM, wrc = 0;
+	for (uint64_t done = 0; rc == 0 && wrc == 0 && done < a->length;) {
 		uint32_t n = (uint32_t)(a->length - done < in.max_transfer ? a->length - done
 									     : in.max_transfer);
 		rc = xvl_blk_read(b, a->offset + done, buf, n);
-		if (rc == 0 && write(fd, buf, n) != (ssize_t)n)
-			rc = -errno;
+		if (rc == 0)
+			wrc = write_all(fd, buf, n);
 		done += n;
 	}
 	xvl_buf_free(c, buf);
-	if (a->output)
-		close(fd);
+	if (a->output && close(fd) < 0 && !wrc)
+		wrc = -errno;
 	char d[300];
 	if (rc < 0)
 		return cli_fail(1, "blk", "read failed: %s%s", strerror(-rc), detail(c, d, sizeof(d)));
+	if (wrc < 0)
+		return cli_fail(1, "blk", "cannot write to %s: %s", out, strerror(-wrc));
 	return 0;
 }
 
+/* Up to n bytes of input (fd >= 0; fewer only at its end), or of the SEED pattern. */
 static int fill_from_input(int fd, uint8_t *buf, uint32_t n, uint64_t seed, uint64_t at)
 {
 	if (fd < 0) {
@@ -350,6 +384,8 @@ static int fill_from_input(int fd, uint8_t *buf, uint32_t n, uint64_t seed, uint
 	uint32_t got = 0;
 	while (got < n) {
 		ssize_t r = read(fd, buf + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r < 0)
 			return -errno;
 		if (r == 0)
@@ -357,6 +393,95 @@ static int fill_from_input(int fd, uint8_t *buf, uint32_t n, uint64_t seed, uint
 		got += (uint32_t)r;
 	}
 	return (int)got;
+}
+
+/*
+ * What a write will do, decided before anything is sent: a regular input
+ * file must be a whole number of sectors (and hold --length bytes if given),
+ * so nothing after it on the device is overwritten; a stream's size is only
+ * known at its end, so its last partial sector is read-modify-written.
+ */
+static int plan_write(struct blk_args *a, int fd, uint64_t *total)
+{
+	struct stat st;
+	*total = a->length;
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0)
+		return cli_fail(1, "blk", "cannot stat %s: %s", a->input, strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		return cli_fail(1, "blk", "--input %s is a directory", a->input);
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return 0;
+	uint64_t size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode) && lseek(fd, 0, SEEK_END) >= 0) {
+		size = (uint64_t)lseek(fd, 0, SEEK_CUR);
+		lseek(fd, 0, SEEK_SET);
+	}
+	if (!size)
+		return cli_fail(1, "blk", "--input %s is empty: nothing to write", a->input);
+	if (a->length && size < a->length)
+		return cli_fail(1, "blk", "--input %s has only %llu bytes, --length asks for %llu",
+				a->input, (unsigned long long)size, (unsigned long long)a->length);
+	if (!a->length && size % 512)
+		return cli_fail(1, "blk",
+				"--input %s is %llu bytes, not a whole number of 512-byte sectors "
+				"(writing it would overwrite %llu device bytes after it): pad it or "
+				"give --length", a->input, (unsigned long long)size,
+				(unsigned long long)(512 - size % 512));
+	if (!a->length)
+		*total = size;
+	return 0;
+}
+
+/* Complete a partial last sector of n bytes at buf with the device's own bytes. */
+static int merge_tail(struct xvl_client *c, struct xvl_blk *b, uint64_t at, uint8_t *buf,
+		      uint32_t n)
+{
+	uint32_t head = n & ~511u, keep = 512 - (n - head);
+	uint8_t *sec = xvl_buf_alloc(c, 512);
+	if (!sec)
+		return -ENOMEM;
+	int rc = xvl_blk_read(b, at + head, sec, 512);
+	if (rc == 0) {
+		memcpy(buf + n, sec + (n - head), keep);
+		fprintf(stderr, "xvl blk: the input ended %u bytes into a sector: its other %u bytes "
+			"were read from the device and written back unchanged (read-modify-write)\n",
+			n - head, keep);
+	}
+	xvl_buf_free(c, sec);
+	return rc;
+}
+
+static int write_loop(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b, int fd,
+		      const struct xvl_blk_info *in, uint64_t *done)
+{
+	uint8_t *buf = xvl_buf_alloc(c, in->max_transfer);
+	int rc = buf ? 0 : -ENOMEM;
+	while (rc == 0 && (!a->length || *done < a->length)) {
+		uint64_t want = a->length ? a->length - *done : in->max_transfer;
+		int n = fill_from_input(fd, buf, (uint32_t)(want < in->max_transfer ? want : in->max_transfer),
+					a->wl.seed, *done);
+		if (n <= 0) {
+			rc = n;
+			break;
+		}
+		uint32_t len = ((uint32_t)n + 511) & ~511u;
+		if (!range_fits(in, a->offset + *done, len)) {
+			rc = 1;
+			break;
+		}
+		if (len != (uint32_t)n)
+			rc = merge_tail(c, b, a->offset + *done, buf, (uint32_t)n);
+		if (rc == 0)
+			rc = xvl_blk_write(b, a->offset + *done, buf, len);
+		if (rc == 0)
+			*done += len;
+		if ((uint32_t)n < len)
+			break; /* the stream ended */
+	}
+	xvl_buf_free(c, buf);
+	return rc;
 }
 
 static int do_write(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
@@ -371,39 +496,26 @@ static int do_write(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 	}
 	struct xvl_blk_info in;
 	xvl_blk_get_info(b, &in);
-	struct stat st;
-	uint64_t total = a->length;
-	if (!total && fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		total = ((uint64_t)st.st_size + 511) & ~511ull;
-	if (!range_fits(&in, a->offset, total)) {
-		if (fd >= 0)
-			close(fd);
-		return 1;
-	}
-	uint8_t *buf = xvl_buf_alloc(c, in.max_transfer);
-	int rc = buf ? 0 : -ENOMEM;
-	uint64_t done = 0;
-	while (rc == 0 && (!a->length || done < a->length)) {
-		uint64_t want = a->length ? a->length - done : in.max_transfer;
-		int n = fill_from_input(fd, buf, (uint32_t)(want < in.max_transfer ? want : in.max_transfer),
-					a->wl.seed, done);
-		if (n <= 0) {
-			rc = n;
-			break;
-		}
-		uint32_t len = ((uint32_t)n + 511) & ~511u; /* a short tail is padded with zeroes */
-		memset(buf + n, 0, len - (uint32_t)n);
-		rc = xvl_blk_write(b, a->offset + done, buf, len);
-		if (rc == 0)
-			done += len;
-	}
-	xvl_buf_free(c, buf);
+	uint64_t total = 0, done = 0;
+	int rc = plan_write(a, fd, &total);
+	if (rc == 0 && !range_fits(&in, a->offset, total))
+		rc = 1;
+	if (rc == 0)
+		rc = write_loop(a, c, b, fd, &in, &done);
 	if (fd >= 0)
 		close(fd);
+	if (rc > 0)
+		return rc;
 	char d[300];
 	if (rc < 0)
 		return cli_fail(1, "blk", "write failed at byte %llu: %s%s",
 				(unsigned long long)(a->offset + done), strerror(-rc), detail(c, d, sizeof(d)));
+	if (!done)
+		return cli_fail(1, "blk", "--input %s is empty: nothing written", a->input);
+	if (a->length && done < a->length)
+		return cli_fail(1, "blk", "--input %s ended after %llu bytes (written), --length asks "
+				"for %llu", a->input, (unsigned long long)done,
+				(unsigned long long)a->length);
 	return 0;
 }
 
