@@ -170,6 +170,7 @@ refuses "queues=0" "queues" uri="xvl:$S" queues=0
 # nbdkit forking into the background (no -f): the device opened before the fork keeps working
 check "stop the foreground nbdkit of f0" bash -c "kill $F0_NBD; while kill -0 $F0_NBD 2>/dev/null; do sleep 0.05; done"
 if nbdkit -U "$T/d.nbd" -P "$T/d.pid" "$PLUGIN" uri="xvl:$S" device=f0 2>"$T/err"; then
+	for _ in $(seq 1 100); do [ -s "$T/d.pid" ] && [ -S "$T/d.nbd" ] && break; sleep 0.02; done
 	E2E_PIDS+=("$(cat "$T/d.pid")")
 	check "daemonized nbdkit: nbdcopy f0 -> file equals the backing file" \
 		bash -c "nbdcopy 'nbd+unix:///?socket=$T/d.nbd' '$T/d.back' && cmp '$T/d.back' '$T/f0.img'"
