@@ -27,6 +27,7 @@ static const char help[] =
 	"    xvl blk verify --connect URI [COMMON] [--seed N] [--size BYTES] [--ops N]\n"
 	"                   [--min BYTES] [--max BYTES] [--qd N] [--copy] [--no-fill]\n"
 	"                   [--no-final] [--time SECONDS]\n"
+	"    xvl blk mount  --connect URI [--device NAME] [--foreground] MOUNTPOINT\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    URI is xvl:SOCKET (or a plain path) for an xvloop server, the\n"
@@ -34,6 +35,8 @@ static const char help[] =
 	"    backend directly (no server in between; the window is the backend's only\n"
 	"    memory).\n"
 	"\n"
+	"    mount   serves the device(s) as regular files in a FUSE mount: see\n"
+	"            'xvl blk mount --help'.\n"
 	"    info    prints capacity, block size, queues, limits and negotiated features.\n"
 	"    read    copies LENGTH bytes at OFFSET to FILE (default: standard output).\n"
 	"    write   writes FILE, or LENGTH bytes of a pattern made from SEED, at OFFSET.\n"
@@ -550,10 +553,12 @@ int cmd_blk(int argc, char **argv)
 				    .fill_len = 256 * 1024, .random_ops = 2000, .qd = 8,
 				    .fill = true, .final_check = true}};
 	if (argc < 2)
-		return cli_fail(2, "blk", "which one: info, read, write or verify? (xvl blk --help)");
+		return cli_fail(2, "blk", "which one: info, read, write, verify or mount? (xvl blk --help)");
 	const char *sub = argv[1];
 	if (!strcmp(sub, "--help") || !strcmp(sub, "-h"))
 		return cli_help(help);
+	if (!strcmp(sub, "mount"))
+		return cmd_blk_mount(argc - 1, argv + 1);
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:ps:W:R:o:L:i:O:h", longopts, NULL)) != -1) {
@@ -575,7 +580,7 @@ int cmd_blk(int argc, char **argv)
 		: !strcmp(sub, "verify") ? do_verify
 					 : NULL;
 	if (!fn)
-		return cli_fail(2, "blk", "unknown subcommand '%s' (info, read, write, verify)", sub);
+		return cli_fail(2, "blk", "unknown subcommand '%s' (info, read, write, verify, mount)", sub);
 	struct xvl_client *c;
 	struct xvl_blk *b;
 	int rc = open_blk(&a, &c, &b);
