@@ -53,8 +53,10 @@ static const char help[] =
 	"            failed request.\n"
 	"\n"
 	"COMMON OPTIONS\n"
-	"    -c, --connect URI        the server or backend (required)\n"
-	"    -d, --device D           device index or name (default: the first block device)\n"
+	"    -c, --connect URI        the server or backend (default: $XVL_LINK, which the\n"
+	"                             partitioner and CDI specs from 'xvl cdi' set)\n"
+	"    -d, --device D           device index or name (default: $XVL_DEVICE when the\n"
+	"                             server came from $XVL_LINK, else the first block device)\n"
 	"    -Q, --queues N           queues to open (default 1)\n"
 	"    -S, --queue-size N       ring entries per queue, power of two <= 1024 (default 256)\n"
 	"    -p, --poll               busy-poll: no notifications (costs a core on each side)\n"
@@ -569,8 +571,15 @@ int cmd_blk(int argc, char **argv)
 	}
 	if (optind < argc - 1)
 		return cli_fail(2, "blk", "unexpected argument '%s'", argv[optind + 1]);
-	if (!a.connect)
-		return cli_fail(2, "blk", "--connect URI is required");
+	if (!a.connect) { /* what the partitioner or a CDI spec put in the environment */
+		a.connect = getenv("XVL_LINK");
+		if (!a.device)
+			a.device = getenv("XVL_DEVICE");
+	}
+	if (!a.connect || !*a.connect)
+		return cli_fail(2, "blk", "--connect URI is required (or XVL_LINK in the environment)");
+	if (a.device && !*a.device)
+		a.device = NULL;
 	if (a.wl.min_len > a.wl.max_len)
 		return cli_fail(2, "blk", "--min is larger than --max");
 	int (*fn)(struct blk_args *, struct xvl_client *, struct xvl_blk *) =

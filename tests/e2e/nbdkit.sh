@@ -113,7 +113,7 @@ check "nbdcopy r0 -> f0 (NBD to NBD), cmp" \
 if fio --enghelp 2>/dev/null | grep -qw nbd; then
 	check "fio nbd engine: 4k-64k random writes, verified (crc32c), QD16 on f0" \
 		fio --name=v --ioengine=nbd --uri="$(uri f0)" --rw=randwrite --bsrange=4k-64k \
-		--iodepth=16 --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1
+		--iodepth=16 --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0
 	for qd in 1 16; do
 		fio --name=r --ioengine=nbd --uri="$(uri r0)" --rw=randread --bs=4k --iodepth=$qd \
 			--size=64M --runtime=2 --time_based --output-format=json >"$T/fio$qd.json" 2>"$T/err"
