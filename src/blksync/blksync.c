@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,13 +25,15 @@
  * client library (submit, kick, complete, wait); at most one thread is the
  * sleeper (sleeper true), polling fd with mu released; every other waiter
  * sleeps on cv, and is woken whenever completions were handed out or the
- * sleeper returns.
+ * sleeper returns.  A thread that reaps while someone sleeps on fd (having
+ * drained fd, so poll would not return) signals wake_fd.
  */
 struct xbs_q {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool sleeper;
-	int fd;
+	int fd;      /* the queue's completion notifications */
+	int wake_fd; /* wakes the sleeper when another thread reaped its completions */
 	uint16_t idx;
 };
 
@@ -122,6 +125,7 @@ int xbs_open(struct xbs **out, const struct xbs_opts *o, char *err, size_t errle
 		pthread_cond_init(&s->q[i].cv, NULL);
 		s->q[i].idx = (uint16_t)i;
 		s->q[i].fd = xvl_blk_queue_fd(s->b, (uint16_t)i);
+		s->q[i].wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	}
 	*out = s;
 	return 0;
@@ -134,6 +138,8 @@ void xbs_close(struct xbs *s)
 	if (s->b) {
 		xvl_blk_close(s->b);
 		for (unsigned i = 0; i < s->nq; i++) {
+			if (s->q[i].wake_fd >= 0)
+				close(s->q[i].wake_fd);
 			pthread_mutex_destroy(&s->q[i].mu);
 			pthread_cond_destroy(&s->q[i].cv);
 		}
@@ -165,8 +171,11 @@ static int reap(struct xbs *s, struct xbs_q *q)
 		}
 		total += n > 0 ? n : 0;
 	} while (n == 32);
-	if (total)
+	if (total) {
 		pthread_cond_broadcast(&q->cv);
+		if (q->sleeper && q->wake_fd >= 0)
+			eventfd_write(q->wake_fd, 1);
+	}
 	return total;
 }
 
@@ -186,10 +195,13 @@ static void wait_progress(struct xbs *s, struct xbs_q *q)
 	}
 	q->sleeper = true;
 	pthread_mutex_unlock(&q->mu);
-	struct pollfd p = {.fd = q->fd, .events = POLLIN};
-	int pr = poll(&p, 1, SLEEP_MS);
+	struct pollfd p[2] = {{.fd = q->fd, .events = POLLIN}, {.fd = q->wake_fd, .events = POLLIN}};
+	int pr = poll(p, 2, SLEEP_MS);
 	pthread_mutex_lock(&q->mu);
 	q->sleeper = false;
+	eventfd_t v;
+	if (pr > 0 && p[1].revents)
+		eventfd_read(q->wake_fd, &v);
 	if (pr == 0)
 		xvl_blk_wait(s->b, q->idx, 0); /* reads the link: notices a server gone */
 	reap(s, q);
