@@ -24,6 +24,10 @@ command -v nbdkit >/dev/null || { echo "1..0 # SKIP nbdkit is not installed (scr
 [ -f "$PLUGIN" ] || { echo "1..0 # SKIP no plugin at $PLUGIN (needs nbdkit-plugin-dev at configure time)"; exit 0; }
 BIG_MB=${NBD_BIG_MB:-1024}
 
+got=$(nbdkit --dump-plugin "$PLUGIN" 2>&1 | grep -E '^(name|thread_model|api_version)=' | tr '\n' ' ')
+expect_eq "name=xvloop api_version=2 thread_model=parallel " "$got" \
+	"the plugin: name xvloop (nbdkit xvloop ... once installed in nbdkit's plugindir), API 2, parallel"
+
 MB=1048576
 truncate -s $((BIG_MB * MB)) "$T/f0.img"
 S=$T/s.sock
@@ -167,9 +171,10 @@ refuses "no uri" "uri=" device=f0
 refuses "an unknown parameter" "colour" uri="xvl:$S" colour=red
 refuses "queues=0" "queues" uri="xvl:$S" queues=0
 
-# nbdkit forking into the background (no -f): the device opened before the fork keeps working
+# nbdkit forking into the background (no -f): the device opened before the fork keeps working;
+# the URI given bare (uri= is the plugin's magic key)
 check "stop the foreground nbdkit of f0" bash -c "kill $F0_NBD; while kill -0 $F0_NBD 2>/dev/null; do sleep 0.05; done"
-if nbdkit -U "$T/d.nbd" -P "$T/d.pid" "$PLUGIN" uri="xvl:$S" device=f0 2>"$T/err"; then
+if nbdkit -U "$T/d.nbd" -P "$T/d.pid" "$PLUGIN" "xvl:$S" device=f0 2>"$T/err"; then
 	for _ in $(seq 1 100); do [ -s "$T/d.pid" ] && [ -S "$T/d.nbd" ] && break; sleep 0.02; done
 	E2E_PIDS+=("$(cat "$T/d.pid")")
 	check "daemonized nbdkit: nbdcopy f0 -> file equals the backing file" \
