@@ -11,6 +11,8 @@
 #   - tests/e2e/nbd_probe.c (libnbd): reads and writes beyond the end,
 #     unaligned writes and zeroes, FUA, fast zero, trim, flush, 32 MiB reads,
 #     each checked in the backing file
+#   A server killed (kill -9) and restarted during an nbdcopy, with
+#   XVL_RECONNECT_MS: the copy completes and cmp holds.
 #   Bad input: a device that does not exist, a server that is not there, an
 #   unknown parameter: nbdkit refuses to start with a message naming it;
 #   garbage on the NBD socket leaves the export serving.
@@ -203,4 +205,27 @@ check "after garbage on r0's NBD socket, r0 still reads back what nbdcopy wrote"
 if alive "$SRV_PID"; then ok "xvl server still up"; else fail "xvl server still up"; fi
 stop_server "$SRV_PID"
 expect_eq 0 $? "server stops cleanly with nbdkit clients attached"
+
+# ---------------------------------------------------------------- the server killed mid-copy
+# XVL_RECONNECT_MS: the plugin's client reconnects to the restarted server and resubmits
+# (blksync then uses one queue, under one lock); nbdcopy must not notice, and cmp must hold.
+truncate -s $((BIG_MB * MB)) "$T/f1.img"
+S3=$T/s3.sock
+start_server "$T/server3.log" "$S3" -d name=f1,backend=file,path="$T/f1.img"
+K=$SRV_PID
+XVL_RECONNECT_MS=5000 nbd_start f1 uri="xvl:$S3" device=f1 || fail "nbdkit with XVL_RECONNECT_MS starts"
+nbdcopy "$T/big.raw" "$(uri f1)" >"$T/copy.log" 2>&1 &
+CP=$!
+sleep 0.3
+if alive "$CP"; then
+	kill -9 "$K"
+	wait "$K" 2>/dev/null
+	start_server "$T/server4.log" "$S3" -d name=f1,backend=file,path="$T/f1.img" || fail "server restarts"
+	if wait "$CP"; then ok "nbdcopy of $BIG_MB MiB survives kill -9 of the server mid-copy"; else fail "nbdcopy through a server kill"; sed 's/^/#   /' "$T/copy.log" | head -3; fi
+	check "and the image equals the source (cmp)" cmp "$T/big.raw" "$T/f1.img"
+	if grep -q "attached device f1" "$T/server4.log"; then ok "the plugin reattached to the restarted server"; else fail "the plugin reattached to the restarted server"; fi
+else
+	wait "$CP"
+	skip "the copy finished before the server could be killed (too fast here)"
+fi
 finish
