@@ -57,6 +57,8 @@ unmount_clean() {
 }
 
 if mount_fg "$T/mount.log"; then ok "xvl blk mount (all devices) is up"; else fail "xvl blk mount is up"; sed 's/^/#   /' "$T/mount.log"; finish; fi
+expect_eq "xvloop:all fuse.xvloop" "$(awk -v m="$M" '$2 == m {print $1, $3}' /proc/mounts)" \
+	"/proc/mounts: a FUSE file system (no loop device, no block device behind it)"
 expect_eq "f0 r0" "$(ls "$M" | tr '\n' ' ' | sed 's/ $//')" "one file per device"
 expect_eq "67108864 16777216" "$(stat -c %s "$M/f0" "$M/r0" | tr '\n' ' ' | sed 's/ $//')" \
 	"file sizes are the devices' capacities"
