@@ -20,7 +20,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-PLUGIN=${XVL_NBDKIT_PLUGIN:-$E2E_ROOT/build/src/nbdkit/nbdkit-xvloop-plugin.so}
+PLUGIN=${XVL_NBDKIT_PLUGIN:-${XVL_BUILD:-$E2E_ROOT/build}/src/nbdkit/nbdkit-xvloop-plugin.so}
 [ -x "$XVL" ] || { echo "1..0 # SKIP no xvl binary at $XVL"; exit 0; }
 command -v nbdkit >/dev/null || { echo "1..0 # SKIP nbdkit is not installed (scripts/deps.sh installs it)"; exit 0; }
 [ -f "$PLUGIN" ] || { echo "1..0 # SKIP no plugin at $PLUGIN (needs nbdkit-plugin-dev at configure time)"; exit 0; }
