@@ -8,6 +8,7 @@ PKGS=(
 	meson ninja-build pkg-config gcc clang
 	liburing-dev libjson-c-dev libseccomp-dev libconfig-dev libfuse3-dev fuse3 libnbd-dev
 	qemu-system-common qemu-utils fio
+	nbdkit nbdkit-plugin-dev libnbd-bin podman runc
 	dpdk dpdk-dev libdpdk-dev dpdk-doc
 	gnuplot-nox libclang-rt-14-dev
 	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
