@@ -23,10 +23,17 @@ int xvl_opts_take(void *own, size_t own_size, const void *theirs, size_t min_siz
 	memcpy(&size, theirs, sizeof(size));
 	memset(own, 0, own_size);
 	if (size < min_size) {
+		/* "struct xvl_blk_opts" -> XVL_BLK_OPTS_INIT */
+		char init[48];
+		size_t n = 0;
+		for (const char *p = strchr(what, ' ') ? strchr(what, ' ') + 1 : what;
+		     *p && n + 6 < sizeof(init); p++)
+			init[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+		memcpy(init + n, "_INIT", 6);
 		snprintf(why, whylen,
 			 "%s.size is %zu, below the %zu bytes of the oldest layout: "
-			 "start its initializer with the header's *_OPTS_INIT",
-			 what, size, min_size);
+			 "start its initializer with %s",
+			 what, size, min_size, init);
 		return -EINVAL;
 	}
 	size_t unknown = size > own_size ? first_unknown(theirs, own_size, size) : 0;
