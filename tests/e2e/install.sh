@@ -8,6 +8,7 @@
 #     root), is bound to the XVL_0.1 symbol versions, and runs against an
 #     installed `xvl server` (LD_LIBRARY_PATH into the root): I/O, and the
 #     option structs' size rules
+#   - fio runs with the installed engine (when the build has one)
 #   - the installed `xvl demo` runs
 # Uses the build directory $XVL_BUILD (default build/), as built.  TAP on stdout.
 set -u
@@ -82,6 +83,17 @@ if start_server "$T/server.log" "$T/s.sock" --dev name=d0,backend=file,path="$T/
 	expect_eq 0 "$rc" "abi_prog exit status"
 	actual=$(ldd "$T/outside/abi_prog" | awk '/libxvloop/ { print $3 }')
 	expect_eq "$L/libxvloop.so.0" "$actual" "abi_prog ran against the installed library"
+	if [ -n "$FIO_SRC" ] && command -v fio >/dev/null; then
+		(cd "$T" && timeout 60 fio --name=installed --ioengine=external:"$L/fio/xvloop-fio.so" \
+			--uri="xvl:$T/s.sock" --rw=randwrite --bs=4k --size=4M --iodepth=4 \
+			--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0) >"$T/fio.log" 2>&1
+		if [ $? -eq 0 ] && grep -q "err= 0" "$T/fio.log"; then
+			ok "fio --ioengine=external:$LIBDIR/fio/xvloop-fio.so writes and verifies 4 MiB"
+		else
+			fail "fio with the installed engine"
+			tail -n 10 "$T/fio.log" | sed 's/^/#   /'
+		fi
+	fi
 	stop_server "$SRV_PID"
 else
 	fail "installed xvl server starts"
