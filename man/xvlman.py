@@ -47,6 +47,14 @@ def th(name, section, manual):
                                               section, DATE, SOURCE, manual)
 
 
+# Marks what a page could not be made from; tests/e2e/man.sh fails on it.
+DRIFT = "XVLMAN-DRIFT"
+
+
+def warn(msg):
+    print("xvlman: warning: " + msg, file=sys.stderr)
+
+
 def write(path, text):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
@@ -152,8 +160,9 @@ def cmd_help(xvl, outdir, cmds):
     top = run_help(xvl, [])
     listed = help_commands(top)
     if sorted(listed) != sorted(cmds):
-        raise SystemExit("xvlman: `xvl --help` lists %s but man/meson.build has %s: "
-                         "update xvl_subcommands there" % (listed, cmds))
+        # Not fatal (the build goes on); tests/e2e/man.sh fails on it.
+        warn("`xvl --help` lists %s but man/meson.build has %s: update xvl_subcommands there"
+             % (listed, cmds))
     pages = [("xvl", "1")] + [("xvl-" + c, "1") for c in cmds]
     extra = [("libxvloop", "3"), ("xvloop-partitioner", "5"), ("xvloop-window", "5")]
     write(os.path.join(outdir, "xvl.1"),
@@ -276,8 +285,13 @@ def api_pages(header, mapfile, outdir):
     missing = [s for s in syms if s not in protos]
     unlisted = [p for p in protos if p not in syms]
     if missing or unlisted:
-        raise SystemExit("xvlman: %s and %s disagree: exported but not declared %s, "
-                         "declared but not exported %s" % (mapfile, header, missing, unlisted))
+        # Not fatal (the build goes on); tests/e2e/abi.sh and man.sh fail on it.
+        warn("%s and %s disagree: exported but not declared %s, declared but not exported %s"
+             % (mapfile, header, missing, unlisted))
+    for s in missing:
+        write(os.path.join(outdir, s + ".3"), th(s, "3", "xvloop library functions") +
+              ".SH NAME\n%s \\- not declared\n.SH DESCRIPTION\n%s: exported by the version "
+              "script, not declared in xvl.h.\n" % (esc(s), DRIFT))
 
     def referenced(decls):
         """struct/enum definitions named in decls, transitively, in header order."""
@@ -312,14 +326,16 @@ def api_pages(header, mapfile, outdir):
             if c is None:
                 undocumented += fns
         if undocumented:
-            raise SystemExit("xvlman: %s: no comment above %s: the man page is made from it"
-                             % (header, ", ".join(undocumented)))
+            warn("%s: no comment above %s: the man page is made from it"
+                 % (header, ", ".join(undocumented)))
+            desc = [(fns, c if c is not None else [DRIFT + ": no comment above it in xvl.h."])
+                    for fns, c in desc]
         decls = [protos[n][2] for n in names]
         refs = referenced(decls + [it[2] for it in g if it[0] == "type"])
         defines = [it[2] for it in groups_defines(groups) if any(
             ("struct " + it[1].replace("XVL_", "xvl_").replace("_INIT", "").lower()) == r
             for r in refs)]
-        page = names[0]
+        page = next((n for n in names if n in syms), names[0])
         out = [th(page, "3", "xvloop library functions"), ".SH NAME\n",
                ", ".join(esc(n) for n in names) + " \\- " + esc(summary(desc[0][1])) + "\n",
                ".SH LIBRARY\nxvloop (\\fIlibxvloop\\fP, \\fI\\-lxvloop\\fP; "
@@ -354,8 +370,8 @@ def api_pages(header, mapfile, outdir):
            "Link with \\fI\\-lxvloop\\fP (\\fBpkg\\-config \\-\\-cflags \\-\\-libs xvloop\\fP).\n",
            ".SH DESCRIPTION\n", doc_text(overview), ".SH FUNCTIONS\n"]
     for s in syms:
-        out.append(".TP\n.BR %s (3)\n%s\n" % (esc(s), line_safe(esc(summary(
-            next(c for fns, c in all_desc(groups) if s in fns))))))
+        c = next((c for fns, c in all_desc(groups) if s in fns), None) or [DRIFT]
+        out.append(".TP\n.BR %s (3)\n%s\n" % (esc(s), line_safe(esc(summary(c)))))
     out.append(".SH SEE ALSO\n.BR xvl (1),\n.BR xvloop\\-window (5)\n")
     write(os.path.join(outdir, "libxvloop.3"), "".join(out))
 

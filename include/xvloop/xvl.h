@@ -21,7 +21,10 @@
  * XVL_CLIENT_OPTS_INIT / XVL_BLK_OPTS_INIT), so a program built today runs
  * unchanged against a later 0.x library, whose new fields then keep their
  * zero meaning.  A library older than the program refuses (-EINVAL) an
- * option it does not know that is set (non-zero).
+ * option it does not know that is set (non-zero).  The structs the library
+ * fills (xvl_dev_desc, xvl_blk_info, xvl_blk_cpl) and xvl_blk_req are
+ * copied whole: they cannot grow within libxvloop.so.0 (a new field there
+ * needs a new function, or a new soname).
  */
 #ifndef XVLOOP_XVL_H
 #define XVLOOP_XVL_H

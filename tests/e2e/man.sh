@@ -34,6 +34,8 @@ for f in man?/*.?; do
 done
 cd "$OLDPWD" || exit 1
 [ "$bad" -eq 0 ] && ok "all $n pages render without warnings (man --warnings, groff -ww, lexgrog)"
+drift=$(grep -l XVLMAN-DRIFT "$M"/man?/*.? 2>/dev/null | sed "s,^$M/,," | tr '\n' ' ')
+expect_eq "" "$drift" "no page lacks its source (a declaration without a comment, a symbol not declared)"
 
 cmds=$("$XVL" --help | awk '/^[A-Z]/ { s = $0; next } s == "COMMANDS" && /^    [a-z]/ { print $1 }')
 missing=""
