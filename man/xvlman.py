@@ -398,8 +398,8 @@ def all_desc(groups):
 def summary(lines):
     """The first sentence of a comment, for NAME lines and lists."""
     text = " ".join(l.strip() for l in lines if l.strip())
-    m = re.match(r"(.+?[.:])(\s|$)", text)
-    s = (m.group(1) if m else text).rstrip(".:")
+    m = re.match(r"(.+?)[.;](\s|$)", text)
+    s = (m.group(1) if m else text).rstrip(".:;")
     return s[0].lower() + s[1:] if s[:1].isupper() and not s[1:2].isupper() else s
 
 

@@ -76,7 +76,7 @@ struct xvl_client_opts {
  */
 int xvl_client_connect(struct xvl_client **c, const char *uri, const struct xvl_client_opts *o,
 		       char *err, size_t errlen);
-/* Close: closes every device still open on c, then the link and the window.  NULL is a no-op. */
+/* Closes every device still open on c, then the link and the window.  NULL is a no-op. */
 void xvl_client_close(struct xvl_client *c);
 
 /* The last error message, for the client (valid until the next call). */
@@ -167,7 +167,7 @@ struct xvl_blk_cpl {
 /* Open a block device on c.  o may be NULL (the first block device, defaults);
  * else o->size must be set (XVL_BLK_OPTS_INIT), or -EINVAL. */
 int xvl_blk_open(struct xvl_client *c, const struct xvl_blk_opts *o, struct xvl_blk **b);
-/* Close: the device stops using the queues before their memory is freed.  NULL is a no-op. */
+/* Closes b: the device stops using its queues before their memory is freed.  NULL is a no-op. */
 void xvl_blk_close(struct xvl_blk *b);
 /* What was negotiated at open: capacity, limits, queues, features. */
 void xvl_blk_get_info(const struct xvl_blk *b, struct xvl_blk_info *info);
