@@ -13,7 +13,7 @@ PKGS=(
 	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
-	debhelper lintian fakeroot build-essential man-db groff-base
+	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools
 )
 
 missing=()

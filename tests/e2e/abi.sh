@@ -10,6 +10,7 @@
 #   - debian/libxvloop0.symbols (dpkg-gensymbols' input) lists the same set
 #   - the library needs nothing but libc, and leaves no symbol undefined
 #     that libc does not define
+#   - abidiff (libabigail) against the 0.1 ABI finds only compatible changes
 # The installed library and a program built against it: tests/e2e/install.sh.
 # TAP on stdout.
 set -u
@@ -72,5 +73,66 @@ else
 	expect_eq "libc.so.6 " "$needed" "needs only libc"
 	undef=$(nm -D --undefined-only "$LIB" | awk '$1 != "w" && $2 !~ /@GLIBC_/ { print $2 }' | tr '\n' ' ')
 	expect_eq "" "$undef" "every undefined symbol is versioned glibc's"
+fi
+
+# ---------------------------------------------------------------- abidiff
+# Against the ABI of the last release (tests/e2e/abi/libxvloop.so.0.abi,
+# abidw of libxvloop.so.0 at 0.1.0): only compatible changes are allowed,
+# i.e. new functions, and an *_opts struct grown at its end.  Anything else
+# (a symbol removed, a field moved, a type changed, a struct the library
+# fills grown) fails: that is a new soname.  abidiff's report is read
+# line by line and every line must be one of the known compatible kinds.
+BASE=$E2E_ROOT/tests/e2e/abi/libxvloop.so.0.abi
+if ! command -v abidiff >/dev/null; then
+	fail "abidiff is installed (abigail-tools, scripts/deps.sh)"
+elif ! readelf -S "$LIB" | grep -q '\.debug_info'; then
+	skip "abidiff against the 0.1 ABI: the build has no debug info"
+else
+	abidiff --hd2 "$E2E_ROOT/include/xvloop" "$BASE" "$LIB" >"$T/abidiff.txt" 2>&1
+	rc=$?
+	bad=$(python3 - "$T/abidiff.txt" <<'PY'
+import re, sys
+ok_lines = [
+    r"Functions changes summary: .*", r"Variables changes summary: .*",
+    r"Function symbols changes summary: .*", r"Variable symbols changes summary: .*",
+    r"\d+ functions? with some indirect sub-type changes?:", r"\d+ Added functions?:",
+    r"\d+ Added function symbols? not referenced by debug info:",
+    r"\[A\] .*", r"\[C\] 'function .*'( at \S+)? has some indirect sub-type changes:",
+    r"parameter \d+ of type '.*' has sub-type changes:",
+    r"in (pointed to|unqualified underlying|referenced) type '[^']*'( at \S+)?:?",
+]
+ctx, size, bad = None, None, []
+for line in open(sys.argv[1]):
+    s = line.strip()
+    if not s:
+        continue
+    m = re.match(r"in (?:pointed to|unqualified underlying|referenced) type '(?:const )?(?:struct )?(\w+)'", s)
+    if m:
+        ctx = m.group(1)
+    if any(re.fullmatch(p, s) for p in ok_lines):
+        continue
+    grows = ctx is not None and ctx.endswith("_opts")
+    m = re.fullmatch(r"type size changed from (\d+) to (\d+) \(in bits\)", s)
+    if m and grows and int(m.group(2)) > int(m.group(1)):
+        size = int(m.group(1))
+        continue
+    if grows and re.fullmatch(r"\d+ data member insertions?:", s):
+        continue
+    m = re.match(r"'.*', at offset (\d+) \(in bits\)", s)
+    if m and grows and size is not None and int(m.group(1)) >= size:
+        continue
+    bad.append(s)
+print("\n".join(bad))
+PY
+)
+	if [ $((rc & 3)) -ne 0 ]; then
+		fail "abidiff runs (exit $rc)"
+		head -5 "$T/abidiff.txt" | sed 's/^/#   /'
+	elif [ $((rc & 8)) -eq 0 ] && [ -z "$bad" ]; then
+		ok "abidiff against the 0.1 ABI: no incompatible change (exit $rc)"
+	else
+		fail "abidiff against the 0.1 ABI: incompatible changes (exit $rc)"
+		echo "$bad" | head -20 | sed 's/^/#   /'
+	fi
 fi
 finish
