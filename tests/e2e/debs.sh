@@ -93,7 +93,17 @@ check "a program builds with pkg-config against the unpacked libxvloop-dev" \
 export LD_LIBRARY_PATH=$L
 XVL=$R/usr/bin/xvl
 truncate -s 16M "$T/disk.img"
-if start_server "$T/server.log" "$T/s.sock" --dev name=d0,backend=file,path="$T/disk.img"; then
+# The socket file exists from bind(), a moment before listen(): wait until a
+# client is accepted (under load the moment is long enough to be hit).
+wait_listening() {
+	for _ in $(seq 1 50); do
+		"$XVL" blk info -c "$1" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+if start_server "$T/server.log" "$T/s.sock" --dev name=d0,backend=file,path="$T/disk.img" &&
+	wait_listening "$T/s.sock"; then
 	check "the program runs against the packaged library and the packaged xvl server" \
 		"$T/abi_prog" "$T/s.sock"
 	stop_server "$SRV_PID"

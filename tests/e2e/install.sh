@@ -69,7 +69,17 @@ expect_eq libxvloop.so.0 "$needed" "the program needs libxvloop.so.0"
 export LD_LIBRARY_PATH=$L
 XVL=$R$PREFIX/bin/xvl
 truncate -s 16M "$T/disk.img"
-if start_server "$T/server.log" "$T/s.sock" --dev name=d0,backend=file,path="$T/disk.img"; then
+# The socket file exists from bind(), a moment before listen(): wait until a
+# client is accepted (under load the moment is long enough to be hit).
+wait_listening() {
+	for _ in $(seq 1 50); do
+		"$XVL" blk info -c "$1" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+if start_server "$T/server.log" "$T/s.sock" --dev name=d0,backend=file,path="$T/disk.img" &&
+	wait_listening "$T/s.sock"; then
 	ok "installed xvl server starts"
 	"$T/outside/abi_prog" "$T/s.sock" >"$T/prog.out" 2>&1
 	rc=$?
