@@ -91,6 +91,7 @@ if start_server "$T/server.log" "$T/s.sock" --dev name=d0,backend=file,path="$T/
 		esac
 	done <"$T/prog.out"
 	expect_eq 0 "$rc" "abi_prog exit status"
+	[ "$rc" -eq 0 ] || tail -n 10 "$T/server.log" | sed 's/^/#   server: /'
 	actual=$(ldd "$T/outside/abi_prog" | awk '/libxvloop/ { print $3 }')
 	expect_eq "$L/libxvloop.so.0" "$actual" "abi_prog ran against the installed library"
 	if [ -n "$FIO_SRC" ] && command -v fio >/dev/null; then
