@@ -19,7 +19,7 @@ HAVE_FIO_OPT := $(shell grep -qs "fio_src" meson_options.txt meson.options && ec
 fio_opt = $$(if [ "$(HAVE_FIO_OPT)" = yes ] && [ "$(FIO_SRC)" != none ]; then p=$$(scripts/fio-headers.sh "$(FIO_SRC)") || exit 1; echo "-Dfio_src=$$p"; fi)
 
 .PHONY: all help deps build demo check build-asan build-aarch64 build-riscv64 \
-	cross freestanding fuzz fuzz-build fio-headers install clean distclean
+	cross freestanding fuzz fuzz-build fio-headers install uninstall clean distclean
 
 all: deps build
 
@@ -30,6 +30,7 @@ help:
 	@echo "                fuzzers) and every test (tests/run.sh); ends with 'N passed, N failed'"
 	@echo "make fuzz       build the libFuzzer targets, run each FUZZ_TIME=$(FUZZ_TIME) s"
 	@echo "make install    build ./build-install for PREFIX=$(PREFIX) and install it (DESTDIR honoured)"
+	@echo "make uninstall  remove what make install installed"
 	@echo "make clean      remove build directories (distclean: also .fio-src)"
 
 deps:
@@ -67,6 +68,11 @@ install: deps
 	$(NINJA) -C build-install
 	meson install -C build-install --no-rebuild $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+# Removes what the last `make install` installed (meson's install log).
+uninstall:
+	@[ -f build-install/meson-logs/install-log.txt ] || { echo "nothing installed from build-install"; exit 1; }
+	$(NINJA) -C build-install uninstall
 
 demo: all
 	./build/src/cli/xvl demo
