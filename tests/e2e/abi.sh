@@ -10,6 +10,7 @@
 #   - debian/libxvloop0.symbols (dpkg-gensymbols' input) lists the same set
 #   - the library needs nothing but libc, and leaves no symbol undefined
 #     that libc does not define
+#   - every initializer of xvl.h's *_opts structs in the tree starts with its _INIT macro
 #   - abidiff (libabigail) against the 0.1 ABI finds only compatible changes
 # The installed library and a program built against it: tests/e2e/install.sh.
 # TAP on stdout.
@@ -74,6 +75,14 @@ else
 	undef=$(nm -D --undefined-only "$LIB" | awk '$1 != "w" && $2 !~ /@GLIBC_/ { print $2 }' | tr '\n' ' ')
 	expect_eq "" "$undef" "every undefined symbol is versioned glibc's"
 fi
+
+# Every options struct initialized in the tree sets its size (a caller that
+# does not is refused at run time with -EINVAL: catch it here, by file:line).
+pub=$(sed -n 's/^struct \(xvl_[a-z_]*_opts\) {.*/\1/p' "$E2E_ROOT/include/xvloop/xvl.h" | paste -sd'|')
+bare=$(cd "$E2E_ROOT" && grep -rnE --include='*.c' --include='*.h' \
+	"struct ($pub) [a-z_0-9]+ = \\{" src tests bench 2>/dev/null | grep -v '_OPTS_INIT' |
+	grep -v 'tests/e2e/abi_prog.c')
+expect_eq "" "$bare" "every initializer of the public options structs ($pub) starts with its _INIT macro"
 
 # ---------------------------------------------------------------- abidiff
 # Against the ABI of the last release (tests/e2e/abi/libxvloop.so.0.abi,
