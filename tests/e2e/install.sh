@@ -18,7 +18,7 @@ B=${XVL_BUILD:-$E2E_ROOT/build}
 [ -f "$B/build.ninja" ] || { echo "1..0 # SKIP no build directory at $B"; exit 0; }
 
 R=$T/root
-if ! DESTDIR= meson install -C "$B" --no-rebuild --destdir "$R" >"$T/install.log" 2>&1; then
+if ! DESTDIR='' meson install -C "$B" --no-rebuild --destdir "$R" >"$T/install.log" 2>&1; then
 	fail "meson install --destdir"
 	tail -n 15 "$T/install.log" | sed 's/^/#   /'
 	finish

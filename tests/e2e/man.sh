@@ -40,7 +40,11 @@ expect_eq "" "$drift" "no page lacks its source (a declaration without a comment
 cmds=$("$XVL" --help | awk '/^[A-Z]/ { s = $0; next } s == "COMMANDS" && /^    [a-z]/ { print $1 }')
 missing=""
 for c in $cmds; do [ -f "$M/man1/xvl-$c.1" ] || missing+=" xvl-$c.1"; done
-[ -n "$cmds" ] && expect_eq "" "$missing" "every command of xvl --help has a page: $(echo $cmds)"
+if [ -z "$cmds" ]; then
+	fail "xvl --help lists commands under COMMANDS"
+else
+	expect_eq "" "$missing" "every command of xvl --help has a page: $(echo "$cmds" | tr '\n' ' ')"
+fi
 
 syms=$(sed -e 's,/\*.*\*/,,' "$E2E_ROOT/src/client/libxvloop.map" | sed -n 's/^[[:space:]]*\(xvl_[a-z0-9_]*\);.*/\1/p')
 missing=""
