@@ -230,7 +230,7 @@ static int resolve_device(struct xvl_client *c, const char *dev)
 
 static int open_blk(struct blk_args *a, struct xvl_client **c, struct xvl_blk **b)
 {
-	struct xvl_client_opts co = {.name = "xvl-blk", .window_size = a->window_size,
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-blk", .window_size = a->window_size,
 				     .reconnect_ms = (unsigned)a->reconnect_ms};
 	char err[300];
 	if (xvl_client_connect(c, a->connect, &co, err, sizeof(err)) < 0)
@@ -241,7 +241,7 @@ static int open_blk(struct blk_args *a, struct xvl_client **c, struct xvl_blk **
 		xvl_client_close(*c);
 		return 1;
 	}
-	struct xvl_blk_opts bo = {.device = dev, .num_queues = a->queues,
+	struct xvl_blk_opts bo = {XVL_BLK_OPTS_INIT, .device = dev, .num_queues = a->queues,
 				  .queue_size = a->queue_size, .poll = a->poll,
 				  .spin_us = (unsigned)a->spin_us};
 	if (xvl_blk_open(*c, &bo, b) < 0) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "opts.h"
 #include "virtio_blk.h"
 #include "xvl_atomic.h"
 
@@ -324,10 +325,14 @@ static int open_device(struct xvl_blk *b, const struct xvl_blk_opts *o)
 
 int xvl_blk_open(struct xvl_client *c, const struct xvl_blk_opts *o, struct xvl_blk **out)
 {
-	static const struct xvl_blk_opts defaults = {.device = -1};
-	if (!o)
-		o = &defaults;
+	static const struct xvl_blk_opts defaults = {XVL_BLK_OPTS_INIT, .device = -1};
+	struct xvl_blk_opts own;
+	char bad[256];
 	*out = NULL;
+	if (o && xvl_opts_take(&own, sizeof(own), o, XVL_BLK_OPTS_SIZE_0_1, "struct xvl_blk_opts",
+			       bad, sizeof(bad)) < 0)
+		return xvl_err(&c->eb, -EINVAL, "%s", bad);
+	o = o ? &own : &defaults;
 	int dev = pick_device(c, o->device);
 	if (dev < 0)
 		return dev;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "opts.h"
 #include "virtio_blk.h"
 
 #define DEFAULT_WINDOW_SIZE (64ull << 20)
@@ -324,11 +325,21 @@ static const char *uri_path(const char *uri, enum xvl_mode *mode)
 int xvl_client_connect(struct xvl_client **out, const char *uri, const struct xvl_client_opts *o,
 		       char *err, size_t errlen)
 {
+	struct xvl_client_opts own;
+	char bad[256];
+	*out = NULL;
+	if (o && xvl_opts_take(&own, sizeof(own), o, XVL_CLIENT_OPTS_SIZE_0_1,
+			       "struct xvl_client_opts", bad, sizeof(bad)) < 0) {
+		if (err)
+			snprintf(err, errlen, "%s", bad);
+		return -EINVAL;
+	}
+	o = o ? &own : NULL;
+
 	struct xvl_client *c = calloc(1, sizeof(*c));
 	enum xvl_mode mode;
 	int rc;
 
-	*out = NULL;
 	if (!c) {
 		if (err)
 			snprintf(err, errlen, "out of memory");

@@ -297,7 +297,7 @@ static int conn_open(struct thread_data *td, const struct xvl_fio_opts *o, uint6
 	char err[256];
 	char name[32];
 	snprintf(name, sizeof(name), "fio-%d", (int)getpid());
-	struct xvl_client_opts co = {.name = name, .window = o->window, .window_size = window};
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = name, .window = o->window, .window_size = window};
 	struct xvl_client *c;
 	int rc = xvl_client_connect(&c, o->uri, &co, err, sizeof(err));
 	if (rc < 0) {
@@ -310,7 +310,7 @@ static int conn_open(struct thread_data *td, const struct xvl_fio_opts *o, uint6
 		xvl_client_close(c);
 		return -ENODEV;
 	}
-	struct xvl_blk_opts bo = {.device = dev, .num_queues = nq, .queue_size = qsize,
+	struct xvl_blk_opts bo = {XVL_BLK_OPTS_INIT, .device = dev, .num_queues = nq, .queue_size = qsize,
 				  .poll = o->poll != 0, .spin_us = o->spin_us};
 	struct xvl_blk *b;
 	rc = xvl_blk_open(c, &bo, &b);
