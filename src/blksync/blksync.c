@@ -96,7 +96,7 @@ int xbs_open(struct xbs **out, const struct xbs_opts *o, char *err, size_t errle
 	struct xbs *s = calloc(1, sizeof(*s));
 	if (!s)
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
-	struct xvl_client_opts co = {.name = o->client_name ? o->client_name : "xvl-blksync",
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = o->client_name ? o->client_name : "xvl-blksync",
 				     .window_size = o->window_size, .reconnect_ms = o->reconnect_ms};
 	int rc = xvl_client_connect(&s->c, o->uri, &co, err, errlen);
 	if (rc < 0) {
@@ -108,7 +108,7 @@ int xbs_open(struct xbs **out, const struct xbs_opts *o, char *err, size_t errle
 		xbs_close(s);
 		return dev;
 	}
-	struct xvl_blk_opts bo = {.device = dev,
+	struct xvl_blk_opts bo = {XVL_BLK_OPTS_INIT, .device = dev,
 				  .num_queues = (uint16_t)queue_count(s->c, dev, o)};
 	rc = xvl_blk_open(s->c, &bo, &s->b);
 	if (rc < 0) {

@@ -136,7 +136,7 @@ static json_object *device_entry(const char *name)
 static int list_devices(const char *uri, json_object *devs)
 {
 	struct xvl_client *c;
-	struct xvl_client_opts co = {.name = "xvl-cdi", .window_size = 1 << 20};
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-cdi", .window_size = 1 << 20};
 	char err[300];
 	if (xvl_client_connect(&c, uri, &co, err, sizeof(err)) < 0)
 		return cli_fail(1, "cdi", "cannot connect to %s", err);

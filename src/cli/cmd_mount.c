@@ -127,7 +127,7 @@ static int device_names(struct mount_args *a, char names[][32], unsigned *n)
 		return 0;
 	}
 	struct xvl_client *c;
-	struct xvl_client_opts co = {.name = "xvl-blk-mount", .window_size = 1 << 20};
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-blk-mount", .window_size = 1 << 20};
 	char err[300];
 	if (xvl_client_connect(&c, a->connect, &co, err, sizeof(err)) < 0)
 		return cli_fail(1, "blk mount", "cannot connect to %s", err);
