@@ -112,7 +112,8 @@ static void submit_reads(struct xvl_blk *b, uint8_t **buf, unsigned n)
 	xvl_blk_kick(b, 0);
 }
 
-/* queue size 4, two restarts each with 4 completions on the rings: 12 reads, queue kept full. */
+/* Queue size 4, a restart with 4 completions on the rings, a second one timed to find
+ * 4 more while the first 4 are still held: 12 reads, the queue kept full. */
 static void held_overflow(struct xvl_blk *b, uint8_t *data)
 {
 	enum { TOTAL = 12 };
@@ -131,6 +132,7 @@ static void held_overflow(struct xvl_blk *b, uint8_t *data)
 			next++;
 		}
 		xvl_blk_kick(b, 0);
+		usleep(50 * 1000); /* the device completes what it got before we look again */
 		xvl_blk_wait(b, 0, 200);
 		struct xvl_blk_cpl cpl;
 		int n = xvl_blk_complete(b, 0, &cpl, 1); /* one at a time: completions stay held */

@@ -50,7 +50,7 @@ enum hcase {
 	C_QUEUES_32,           /* DEV_INFO: 32 queues, queue size 65535, config 4096 bytes */
 	C_SIZE_MAX_ODD,        /* size_max 175000: 1 MiB split at 172032 needs 7 segments */
 	C_SIZE_MAX_SMALL,      /* size_max 2048 with seg_max 3 */
-	C_HELD_OVERFLOW,       /* queue size 4; completes all 4, then EVENT RESTART; twice */
+	C_HELD_OVERFLOW,       /* queue size 4; EVENT RESTART with the first two DRIVER_OK replies */
 	C_RESTART_BROKEN,      /* EVENT RESTART, then refuses SET_QUEUE and says EVENT BROKEN */
 	C_RESTART_REFUSE,      /* EVENT RESTART, then refuses SET_FEATURES */
 	C_ATTACH_BUSY,         /* drops the link, accepts again, ATTACH -EBUSY 5 times */
@@ -286,6 +286,12 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 		if (f->status & XVL_STATUS_DRIVER_OK) {
 			f->running = f->queue_set;
 			f->restarting = false;
+			if (f->c == C_HELD_OVERFLOW && f->n_restarts < 2) {
+				/* timed: at open, then while the client restarts with held completions */
+				f->n_restarts++;
+				h_log("EVENT RESTART %u, before the DRIVER_OK reply", f->n_restarts);
+				send_event(f, XVL_EVENT_RESTART);
+			}
 		}
 		if (f->status == 0)
 			f->running = false;
@@ -450,13 +456,12 @@ static void misbehave(struct fake *f)
 		f->misbehaved = false; /* keep serving */
 		break;
 	case C_HELD_OVERFLOW:
+		/* The RESTARTs come with the DRIVER_OK replies (on_msg): the client, told before it
+		 * looks at the rings, finds these completions there when it restarts. */
 		for (unsigned i = 0; i < f->n_held; i++)
 			complete(f, &f->held[i], XVL_BLK_S_OK);
 		f->n_held = 0;
-		if (f->n_restarts < 2) {
-			restart_device(f);
-			f->misbehaved = false; /* again on the next full queue */
-		}
+		f->misbehaved = false;
 		break;
 	case C_RESTART_BROKEN:
 	case C_RESTART_REFUSE:
@@ -467,7 +472,12 @@ static void misbehave(struct fake *f)
 			h_log("dropping the link; accepting again");
 			f->busy_left = 5;
 			shutdown(f->sock, SHUT_RDWR);
+			break;
 		}
+		for (unsigned i = 0; i < f->n_held; i++) /* the second connection is served well */
+			complete(f, &f->held[i], XVL_BLK_S_OK);
+		f->n_held = 0;
+		f->misbehaved = false;
 		break;
 	case C_STALE_WRITE:
 		send_broken(f);
@@ -498,7 +508,7 @@ static void serve(struct fake *f)
 			continue; /* after misbehaving, stay quiet */
 		}
 		f->n_held++;
-		if (f->n_held >= 4 || always_good(f->c))
+		if (f->n_held >= 4 || always_good(f->c) || (f->c == C_ATTACH_BUSY && f->n_conn > 1))
 			misbehave(f);
 	}
 }
