@@ -94,4 +94,49 @@ fi
 kill "$ip" 2>/dev/null
 wait "$ip" 2>/dev/null
 
+# ---------------------------------------------------------------- fio, thread=1, server restarts
+# Two job threads share one connection (one queue each) while the server is
+# killed -9 and started again twice: whichever thread notices sets every
+# queue up again while the other is quiesced (item 8).  fio's verify=crc32c
+# then reads every block back.
+ENGINE=${XVL_BUILD:-$R/build}/src/fio/xvloop-fio.so
+if [ -f "$ENGINE" ] && [ -x "$XVL" ] && command -v fio >/dev/null; then
+	truncate -s 32M "$T/fio.img"
+	srv() {
+		"$XVL" server --listen "$T/f.sock" --dev "name=f0,backend=file,path=$T/fio.img,queues=2" \
+			>>"$T/fsrv.log" 2>&1 &
+		FSP=$!
+		E2E_PIDS+=("$FSP")
+		wait_sock "$T/f.sock" "$FSP"
+	}
+	srv
+	XVL_RECONNECT_MS=8000 timeout 60 fio --name=restart --ioengine=external:"$ENGINE" \
+		--uri="xvl:$T/f.sock" --device=f0 --thread=1 --numjobs=2 --offset_increment=16M \
+		--rw=randwrite --bs=4k --size=16M --iodepth=8 --rate_iops=1000 --verify=crc32c \
+		--do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting \
+		>"$T/fio.log" 2>&1 &
+	FP=$!
+	kills=0
+	for wait_s in 1.5 1; do
+		sleep "$wait_s"
+		kill -0 "$FP" 2>/dev/null || break
+		kill -KILL "$FSP"
+		wait "$FSP" 2>/dev/null
+		kills=$((kills + 1))
+		rm -f "$T/f.sock"
+		sleep 0.2
+		srv
+	done
+	if wait "$FP" && grep -q "err= 0" "$T/fio.log" && ! grep -q "verify:" "$T/fio.log" &&
+		[ "$kills" -eq 2 ]; then
+		ok "fio thread=1, 2 jobs sharing a connection, server killed -9 and restarted $kills times: verified, $(grep -o 'WRITE: bw=[^,]*' "$T/fio.log")"
+	else
+		fail "fio thread=1 through $kills server restarts"
+		grep -v '^ *$' "$T/fio.log" | tail -n 15 | sed 's/^/#   /'
+	fi
+	kill "$FSP" 2>/dev/null
+else
+	skip "fio through server restarts: no fio, $XVL or $ENGINE"
+fi
+
 finish
