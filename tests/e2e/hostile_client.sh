@@ -139,4 +139,40 @@ else
 	skip "fio through server restarts: no fio, $XVL or $ENGINE"
 fi
 
+# ---------------------------------------------------------------- TSan through restarts
+# tests/hostile/tsan_queues.c (one client, a thread per queue, pattern written
+# and read back) under ThreadSanitizer with XVL_RECONNECT_MS while the server
+# is killed -9 and restarted: the recovery path's locking, race-checked.
+if [ -x "$XVL" ] && "$CC" -std=gnu11 -g -O1 -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -I"$R/include" \
+	-I"$R/src/core" -I"$R/src/os" -I"$R/src/vhost" -I"$R/src/client" "${CORE[@]}" "$R"/src/vhost/*.c \
+	"$R"/src/client/*.c "$R/tests/hostile/tsan_queues.c" -lpthread -o "$T/tsan_queues" 2>"$T/cc3.log"; then
+	rm -f "$T/f.sock"
+	srv
+	XVL_RECONNECT_MS=8000 TSAN_OPTIONS=halt_on_error=1:exitcode=66 timeout -k 2 60 \
+		"$T/tsan_queues" "$T/f.sock" 0 2 6000 >"$T/tsan.out" 2>&1 &
+	TP=$!
+	kills=0
+	for wait_s in 1 0.7 0.7; do
+		sleep "$wait_s"
+		kill -0 "$TP" 2>/dev/null || break
+		kill -KILL "$FSP"
+		wait "$FSP" 2>/dev/null
+		kills=$((kills + 1))
+		rm -f "$T/f.sock"
+		sleep 0.2
+		srv
+	done
+	wait "$TP"
+	rc=$?
+	if [ "$rc" -eq 0 ] && [ "$kills" -eq 3 ] && ! grep -q 'WARNING: ThreadSanitizer' "$T/tsan.out"; then
+		ok "TSan through $kills server kills: $(tail -n 1 "$T/tsan.out"), no data race"
+	else
+		fail "TSan through $kills server kills (exit $rc)"
+		head -40 "$T/tsan.out" | sed 's/^/#   /'
+	fi
+	kill "$FSP" 2>/dev/null
+else
+	skip "TSan build of tests/hostile/tsan_queues.c ($(head -c 200 "$T/cc3.log" 2>/dev/null))"
+fi
+
 finish
