@@ -335,7 +335,7 @@ static int connect_vhost(struct xvl_client *c, const char *path)
 	c->dev[0] = (struct xvl_dev_desc){
 		.index = 0,
 		.virtio_id = XVL_VIRTIO_ID_BLOCK,
-		.num_queues = c->vh.num_queues,
+		.num_queues = c->vh.num_queues < XVL_MAX_QUEUES ? c->vh.num_queues : XVL_MAX_QUEUES,
 		.max_queue_size = XVL_VQ_MAX_SIZE,
 		.features = c->vh.features,
 	};

@@ -202,7 +202,7 @@ static int run_case(struct xvl_client *c, struct xvl_blk *b)
 		held_overflow(b, data);
 		free(data);
 	} else {
-		bool stale = is("stale_write") || is("stale_drop");
+		bool stale = is("stale_write") || is("stale_drop") || is("stale_violation");
 		bool want_ok = is("queues_32") || is("size_max_odd") || is("size_max_small") ||
 			       is("attach_busy") || is("impostor_allowed");
 		if (stale) /* bounce blocks for some (all with no link left), zero copy for the rest */
@@ -213,7 +213,7 @@ static int run_case(struct xvl_client *c, struct xvl_blk *b)
 		collect(b, &t, NREQ, 8, 6000);
 		report(&t, NREQ, want_ok);
 		if (stale)
-			check_untouched(c, is("stale_write") ? wbuf + 2 : NULL, is("stale_write") ? 2 : 0);
+			check_untouched(c, is("stale_drop") ? NULL : wbuf + 2, is("stale_drop") ? 0 : 2);
 		int rc = xvl_blk_read(b, 0, wbuf[0], LEN);
 		printf("%s: next read -> %d; client says \"%s\"\n", cs, rc, xvl_client_errmsg(c));
 		CHECK(want_ok ? rc == 0 : rc == -ENODEV, "next read: %d", rc);
@@ -239,7 +239,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cs = argv[2];
-	bool recon = is("attach_busy") || is("reconnect_impostor");
+	bool recon = is("attach_busy") || is("reconnect_impostor") || is("die_in_restart");
 	struct xvl_client_opts o = {.name = "client-recovery", .window_size = 4u << 20,
 				    .timeout_ms = 3000, .reconnect_ms = recon ? 1500 : 0};
 	int rc = xvl_client_connect(&c, argv[1], &o, err, sizeof(err));

@@ -16,10 +16,11 @@
  * from the server: DEV_INFO values (queues_32), config limits the split of
  * data must obey (size_max_odd, size_max_small: every chain is checked
  * against seg_max and size_max and failed with IOERR if it breaks them),
- * restarts (held_overflow, restart_broken, restart_refuse, attach_busy),
- * backend writes that land after the device broke (stale_write, with the
- * link kept: RESET is answered only after the writes; stale_drop, after
- * closing the link), and whoever listens at the path (impostor: the same
+ * restarts (held_overflow, restart_broken, restart_refuse, attach_busy,
+ * die_in_restart), backend writes that land after the device broke
+ * (stale_write after EVENT BROKEN and stale_violation after a bad used id,
+ * with the link kept: RESET is answered only after the writes; stale_drop,
+ * after closing the link), and whoever listens at the path (impostor: the same
  * device, run as uid 65534, reporting whether it was sent a window).
  */
 #include <stdbool.h>
@@ -57,6 +58,8 @@ enum hcase {
 	C_STALE_WRITE,         /* EVENT BROKEN, writes into the buffers 300 ms later, then answers */
 	C_STALE_DROP,          /* closes the link, writes into the buffers 300 ms later, exits */
 	C_IMPOSTOR,            /* good, but runs as uid 65534 */
+	C_DIE_IN_RESTART,      /* drops the link, accepts again, exits at the client's ATTACH */
+	C_STALE_VIOLATION,     /* used id out of range, writes into the buffers 300 ms later */
 };
 
 static const struct {
@@ -83,6 +86,8 @@ static const struct {
 	{"stale_write", C_STALE_WRITE},
 	{"stale_drop", C_STALE_DROP},
 	{"impostor", C_IMPOSTOR},
+	{"die_in_restart", C_DIE_IN_RESTART},
+	{"stale_violation", C_STALE_VIOLATION},
 };
 
 /* Cases that, once they have misbehaved, serve well (and check the limits). */
@@ -231,6 +236,10 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 		dev_info(f, &rep.u.info);
 		break;
 	case XVL_MSG_ATTACH:
+		if (f->c == C_DIE_IN_RESTART && f->n_conn > 1) {
+			h_log("ATTACH on the second connection: dying for good");
+			exit(0);
+		}
 		if (f->busy_left) {
 			f->busy_left--;
 			h_log("ATTACH: -EBUSY (still draining the old connection)");
@@ -483,6 +492,14 @@ static void misbehave(struct fake *f)
 		send_broken(f);
 		stale_writes(f);
 		break;
+	case C_STALE_VIOLATION:
+		raw_used(f, f->l.num + 5u, 1, (uint16_t)(idx + 1));
+		stale_writes(f);
+		break;
+	case C_DIE_IN_RESTART:
+		h_log("dropping the link; accepting again");
+		shutdown(f->sock, SHUT_RDWR);
+		break;
 	case C_STALE_DROP:
 		h_log("closing the link");
 		shutdown(f->sock, SHUT_RDWR);
@@ -583,7 +600,7 @@ int main(int argc, char **argv)
 	if (ls < 0)
 		h_die("%s", eb.msg);
 	/* attach_busy: a second client (the same one reconnecting) is served on a fresh state */
-	unsigned max_conn = f.c == C_ATTACH_BUSY ? 2 : 1;
+	unsigned max_conn = f.c == C_ATTACH_BUSY || f.c == C_DIE_IN_RESTART ? 2 : 1;
 	while (f.n_conn < max_conn) {
 		f.sock = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
 		if (f.sock < 0)
