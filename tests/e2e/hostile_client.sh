@@ -109,32 +109,40 @@ if [ -f "$ENGINE" ] && [ -x "$XVL" ] && command -v fio >/dev/null; then
 		E2E_PIDS+=("$FSP")
 		wait_sock "$T/f.sock" "$FSP"
 	}
-	srv
-	XVL_RECONNECT_MS=8000 timeout 60 fio --name=restart --ioengine=external:"$ENGINE" \
-		--uri="xvl:$T/f.sock" --device=f0 --thread=1 --numjobs=2 --offset_increment=16M \
-		--rw=randwrite --bs=4k --size=16M --iodepth=8 --rate_iops=1000 --verify=crc32c \
-		--do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting \
-		>"$T/fio.log" 2>&1 &
-	FP=$!
-	kills=0
-	for wait_s in 1.5 1; do
-		sleep "$wait_s"
-		kill -0 "$FP" 2>/dev/null || break
-		kill -KILL "$FSP"
-		wait "$FSP" 2>/dev/null
-		kills=$((kills + 1))
+	# fio_restarts NAME [fio options...]: 2 job threads, the server killed -9 twice
+	fio_restarts() {
+		local name=$1
+		shift
 		rm -f "$T/f.sock"
-		sleep 0.2
 		srv
-	done
-	if wait "$FP" && grep -q "err= 0" "$T/fio.log" && ! grep -q "verify:" "$T/fio.log" &&
-		[ "$kills" -eq 2 ]; then
-		ok "fio thread=1, 2 jobs sharing a connection, server killed -9 and restarted $kills times: verified, $(grep -o 'WRITE: bw=[^,]*' "$T/fio.log")"
-	else
-		fail "fio thread=1 through $kills server restarts"
-		grep -v '^ *$' "$T/fio.log" | tail -n 15 | sed 's/^/#   /'
-	fi
-	kill "$FSP" 2>/dev/null
+		XVL_RECONNECT_MS=8000 timeout 60 fio --name=restart --ioengine=external:"$ENGINE" \
+			--uri="xvl:$T/f.sock" --device=f0 --thread=1 --numjobs=2 --offset_increment=16M \
+			--rw=randwrite --bs=4k --size=16M --iodepth=8 --rate_iops=1000 --verify=crc32c \
+			--do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting "$@" \
+			>"$T/fio.log" 2>&1 &
+		local fp=$! kills=0 wait_s
+		for wait_s in 1.5 1; do
+			sleep "$wait_s"
+			kill -0 "$fp" 2>/dev/null || break
+			kill -KILL "$FSP"
+			wait "$FSP" 2>/dev/null
+			kills=$((kills + 1))
+			rm -f "$T/f.sock"
+			sleep 0.2
+			srv
+		done
+		if wait "$fp" && grep -q "err= 0" "$T/fio.log" && ! grep -q "verify:" "$T/fio.log" &&
+			[ "$kills" -eq 2 ]; then
+			ok "fio thread=1, 2 jobs sharing a connection ($name), server killed -9 and restarted $kills times: verified, $(grep -o 'WRITE: bw=[^,]*' "$T/fio.log")"
+		else
+			fail "fio thread=1 ($name) through $kills server restarts"
+			grep -v '^ *$' "$T/fio.log" | tail -n 15 | sed 's/^/#   /'
+		fi
+		kill "$FSP" 2>/dev/null
+		wait "$FSP" 2>/dev/null
+	}
+	fio_restarts "zero copy, sleeping on events"
+	fio_restarts "copying buffers, poll=1" --zerocopy=0 --poll=1
 else
 	skip "fio through server restarts: no fio, $XVL or $ENGINE"
 fi
