@@ -4,7 +4,7 @@
  *   blk_setup.c    open/close: negotiation, queue memory, rings
  *   blk_io.c       submission, completion, waiting
  *   blk_recover.c  the restart/break state machine (salvage, held,
- *                  resubmit, quiesce); its invariants are written there.
+ *                  resubmit, quiesce); states and invariants are written there.
  *
  * Locking (a client may be shared by threads, one per queue):
  *   - bq->lock is held by every call on queue bq (submit, kick, complete,
@@ -87,12 +87,19 @@ struct blk_queue {
 	unsigned n_quarantined;
 };
 
-/* How a broken device's outstanding requests are settled (blk_recover.c). */
-enum blk_quiesce {
-	QUIESCE_NONE = 0,    /* not broken */
-	QUIESCE_NEEDED,      /* broken; the device may still be working on its rings */
-	QUIESCE_DONE,        /* RESET answered: nothing touches the buffers any more */
-	QUIESCE_QUARANTINE,  /* no way to stop the device: bounce blocks kept until close */
+/*
+ * Where the device is in the restart/break state machine (blk_recover.c,
+ * which lists the allowed transitions).  Changed only with every queue lock
+ * held.  The inputs come as atomic flags from any thread: `restart` (EVENT
+ * RESTART), `broken` (EVENT BROKEN, a ring violation, a failed restart) and
+ * the client's link_dead.
+ */
+enum blk_state {
+	BLK_RUNNING = 0,     /* rings live; slots FREE, RING or HELD */
+	BLK_SALVAGED,        /* rings taken back: slots FREE, HELD or PARKED; set-up under way */
+	BLK_SETTLED_SAFE,    /* broken, RESET answered: nothing touches the buffers any more */
+	BLK_SETTLED_QUARANTINE, /* broken, the device could not be stopped: bounce blocks kept */
+	BLK_N_STATES
 };
 
 struct xvl_blk {
@@ -101,7 +108,7 @@ struct xvl_blk {
 	bool poll;
 	bool broken;         /* atomic: set from the link or a queue owner */
 	bool restart;        /* atomic: the device asked to be set up again (EVENT RESTART) */
-	int quiesce;         /* enum blk_quiesce; changed under the recovery locks */
+	int state;           /* enum blk_state; changed under every queue lock */
 	int broken_reason;
 	char broken_msg[64];
 	uint64_t offered;    /* device features at open */

@@ -264,7 +264,7 @@ void blk_deliver(struct xvl_blk *b, struct blk_queue *bq, uint16_t s, int result
 		memcpy(sl->app_buf, p + SLOT_ID, XVL_BLK_ID_BYTES);
 	cpl->user = sl->user;
 	cpl->result = result;
-	if (b->quiesce == QUIESCE_QUARANTINE) {
+	if (b->state == BLK_SETTLED_QUARANTINE) {
 		/* The device may still write into the bounce block: it stays allocated, the
 		 * slot stays out of the free list (a broken device takes no new requests). */
 		sl->state = SLOT_QUARANTINED;

@@ -2,19 +2,20 @@
 /*
  * virtio-blk driver, recovery: the restart and break state machine.
  *
- * Device states (struct xvl_blk):
+ * Device states (enum blk_state, blk_int.h; allowed[] below is the table):
  *
- *   RUNNING --(EVENT RESTART | link lost, reconnect_ms)--> RESTART_WANTED
- *   RESTART_WANTED --salvage--> SALVAGED
- *   SALVAGED --attach (ATTACH -EBUSY retried until reconnect_ms) / negotiate /
- *             requeue each queue / DRIVER_OK--> RUNNING
- *   SALVAGED --a step fails, link lost again, reconnect_ms--> SALVAGED
- *             (recovery starts over; salvage takes back what a half-done
- *             requeue had put on fresh rings)
- *   SALVAGED --a step fails otherwise--> BROKEN
- *   RUNNING --(EVENT BROKEN | used-ring violation | link lost, no reconnect)--> BROKEN
- *   BROKEN --RESET answered (vhost: rings stopped)--> SETTLED  (quiesce DONE)
- *   BROKEN --no link, or RESET not answered--> SETTLED         (quiesce QUARANTINE)
+ *   RUNNING  --salvage (EVENT RESTART, or link back after a loss)--> SALVAGED
+ *   SALVAGED --ATTACH (-EBUSY retried until reconnect_ms), negotiate,
+ *              requeue each queue, DRIVER_OK--> RUNNING
+ *   SALVAGED --salvage again (a step failed with the link lost again and
+ *              reconnect_ms left: recovery starts over, and salvage takes back
+ *              what a half-done requeue had put on fresh rings)--> SALVAGED
+ *   RUNNING | SALVAGED --broken flag (EVENT BROKEN, a used-ring violation, a
+ *              lost link without reconnect, a restart step failing otherwise,
+ *              reconnect_ms running out in relink_until)--> settle():
+ *              RESET answered (vhost: rings stopped)--> SETTLED_SAFE
+ *              no link, or no answer-->                SETTLED_QUARANTINE
+ *   SETTLED_* are final (until close).
  *
  * Slot states (enum slot_state, blk_int.h) and who owns the buffers:
  *
@@ -38,8 +39,8 @@
  *   - a RING slot of a broken device is failed only after quiescing: RESET
  *     answered (the server replies once no backend I/O is in flight), or,
  *     with no link, into quarantine;
- *   - SETTLED: no slot is RING or PARKED; everything is HELD (given out by
- *     complete()) or QUARANTINED;
+ *   - SETTLED_*: no slot is RING or PARKED (each is FREE, HELD until complete()
+ *     gives it out, or QUARANTINED);
  *   - all of this runs with every queue lock held (blk_int.h), so no queue
  *     owner sees a half-moved slot.
  */
@@ -75,7 +76,27 @@ void xvl_blk_request_restart(struct xvl_blk *b)
 
 static bool settled(const struct xvl_blk *b)
 {
-	return b->quiesce == QUIESCE_DONE || b->quiesce == QUIESCE_QUARANTINE;
+	return b->state == BLK_SETTLED_SAFE || b->state == BLK_SETTLED_QUARANTINE;
+}
+
+static const bool allowed[BLK_N_STATES][BLK_N_STATES] = {
+	[BLK_RUNNING] = {[BLK_SALVAGED] = true, [BLK_SETTLED_SAFE] = true,
+			 [BLK_SETTLED_QUARANTINE] = true},
+	[BLK_SALVAGED] = {[BLK_SALVAGED] = true, [BLK_RUNNING] = true, [BLK_SETTLED_SAFE] = true,
+			  [BLK_SETTLED_QUARANTINE] = true},
+};
+
+/* Move to state `to`; a transition outside allowed[] is a driver bug: it breaks the device. */
+static bool enter(struct xvl_blk *b, enum blk_state to)
+{
+	if (allowed[b->state][to]) {
+		b->state = to;
+		return true;
+	}
+	char why[64];
+	snprintf(why, sizeof(why), "internal: restart state %d -> %d refused", b->state, to);
+	xvl_blk_mark_broken(b, -EFAULT, why);
+	return false;
 }
 
 bool blk_needs_recovery(const struct xvl_blk *b)
@@ -154,7 +175,7 @@ static void settle(struct xvl_blk *b)
 
 	if (c->mode == XVL_MODE_VHOST || !xvl_client_link_dead(c))
 		rc = xvl_dev_reset(c, b->dev, b->nq);
-	b->quiesce = rc == 0 ? QUIESCE_DONE : QUIESCE_QUARANTINE;
+	enter(b, rc == 0 ? BLK_SETTLED_SAFE : BLK_SETTLED_QUARANTINE);
 	c->eb = keep;
 	for (uint16_t i = 0; i < b->nq; i++)
 		fail_outstanding(&b->q[i]);
@@ -182,6 +203,8 @@ int xvl_blk_restart(struct xvl_blk *b, bool attach)
 		return -ENODEV;
 	xvl_store_release(&b->restart, false);
 	__atomic_add_fetch(&c->n_restarts, 1, __ATOMIC_RELAXED);
+	if (!enter(b, BLK_SALVAGED))
+		return -ENODEV;
 	for (uint16_t i = 0; i < b->nq; i++)
 		salvage(&b->q[i]);
 	uint64_t deadline = xvl_os_now_ns() + (uint64_t)c->reconnect_ms * 1000000ull;
@@ -201,6 +224,7 @@ int xvl_blk_restart(struct xvl_blk *b, bool attach)
 		xvl_blk_mark_broken(b, rc, why);
 		return rc;
 	}
+	enter(b, BLK_RUNNING);
 	for (uint16_t i = 0; i < b->nq; i++)
 		if (b->q[i].kick_fd >= 0)
 			xvl_os_eventfd_signal(b->q[i].kick_fd);
