@@ -506,16 +506,20 @@ int xvl_client_find(const struct xvl_client *c, const char *name)
 
 /* ------------------------------------------------------------ reconnection */
 
-/* The devices this client has open must still be there, under the same names. */
+/*
+ * The devices this client has open must still be there, under the same
+ * names and features, with room for the queues open on them.
+ */
 static bool devices_unchanged(const struct xvl_client *c, const struct xvl_dev_desc *before)
 {
 	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++) {
 		if (!c->open[i])
 			continue;
+		struct xvl_blk_info in;
+		xvl_blk_get_info(c->open[i], &in);
 		if (i >= c->n_dev || strcmp(c->dev[i].name, before[i].name) ||
 		    c->dev[i].features != before[i].features ||
-		    c->dev[i].num_queues < before[i].num_queues ||
-		    c->dev[i].max_queue_size < before[i].max_queue_size)
+		    c->dev[i].num_queues < in.num_queues || c->dev[i].max_queue_size < in.queue_size)
 			return false;
 	}
 	return true;

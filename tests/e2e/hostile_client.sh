@@ -66,7 +66,7 @@ run_case() {
 }
 
 for c in queues_32 size_max_odd size_max_small held_overflow restart_broken restart_refuse \
-	attach_busy die_in_restart stale_write stale_violation stale_drop impostor; do
+	attach_busy die_in_restart fewer_queues stale_write stale_violation stale_drop impostor; do
 	run_case "$c"
 done
 XVL_SERVER_UID=65534 run_case impostor_allowed impostor

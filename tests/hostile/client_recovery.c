@@ -239,7 +239,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cs = argv[2];
-	bool recon = is("attach_busy") || is("reconnect_impostor") || is("die_in_restart");
+	bool recon = is("attach_busy") || is("reconnect_impostor") || is("die_in_restart") ||
+		     is("fewer_queues");
 	struct xvl_client_opts o = {.name = "client-recovery", .window_size = 4u << 20,
 				    .timeout_ms = 3000, .reconnect_ms = recon ? 1500 : 0};
 	int rc = xvl_client_connect(&c, argv[1], &o, err, sizeof(err));
@@ -254,7 +255,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "client_recovery: %s: FAIL: connect: %s\n", cs, err);
 		return 1;
 	}
-	struct xvl_blk_opts bo = {.device = -1, .num_queues = is("queues_32") ? 32 : 1};
+	struct xvl_blk_opts bo = {.device = -1,
+				  .num_queues = is("queues_32") ? 32 : is("fewer_queues") ? 2 : 1};
 	rc = xvl_blk_open(c, &bo, &b);
 	if (rc < 0) {
 		fprintf(stderr, "client_recovery: %s: FAIL: open: %s\n", cs, xvl_client_errmsg(c));

@@ -17,7 +17,7 @@
  * data must obey (size_max_odd, size_max_small: every chain is checked
  * against seg_max and size_max and failed with IOERR if it breaks them),
  * restarts (held_overflow, restart_broken, restart_refuse, attach_busy,
- * die_in_restart), backend writes that land after the device broke
+ * die_in_restart, fewer_queues), backend writes that land after the device broke
  * (stale_write after EVENT BROKEN and stale_violation after a bad used id,
  * with the link kept: RESET is answered only after the writes; stale_drop,
  * after closing the link), and whoever listens at the path (impostor: the same
@@ -60,6 +60,7 @@ enum hcase {
 	C_IMPOSTOR,            /* good, but runs as uid 65534 */
 	C_DIE_IN_RESTART,      /* drops the link, accepts again, exits at the client's ATTACH */
 	C_STALE_VIOLATION,     /* used id out of range, writes into the buffers 300 ms later */
+	C_FEWER_QUEUES,        /* 2 queues; drops the link, comes back with 1 */
 };
 
 static const struct {
@@ -88,6 +89,7 @@ static const struct {
 	{"impostor", C_IMPOSTOR},
 	{"die_in_restart", C_DIE_IN_RESTART},
 	{"stale_violation", C_STALE_VIOLATION},
+	{"fewer_queues", C_FEWER_QUEUES},
 };
 
 /* Cases that, once they have misbehaved, serve well (and check the limits). */
@@ -188,6 +190,10 @@ static void dev_info(const struct fake *f, struct xvl_m_dev_info *d)
 	}
 	if (cfg_size_max(f))
 		d->features |= 1ull << XVL_BLK_F_SIZE_MAX;
+	if (f->c == C_FEWER_QUEUES) {
+		d->num_queues = f->n_conn > 1 ? 1 : 2;
+		d->features |= 1ull << XVL_BLK_F_MQ;
+	}
 	if (f->c == C_HELD_OVERFLOW) {
 		d->max_queue_size = 4;
 		d->features |= 1ull << XVL_F_INDIRECT_DESC; /* 4 requests in 4 descriptors */
@@ -496,6 +502,15 @@ static void misbehave(struct fake *f)
 		raw_used(f, f->l.num + 5u, 1, (uint16_t)(idx + 1));
 		stale_writes(f);
 		break;
+	case C_FEWER_QUEUES:
+		if (f->n_conn > 1) { /* one queue now: queue 0 is served, nothing else */
+			for (unsigned i = 0; i < f->n_held; i++)
+				complete(f, &f->held[i], XVL_BLK_S_OK);
+			f->n_held = 0;
+			f->misbehaved = false;
+			break;
+		}
+		/* fall through */
 	case C_DIE_IN_RESTART:
 		h_log("dropping the link; accepting again");
 		shutdown(f->sock, SHUT_RDWR);
@@ -600,7 +615,8 @@ int main(int argc, char **argv)
 	if (ls < 0)
 		h_die("%s", eb.msg);
 	/* attach_busy: a second client (the same one reconnecting) is served on a fresh state */
-	unsigned max_conn = f.c == C_ATTACH_BUSY || f.c == C_DIE_IN_RESTART ? 2 : 1;
+	bool again = f.c == C_ATTACH_BUSY || f.c == C_DIE_IN_RESTART || f.c == C_FEWER_QUEUES;
+	unsigned max_conn = again ? 2 : 1;
 	while (f.n_conn < max_conn) {
 		f.sock = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
 		if (f.sock < 0)
