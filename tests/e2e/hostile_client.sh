@@ -100,15 +100,16 @@ wait "$ip" 2>/dev/null
 # queue up again while the other is quiesced (item 8).  fio's verify=crc32c
 # then reads every block back.
 ENGINE=${XVL_BUILD:-$R/build}/src/fio/xvloop-fio.so
+truncate -s 32M "$T/fio.img"
+# srv: a real xvl server with a file-backed device of 2 queues; sets FSP.
+srv() {
+	"$XVL" server --listen "$T/f.sock" --dev "name=f0,backend=file,path=$T/fio.img,queues=2" \
+		>>"$T/fsrv.log" 2>&1 &
+	FSP=$!
+	E2E_PIDS+=("$FSP")
+	wait_sock "$T/f.sock" "$FSP"
+}
 if [ -f "$ENGINE" ] && [ -x "$XVL" ] && command -v fio >/dev/null; then
-	truncate -s 32M "$T/fio.img"
-	srv() {
-		"$XVL" server --listen "$T/f.sock" --dev "name=f0,backend=file,path=$T/fio.img,queues=2" \
-			>>"$T/fsrv.log" 2>&1 &
-		FSP=$!
-		E2E_PIDS+=("$FSP")
-		wait_sock "$T/f.sock" "$FSP"
-	}
 	# fio_restarts NAME [fio options...]: 2 job threads, the server killed -9 twice
 	fio_restarts() {
 		local name=$1
