@@ -7,9 +7,15 @@
  * path) or straight to a vhost-user backend ("vhost-user:PATH", direct
  * mode).  Devices are opened on the client; each block device has one or
  * more queues.  A queue is used by one thread at a time; threads may share
- * a client (buffers and copies through the window are locked), but recovery (reconnect_ms, EVENT RESTART) sets every queue of a device
- * up again from whichever thread notices it first: give each thread its
- * own client when it needs recovery.
+ * a client, one queue each, also with recovery enabled (reconnect_ms,
+ * EVENT RESTART): link calls are serialised, and whichever thread notices
+ * a restart sets every queue up again while the other queues' calls wait
+ * (a thread asleep in xvl_blk_wait is woken).  Open and close devices, and
+ * close the client, while no other thread uses it.
+ *
+ * The client hands its window only to a peer running as its own uid, or
+ * as the uid in the environment variable XVL_SERVER_UID (checked with
+ * SO_PEERCRED on connect and on every reconnect).
  *
  * Errors are negative errno values; xvl_client_errmsg() says what went wrong
  * in words a user can act on.  Nothing here allocates on the I/O path.

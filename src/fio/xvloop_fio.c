@@ -16,7 +16,10 @@
  * one thread at a time, which is the library's rule).  Sharing is needed
  * because a device has one driver at a time: a second connection to the
  * same xvloop device is refused (EBUSY) and a vhost-user backend serves one
- * frontend at a time.
+ * frontend at a time.  Sharing stays safe with recovery on (XVL_RECONNECT_MS,
+ * which the partitioner sets): the library serialises link calls and sets
+ * every queue up again with the other job threads' queue calls held off
+ * (tests/e2e/hostile_client.sh runs two job threads through server kills).
  *
  * Buffers.  zerocopy=1 (default) allocates fio's I/O buffers inside the
  * window (the iomem_alloc hook), so requests carry them without a copy;

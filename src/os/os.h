@@ -68,6 +68,8 @@ int xvl_os_listen(const char *path, struct xvl_errbuf *eb);
 int xvl_os_connect(const char *path, struct xvl_errbuf *eb);
 /* SOCK_STREAM connect, for vhost-user backends. */
 int xvl_os_connect_stream(const char *path, struct xvl_errbuf *eb);
+/* The uid of the process at the other end of a connected unix socket (SO_PEERCRED). */
+int xvl_os_peer_uid(int sock, uint32_t *uid);
 
 /* Send one message with up to XVL_OS_MAX_FDS descriptors (SCM_RIGHTS). 0 or -errno. */
 int xvl_os_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
