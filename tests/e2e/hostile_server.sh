@@ -106,6 +106,6 @@ run_case() {
 	fi
 }
 
-CASES=${HS_CASES:-"toggle:3 toggle_detach:3 kickfd_hup:3 reset_inflight enable_flag unread callfd_full callfd_flip callfd_pipe proto blk"}
+CASES=${HS_CASES:-"toggle:3 toggle_detach:3 kickfd_hup:3 reset_inflight enable_flag unread callfd_full callfd_flip callfd_max:3 callfd_pipe proto blk"}
 for c in $CASES; do run_case "${c%%:*}" "$(case $c in *:*) echo "${c#*:}";; *) echo 0;; esac)"; done
 finish

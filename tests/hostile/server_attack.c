@@ -14,7 +14,7 @@
  * ~100 ticks).  Exit status 0 when every check passed.
  *
  * Cases: toggle, toggle_detach, reset_inflight, enable_flag, unread,
- * callfd_full, callfd_flip, callfd_pipe, kickfd_hup, proto, blk.
+ * callfd_full, callfd_flip, callfd_max, callfd_pipe, kickfd_hup, proto, blk.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -484,8 +484,14 @@ static void case_unread(void)
 	second_client_hello(1000, "another client is served after the flood");
 }
 
-/* Item 18: call fds that would block the server's write. */
-static void case_callfd(int variant)
+/*
+ * Item 18: call fds that would block the server's write.  variant 0: a
+ * blocking eventfd at its maximum from the start; 1: a non-blocking one the
+ * peer makes blocking (shared open file description) and fills; 2: a
+ * non-blocking one at its maximum (EAGAIN: the wakeup is pending, nothing
+ * to do, no spinning, the device keeps working).
+ */
+static void case_callfd(int variant, unsigned secs)
 {
 	struct peer p = {0};
 	attach(&p, 1);
@@ -493,7 +499,7 @@ static void case_callfd(int variant)
 	p.kick = xvl_os_eventfd();
 	int callfd = variant == 0 ? eventfd(0, EFD_CLOEXEC) : xvl_os_eventfd();
 	uint64_t big = 0xfffffffffffffffeull;
-	if (variant == 0 && write(callfd, &big, sizeof(big)) != sizeof(big))
+	if (variant != 1 && write(callfd, &big, sizeof(big)) != sizeof(big))
 		h_die("eventfd write: %s", strerror(errno));
 	int rc = set_queue(&p, XVL_QUEUE_F_ENABLE, p.kick, callfd);
 	if (rc < 0) {
@@ -506,11 +512,34 @@ static void case_callfd(int variant)
 			if (write(callfd, &big, sizeof(big)) != sizeof(big))
 				h_die("eventfd write: %s", strerror(errno));
 		}
+		unsigned done = 0;
 		for (int i = 0; i < 8; i++) {
+			uint64_t tok;
+			uint32_t len;
 			submit(&p, XVL_BLK_T_IN, 0, 512, (uint64_t)i);
 			kick(&p);
-			usleep(20000);
+			done += wait_used(&p, &tok, &len, 200) == 1;
 		}
+		struct xvl_msg req = {.type = XVL_MSG_GET_STATUS}, rep;
+		req.u.dev.dev = p.dev;
+		rc = call(&p, &req, NULL, 0, &rep);
+		uint32_t st = rc == 0 ? rep.u.st.status : 0;
+		if (variant == 2)
+			result(done == 8 && !(st & XVL_STATUS_NEEDS_RESET),
+			       "a non-blocking call eventfd at its maximum: requests still complete, "
+			       "device not broken", "%u of 8 completed, status 0x%x", done, st);
+		else
+			result((st & XVL_STATUS_NEEDS_RESET) && p.broken,
+			       "a call eventfd that blocks breaks its device (EVENT BROKEN, NEEDS_RESET)",
+			       "status 0x%x, event %s", st, p.broken ? p.broken_msg : "none");
+		if (p.broken)
+			printf("# EVENT BROKEN: %s\n", p.broken_msg);
+	}
+	if (variant == 2) {
+		hold(secs);
+		close(p.sock);
+		close(callfd);
+		return;
 	}
 	second_client_hello(1000, variant == 0 ?
 		"another client is served while a call eventfd sits at its maximum (blocking)" :
@@ -742,9 +771,11 @@ int main(int argc, char **argv)
 	else if (!strcmp(c, "unread"))
 		case_unread();
 	else if (!strcmp(c, "callfd_full"))
-		case_callfd(0);
+		case_callfd(0, secs);
 	else if (!strcmp(c, "callfd_flip"))
-		case_callfd(1);
+		case_callfd(1, secs);
+	else if (!strcmp(c, "callfd_max"))
+		case_callfd(2, secs);
 	else if (!strcmp(c, "callfd_pipe"))
 		case_callfd_pipe();
 	else if (!strcmp(c, "kickfd_hup"))
