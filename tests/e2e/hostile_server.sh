@@ -106,6 +106,36 @@ run_case() {
 	fi
 }
 
-CASES=${HS_CASES:-"toggle:3 toggle_detach:3 kickfd_hup:3 reset_inflight enable_flag unread callfd_full callfd_flip callfd_max:3 callfd_pipe proto blk"}
+# The HELLO timeout takes 10 s: its own server, in the background meanwhile.
+rm -f "$T/ht.sock"
+"$SRV" server -l "$T/ht.sock" -d "name=ram1,backend=ram,size=1M" >"$T/ht-srv.log" 2>&1 &
+HT_SRV=$!
+E2E_PIDS+=("$HT_SRV")
+HT_PEER=
+if [ -z "${HS_CASES:-}" ] && wait_sock "$T/ht.sock" "$HT_SRV"; then
+	"$T/attack" "$T/ht.sock" hello_timeout >"$T/ht.out" 2>"$T/ht.err" &
+	HT_PEER=$!
+	E2E_PIDS+=("$HT_PEER")
+fi
+
+CASES=${HS_CASES:-"toggle:3 toggle_detach:3 kickfd_hup:3 reset_inflight enable_flag unread callfd_full callfd_flip callfd_max:3 callfd_pipe conn_limit proto blk"}
 for c in $CASES; do run_case "${c%%:*}" "$(case $c in *:*) echo "${c#*:}";; *) echo 0;; esac)"; done
+
+if [ -n "$HT_PEER" ]; then
+	wait "$HT_PEER"
+	while read -r verdict rest; do
+		case $verdict in
+		PASS) ok "hello_timeout: $rest" ;;
+		FAIL) fail "hello_timeout: $rest" ;;
+		esac
+	done <"$T/ht.out"
+	grep -q FAIL "$T/ht.err" && fail "hello_timeout: peer: $(grep FAIL "$T/ht.err" | head -1)"
+	if grep -q 'no HELLO within' "$T/ht-srv.log"; then
+		ok "hello_timeout: the server logged why it closed the silent connection"
+	else
+		fail "hello_timeout: the server logged why it closed the silent connection"
+	fi
+fi
+stop_server "$HT_SRV"
+expect_eq 0 $? "hello_timeout: that server exits with status 0"
 finish

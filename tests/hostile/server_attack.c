@@ -14,7 +14,8 @@
  * ~100 ticks).  Exit status 0 when every check passed.
  *
  * Cases: toggle, toggle_detach, reset_inflight, enable_flag, unread,
- * callfd_full, callfd_flip, callfd_max, callfd_pipe, kickfd_hup, proto, blk.
+ * callfd_full, callfd_flip, callfd_max, callfd_pipe, kickfd_hup, conn_limit,
+ * hello_timeout, proto, blk.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -588,6 +589,57 @@ static void case_kickfd_hup(unsigned secs)
 	close(p.sock);
 }
 
+/*
+ * Connection limit: 256 connections are served; the 257th is closed at once,
+ * the others keep working; once one goes, a new one is served again.
+ */
+static void case_conn_limit(void)
+{
+	static struct peer p[257];
+	unsigned n = 0;
+	for (; n < 256; n++) {
+		peer_connect(&p[n]);
+		if (hello_on(&p[n], XVL_PROTO_MAJOR, "many") != 0)
+			break;
+	}
+	result(n == 256, "256 connections served at once", "only %u", n);
+	peer_connect(&p[256]);
+	int rc = hello_on(&p[256], XVL_PROTO_MAJOR, "one-too-many");
+	result(rc == -ENOTCONN || rc == -ECONNRESET || rc == -EPIPE,
+	       "the 257th connection is closed by the server", "rc %d", rc);
+	close(p[256].sock);
+	struct xvl_msg req = {.type = XVL_MSG_GET_STATS}, rep;
+	rc = call(&p[17], &req, NULL, 0, &rep);
+	result(rc == 0, "the others keep working", "rc %d", rc);
+	close(p[0].sock);
+	usleep(100000);
+	peer_connect(&p[256]);
+	rc = hello_on(&p[256], XVL_PROTO_MAJOR, "after-one-left");
+	result(rc == 0, "after one left, a new connection is served", "rc %d", rc);
+	for (unsigned i = 1; i <= 256; i++)
+		close(p[i].sock);
+}
+
+/* HELLO timeout: a connection that says nothing is closed after 10 s. */
+static void case_hello_timeout(void)
+{
+	struct peer p = {0}, q = {0};
+	struct xvl_msg m;
+	peer_connect(&p);
+	peer_connect(&q);
+	must(hello_on(&q, XVL_PROTO_MAJOR, "talks"), "HELLO");
+	uint64_t t0 = xvl_os_now_ns();
+	int rc = h_recv(p.sock, &m, 14000, NULL, NULL);
+	unsigned took = (unsigned)((xvl_os_now_ns() - t0) / 1000000);
+	result(rc == -ENOTCONN && took >= 9000 && took <= 12500,
+	       "a connection without HELLO is closed after 10 s", "rc %d after %u ms", rc, took);
+	struct xvl_msg req = {.type = XVL_MSG_GET_STATS}, rep;
+	rc = call(&q, &req, NULL, 0, &rep);
+	result(rc == 0, "a connection that said HELLO is kept", "rc %d", rc);
+	close(p.sock);
+	close(q.sock);
+}
+
 /* ---------------------------------------------------------------- protocol pins */
 
 static void case_proto(void)
@@ -780,6 +832,10 @@ int main(int argc, char **argv)
 		case_callfd_pipe();
 	else if (!strcmp(c, "kickfd_hup"))
 		case_kickfd_hup(secs);
+	else if (!strcmp(c, "conn_limit"))
+		case_conn_limit();
+	else if (!strcmp(c, "hello_timeout"))
+		case_hello_timeout();
 	else if (!strcmp(c, "proto"))
 		case_proto();
 	else if (!strcmp(c, "blk"))
