@@ -102,21 +102,28 @@ int xvl_os_is_eventfd(int fd);
  * Eventfds that a peer passed in.  O_NONBLOCK lives on the open file
  * description the peer shares, so the peer can clear it at any time and a
  * plain read() or write() could then block for good (a counter at its
- * maximum, or empty).  These calls run under a one-shot per-thread timer
- * that interrupts a blocked call after XVL_OS_PEER_EFD_MS; an interrupted
- * call is never retried.
+ * maximum, or empty).  These calls run under a per-thread timer that
+ * interrupts a blocked call within XVL_OS_PEER_EFD_MS; an interrupted call
+ * is never retried.  The first guarded call arms the timer; the caller
+ * disarms it with xvl_os_guard_release before it sleeps (an event loop:
+ * once per pass), so a busy loop pays two timer calls per pass.  While armed,
+ * a pass longer than XVL_OS_PEER_EFD_MS may see EINTR from other blocking
+ * calls too (the server's loop makes none that it does not retry).
  */
 #define XVL_OS_PEER_EFD_MS 20
 
 struct xvl_os_guard {
 	void *timer;  /* timer_t */
 	int ok;
+	int armed;
 };
 
 /* Set up the guard for the calling thread (installs a no-op handler for
  * XVL_OS_GUARD_SIGNAL without SA_RESTART).  0 or -errno. */
 int xvl_os_guard_init(struct xvl_os_guard *g);
 void xvl_os_guard_fini(struct xvl_os_guard *g);
+/* Disarm the timer if a guarded call armed it (before sleeping). */
+void xvl_os_guard_release(struct xvl_os_guard *g);
 
 /* Add 1.  0; -EAGAIN when the counter is at its maximum (a wakeup is pending
  * anyway: nothing to do, do not retry); -ETIMEDOUT when the write blocked

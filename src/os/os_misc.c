@@ -99,6 +99,7 @@ int xvl_os_guard_init(struct xvl_os_guard *g)
 		return -errno;
 	g->timer = (void *)t;
 	g->ok = 1;
+	g->armed = 0;
 	return 0;
 }
 
@@ -109,26 +110,42 @@ void xvl_os_guard_fini(struct xvl_os_guard *g)
 	g->ok = 0;
 }
 
+/* Periodic while armed: any guarded call that blocks is interrupted within ms. */
 static void guard_arm(struct xvl_os_guard *g, long ms)
 {
-	struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}};
+	struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	struct itimerspec its = {.it_interval = t, .it_value = t};
 	timer_settime((timer_t)g->timer, 0, &its, NULL);
 }
 
-/* One read or write of 8 bytes under the guard; EINTR means it blocked. */
+void xvl_os_guard_release(struct xvl_os_guard *g)
+{
+	if (!g->armed)
+		return;
+	guard_arm(g, 0);
+	g->armed = 0;
+}
+
+/*
+ * One read or write of 8 bytes under the guard; EINTR means it blocked (an
+ * eventfd read or write that does not block cannot be interrupted).  The
+ * guard is armed at the first guarded call and stays armed until
+ * xvl_os_guard_release: one pair of timer calls per loop pass, not per call.
+ */
 static int guarded_rw(struct xvl_os_guard *g, int fd, uint64_t *v, int write_it)
 {
 	if (!g->ok)
 		return -ENOSYS;
-	guard_arm(g, XVL_OS_PEER_EFD_MS);
+	if (!g->armed) {
+		guard_arm(g, XVL_OS_PEER_EFD_MS);
+		g->armed = 1;
+	}
 	ssize_t n = write_it ? write(fd, v, sizeof(*v)) : read(fd, v, sizeof(*v));
-	int e = errno;
-	guard_arm(g, 0);
 	if (n == (ssize_t)sizeof(*v))
 		return 0;
 	if (n >= 0)
 		return -EIO;
-	return e == EINTR ? -ETIMEDOUT : -e;
+	return errno == EINTR ? -ETIMEDOUT : -errno;
 }
 
 int xvl_os_peer_eventfd_signal(struct xvl_os_guard *g, int fd)

@@ -200,7 +200,7 @@ void srv_bridge_relay(struct srv *s, struct srv_queue *q, bool from_client)
 	if (q->relay_call < 0 || !xvl_os_eventfd_drain(q->relay_call))
 		return;
 	if (d->vh_up && q->call_fd >= 0) {
-		xvl_os_eventfd_signal(q->call_fd);
+		xvl_os_peer_eventfd_signal(&d->srv->guard, q->call_fd); /* the client's: never blocks */
 		d->st_notifies++;
 	}
 }

@@ -65,11 +65,14 @@ int srv_watch_events(struct srv *s, int fd, struct srv_watch *w, uint32_t events
 	return epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
+/* Re-arming would restart the period: a client connecting more often than once a
+ * second must not keep the tick from firing, so only a change is applied. */
 void srv_tick_arm(struct srv *s, bool on)
 {
 	struct itimerspec its = {{0, 0}, {0, 0}};
-	if (s->tick_fd < 0)
+	if (s->tick_fd < 0 || s->tick_on == on)
 		return;
+	s->tick_on = on;
 	if (on)
 		its.it_interval.tv_sec = its.it_value.tv_sec = 1;
 	timerfd_settime(s->tick_fd, 0, &its, NULL);
@@ -218,6 +221,8 @@ int xvl_server_run(struct xvl_server *xs)
 	srv_log(s, "serving %u device(s) on %s", s->n_devs, s->opts.listen);
 	while (!s->stop) {
 		int timeout = busy || s->poll_queues ? 0 : -1;
+		if (timeout < 0) /* no peer eventfd is touched while we sleep */
+			xvl_os_guard_release(&s->guard);
 		int n = epoll_wait(s->epfd, ev, MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;

@@ -176,7 +176,8 @@ struct srv {
 	struct srv_dev dev[XVL_SERVER_MAX_DEVS];
 	struct srv_conn *conns;
 	unsigned n_conns;
-	int tick_fd;          /* timerfd for the HELLO timeout, -1 when not needed */
+	int tick_fd;          /* timerfd for the HELLO timeout */
+	bool tick_on;         /* armed: some connection awaits its HELLO */
 	struct srv_watch listen_w, signal_w, ring_w, tick_w;
 	unsigned poll_queues; /* enabled queues in poll mode: the loop spins while > 0 */
 	struct xvl_os_guard guard; /* for peers' eventfds */
