@@ -106,9 +106,9 @@ int xvl_os_is_eventfd(int fd);
  * interrupts a blocked call within XVL_OS_PEER_EFD_MS; an interrupted call
  * is never retried.  The first guarded call arms the timer; the caller
  * disarms it with xvl_os_guard_release before it sleeps (an event loop:
- * once per pass), so a busy loop pays two timer calls per pass.  While armed,
- * a pass longer than XVL_OS_PEER_EFD_MS may see EINTR from other blocking
- * calls too (the server's loop makes none that it does not retry).
+ * once per pass) and before blocking calls of its own, which would see EINTR
+ * every XVL_OS_PEER_EFD_MS while it is armed.  A busy loop thus pays two
+ * timer calls per pass, not per eventfd call.
  */
 #define XVL_OS_PEER_EFD_MS 20
 

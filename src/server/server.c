@@ -178,6 +178,10 @@ static void on_tick(struct srv *s)
 
 static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 {
+	/* Requests and the vhost bridge may make blocking calls they retry on EINTR
+	 * (a backend's handshake): the eventfd guard must not be ticking then. */
+	if (w->kind != W_KICK && w->kind != W_RING && w->kind != W_RELAY_CALL)
+		xvl_os_guard_release(&s->guard);
 	switch (w->kind) {
 	case W_LISTEN:
 		srv_conn_accept(s);
