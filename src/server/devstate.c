@@ -399,6 +399,10 @@ static int queue_setup(struct srv_queue *q, const struct xvl_m_queue *mq, int *f
 	int rc = xvl_vq_layout_check(&d->conn->win.mem, &l);
 	if (rc < 0 || mq->num > d->max_queue_size || !rings_after_header(mq))
 		return -EINVAL;
+	/* avail_base != used_base would resume with chains in flight that this device has
+	 * no record of and could never complete */
+	if (mq->avail_base != mq->used_base)
+		return -EINVAL;
 	bool poll = mq->flags & XVL_QUEUE_F_POLL;
 	if (!poll && check_eventfds(d->conn, fds) < 0)
 		return -EINVAL;

@@ -118,7 +118,7 @@ if [ -z "${HS_CASES:-}" ] && wait_sock "$T/ht.sock" "$HT_SRV"; then
 	E2E_PIDS+=("$HT_PEER")
 fi
 
-CASES=${HS_CASES:-"toggle:3 toggle_detach:3 kickfd_hup:3 reset_inflight enable_flag unread callfd_full callfd_flip callfd_max:3 callfd_pipe conn_limit proto blk"}
+CASES=${HS_CASES:-"toggle:3 toggle_detach:3 kickfd_hup:3 reset_inflight enable_flag unread callfd_full callfd_flip callfd_max:3 callfd_pipe conn_limit bases proto blk"}
 for c in $CASES; do run_case "${c%%:*}" "$(case $c in *:*) echo "${c#*:}";; *) echo 0;; esac)"; done
 
 if [ -n "$HT_PEER" ]; then

@@ -15,7 +15,7 @@
  *
  * Cases: toggle, toggle_detach, reset_inflight, enable_flag, unread,
  * callfd_full, callfd_flip, callfd_max, callfd_pipe, kickfd_hup, conn_limit,
- * hello_timeout, proto, blk.
+ * hello_timeout, bases, proto, blk.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -79,6 +79,9 @@ struct peer {
 	int kick, call;
 	bool broken; /* EVENT BROKEN seen */
 	char broken_msg[64];
+	uint32_t event_seq;    /* of the first EVENT seen */
+	uint16_t event_flags;
+	bool event_while_waiting; /* it came while a reply was awaited */
 };
 
 /* Request/reply, events noted on the way.  Returns the reply status, or
@@ -99,6 +102,9 @@ static int call_fd(struct peer *p, struct xvl_msg *req, const int *fds, unsigned
 		if (rep->type == XVL_MSG_EVENT && !xvl_msg_is_reply(rep)) {
 			if (rep->u.event.code == XVL_EVENT_BROKEN && !p->broken) {
 				p->broken = true;
+				p->event_seq = rep->seq;
+				p->event_flags = rep->flags;
+				p->event_while_waiting = true;
 				snprintf(p->broken_msg, sizeof(p->broken_msg), "%s", rep->u.event.msg);
 			}
 			continue;
@@ -535,6 +541,10 @@ static void case_callfd(int variant, unsigned secs)
 			       "status 0x%x, event %s", st, p.broken ? p.broken_msg : "none");
 		if (p.broken)
 			printf("# EVENT BROKEN: %s\n", p.broken_msg);
+		if (p.broken)
+			result(p.event_seq == 0 && p.event_flags == 0 && p.event_while_waiting,
+			       "the EVENT has seq 0 and flags 0 and came while a reply was awaited",
+			       "seq %u flags 0x%x", p.event_seq, p.event_flags);
 	}
 	if (variant == 2) {
 		hold(secs);
@@ -640,6 +650,58 @@ static void case_hello_timeout(void)
 	close(q.sock);
 }
 
+/*
+ * avail_base / used_base: the device reads the available ring from entry
+ * avail_base on and writes used entries from used_base on; different values
+ * (chains in flight the device has no record of) are refused.
+ */
+static void case_bases(void)
+{
+	struct peer p = {0};
+	attach(&p, 1);
+	features(&p);
+	memset(p.mem.base + DESC, 0, USED + 0x1000 - DESC);
+	/* rings as a driver resuming at 9 has them: both indices at 9 */
+	xvl_wr16(&((struct xvl_vring_avail *)(p.mem.base + AVAIL))->idx, 9);
+	xvl_wr16(&((struct xvl_vring_used *)(p.mem.base + USED))->idx, 9);
+	p.kick = xvl_os_eventfd();
+	p.call = xvl_os_eventfd();
+	struct xvl_msg req = {.type = XVL_MSG_SET_QUEUE}, rep;
+	req.u.queue = (struct xvl_m_queue){.dev = p.dev, .queue = 0, .num = NUM,
+					   .flags = XVL_QUEUE_F_ENABLE, .avail_base = 5,
+					   .used_base = 9, .desc = DESC, .avail = AVAIL, .used = USED};
+	int fds[2] = {p.kick, p.call};
+	int rc = call(&p, &req, fds, 2, &rep);
+	result(rc == -EINVAL, "avail_base 5 with used_base 9 refused (EINVAL)", "rc %d", rc);
+	req.u.queue.avail_base = 9;
+	must(call(&p, &req, fds, 2, &rep), "SET_QUEUE with bases 9/9");
+	must(set_status(&p, ST_OK, NULL), "DRIVER_OK");
+	/* one read chain at head 3: header, 512 bytes, status */
+	struct xvl_vring_desc *d = (struct xvl_vring_desc *)(p.mem.base + DESC);
+	struct xvl_blk_outhdr bh = {.type = xvl_le32(XVL_BLK_T_IN)};
+	memcpy(p.mem.base + REQ, &bh, sizeof(bh));
+	p.mem.base[STATUS] = 0xff;
+	d[3] = (struct xvl_vring_desc){.addr = REQ, .len = 16, .flags = XVL_VRING_DESC_F_NEXT, .next = 4};
+	d[4] = (struct xvl_vring_desc){.addr = DATA, .len = 512,
+				       .flags = XVL_VRING_DESC_F_NEXT | XVL_VRING_DESC_F_WRITE, .next = 5};
+	d[5] = (struct xvl_vring_desc){.addr = STATUS, .len = 1, .flags = XVL_VRING_DESC_F_WRITE};
+	struct xvl_vring_avail *av = (struct xvl_vring_avail *)(p.mem.base + AVAIL);
+	struct xvl_vring_used *us = (struct xvl_vring_used *)(p.mem.base + USED);
+	av->ring[9] = 3;
+	xvl_wr16_release(&av->idx, 10);
+	kick(&p);
+	uint64_t until = xvl_os_now_ns() + 2000000000ull;
+	while (xvl_rd16_acquire(&us->idx) != 10 && !p.broken && xvl_os_now_ns() < until)
+		usleep(1000);
+	uint16_t idx = xvl_rd16_acquire(&us->idx);
+	result(idx == 10 && us->ring[9].id == 3 && us->ring[9].len == 513 &&
+		       p.mem.base[STATUS] == XVL_BLK_S_OK,
+	       "avail_base = used_base = 9: avail entry 9 served, used entry 9 written, used.idx 10",
+	       "used.idx %u, used[9] id %u len %u, status %u", idx, us->ring[9].id,
+	       us->ring[9].len, p.mem.base[STATUS]);
+	close(p.sock);
+}
+
 /* ---------------------------------------------------------------- protocol pins */
 
 static void case_proto(void)
@@ -690,11 +752,43 @@ static void case_proto(void)
 	rc = call(&p, &req, NULL, 0, &rep);
 	result(rc == -EOPNOTSUPP, "a client-sent EVENT answered EOPNOTSUPP", "rc %d", rc);
 
+	/* reserved fields are ignored: SET_FEATURES' second word (on an unattached device:
+	 * the answer is the -EPERM of the device check, not a closed link) */
+	{
+		uint8_t raw[XVL_MSG_MAX_SIZE];
+		req = (struct xvl_msg){.type = XVL_MSG_SET_FEATURES, .seq = ++p.seq};
+		int n = xvl_msg_encode(&req, raw, sizeof(raw));
+		raw[16 + 4] = 0x5a;
+		xvl_os_send(p.sock, raw, (size_t)n, NULL, 0);
+		rc = h_recv(p.sock, &rep, WAIT_MS, NULL, NULL);
+		result(rc == 1 && rep.status == -EPERM,
+		       "a non-zero reserved word (SET_FEATURES) is ignored, not malformed",
+		       "rc %d status %d", rc, rep.status);
+	}
+
 	/* SET_CONFIG */
 	req = (struct xvl_msg){.type = XVL_MSG_SET_CONFIG};
 	req.u.cfg.len = 4;
 	rc = call(&p, &req, NULL, 0, &rep);
 	result(rc == -EPERM, "SET_CONFIG refused (EPERM)", "rc %d", rc);
+
+	/* a SET_CONFIG longer than 256 bytes is malformed: the link closes */
+	{
+		struct peer o = {0};
+		uint8_t raw[XVL_MSG_MAX_SIZE];
+		peer_connect(&o);
+		must(hello_on(&o, XVL_PROTO_MAJOR, "long-config"), "HELLO");
+		req = (struct xvl_msg){.type = XVL_MSG_SET_CONFIG, .seq = 9};
+		req.u.cfg.len = 256;
+		int n = xvl_msg_encode(&req, raw, sizeof(raw));
+		raw[16 + 8] = 1; /* len 257 (one byte more than sent: wrong either way) */
+		raw[16 + 9] = 1;
+		xvl_os_send(o.sock, raw, (size_t)n, NULL, 0);
+		rc = h_recv(o.sock, &rep, WAIT_MS, NULL, NULL);
+		result(rc == -ENOTCONN || rc == -ECONNRESET,
+		       "a SET_CONFIG with len over 256 is malformed: the link closes", "rc %d", rc);
+		close(o.sock);
+	}
 
 	/* a window with a wrong major, then a good one on the same link (retry allowed) */
 	make_window(&p);
@@ -806,7 +900,7 @@ int main(int argc, char **argv)
 {
 	h_prog = "server_attack";
 	if (argc < 3) {
-		fprintf(stderr, "usage: server_attack SOCKET CASE [HOLD_SECONDS [FILE]]\n");
+		h_log("usage: server_attack SOCKET CASE [HOLD_SECONDS [FILE]]");
 		return 2;
 	}
 	sock_path = argv[1];
@@ -836,6 +930,8 @@ int main(int argc, char **argv)
 		case_conn_limit();
 	else if (!strcmp(c, "hello_timeout"))
 		case_hello_timeout();
+	else if (!strcmp(c, "bases"))
+		case_bases();
 	else if (!strcmp(c, "proto"))
 		case_proto();
 	else if (!strcmp(c, "blk"))
