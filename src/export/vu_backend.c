@@ -318,6 +318,8 @@ static int get_inflight(struct exp_export *ex, int sock, struct vu_msg *m, struc
 	r.p.infl.mmap_offset = 0;
 	rc = send_reply(sock, m, &r.p.infl, 24, &fd, 1);
 	close(fd);
+	if (rc == 0 && !ex->o->quiet)
+		fprintf(stderr, "xvl export: new inflight area for %u queue(s) of %u\n", nq, qs);
 	return rc;
 }
 
@@ -344,6 +346,8 @@ static int set_inflight(struct exp_export *ex, struct vu_msg *m, struct xvl_errb
 	ex->infl_size = size;
 	ex->infl_nq = nq;
 	ex->infl_qsize = qs;
+	if (!ex->o->quiet)
+		fprintf(stderr, "xvl export: inflight area from the frontend, %u queue(s) of %u\n", nq, qs);
 	return 0;
 }
 
