@@ -185,14 +185,17 @@ static int add_segs(struct exp_vring *vr, struct exp_req *r, uint64_t gpa, uint3
 /*
  * Walk the chain of r->head: readable segments first, then writable ones.
  * Returns 0, or -EFAULT / -E2BIG / -EINVAL / -ELOOP for a chain that cannot
- * be served (the request then completes with IOERR if it can).
+ * be served.  The last writable descriptor seen is kept in r->st_addr /
+ * r->st_len even then, so that such a request can still get its IOERR.
  */
 static int parse_chain(struct exp_vring *vr, struct exp_req *r)
 {
 	uint16_t i = r->head;
 	bool writable = false;
+	int err = 0;
 	r->nr = r->nw = 0;
 	r->rlen = r->wlen = 0;
+	r->st_len = 0;
 	for (unsigned hops = 0; hops < vr->num; hops++) {
 		uint64_t addr = xvl_rd64(&vr->desc[i].addr);
 		uint32_t len = xvl_rd32(&vr->desc[i].len);
@@ -200,28 +203,43 @@ static int parse_chain(struct exp_vring *vr, struct exp_req *r)
 		uint16_t next = xvl_rd16(&vr->desc[i].next);
 		if (flags & XVL_VRING_DESC_F_INDIRECT)
 			return -EINVAL; /* not offered */
-		if (flags & XVL_VRING_DESC_F_WRITE)
+		if (flags & XVL_VRING_DESC_F_WRITE) {
 			writable = true;
-		else if (writable)
+			r->st_addr = addr;
+			r->st_len = len;
+		} else if (writable) {
 			return -EINVAL; /* readable after writable */
-		if (len) {
-			int rc = add_segs(vr, r, addr, len, writable);
-			if (rc < 0)
-				return rc;
+		}
+		if (len && !err) {
+			err = add_segs(vr, r, addr, len, writable);
 			if (writable)
 				r->wlen += len;
 			else
 				r->rlen += len;
 			if (r->rlen > (1u << 30) || r->wlen > (1u << 30))
-				return -E2BIG;
+				err = -E2BIG;
 		}
 		if (!(flags & XVL_VRING_DESC_F_NEXT))
-			return 0;
+			return err;
 		if (next >= vr->num)
 			return -EINVAL;
 		i = next;
 	}
 	return -ELOOP;
+}
+
+/* A chain that cannot be served: only its status byte (last writable byte) is written, if it can be. */
+static void status_only(struct exp_vring *vr, struct exp_req *r)
+{
+	uint8_t *host = NULL;
+	if (r->st_len)
+		host = exp_mem_gpa(&vr->ex->mem, r->st_addr + r->st_len - 1, 1);
+	r->nr = 0;
+	r->nw = host ? 1 : 0;
+	r->wlen = host ? 1 : 0;
+	if (host)
+		r->segs[0] = (struct exp_seg){ host, 1 };
+	r->type = 0xff;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -338,9 +356,7 @@ static void take_head(struct exp_vring *vr, uint16_t head)
 	if (rc == 0)
 		rc = decode(vr, r);
 	if (rc < 0) {
-		if (r->wlen == 0)
-			r->nw = 0; /* no status byte to write: just give the head back */
-		r->type = 0xff;
+		status_only(vr, r);
 		finish(vr, r, rc == -EOPNOTSUPP ? rc : -EIO);
 		return;
 	}

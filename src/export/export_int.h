@@ -91,6 +91,8 @@ struct exp_req {
 	uint16_t head;
 	uint16_t nr, nw;       /* device-readable, device-writable segments */
 	uint32_t rlen, wlen;   /* their byte totals */
+	uint64_t st_addr;      /* the last writable descriptor (for the status byte) */
+	uint32_t st_len;
 	uint64_t sector;
 	struct exp_seg *segs;  /* nr readable then nw writable (the vring's pool) */
 	void *buf;             /* window buffer, NULL for none */
