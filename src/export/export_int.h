@@ -46,6 +46,8 @@ struct exp_region_msg {
 int exp_mem_map(struct exp_mem *m, const struct exp_region_msg *r, const int *fds, unsigned n,
 		struct xvl_errbuf *eb);
 void exp_mem_unmap(struct exp_mem *m);
+/* fd cannot shrink: already sealed so, or sealed now (memfd with sealing allowed). */
+bool exp_fd_sealed(int fd);
 /* Host pointer for [gpa, gpa+len) when it lies inside one region, else NULL. */
 uint8_t *exp_mem_gpa(const struct exp_mem *m, uint64_t gpa, uint64_t len);
 /* Same for a frontend virtual address (ring addresses). */

@@ -4,9 +4,14 @@
  * whole from offset 0 (hugetlbfs needs aligned offsets) and the region is
  * found at mmap_offset inside it.  Every region is checked against its file
  * size, for overflow, and for overlap with the others, so a translation
- * that lands inside a region always lands inside a mapping.
+ * that lands inside a region always lands inside a mapping.  A memfd is
+ * sealed against shrinking (QEMU's memory-backend-memfd comes sealed), so
+ * the frontend cannot pull pages from under a copy later (SIGBUS); for a
+ * plain file (memory-backend-file) that is not possible and a warning says so.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -39,6 +44,14 @@ static int check_region(const struct exp_region_msg *r, int fd, unsigned i, stru
 	return 0;
 }
 
+bool exp_fd_sealed(int fd)
+{
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals >= 0 && (seals & F_SEAL_SHRINK))
+		return true;
+	return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0;
+}
+
 int exp_mem_map(struct exp_mem *m, const struct exp_region_msg *r, const int *fds, unsigned n,
 		struct xvl_errbuf *eb)
 {
@@ -54,6 +67,9 @@ int exp_mem_map(struct exp_mem *m, const struct exp_region_msg *r, const int *fd
 				rc = xvl_err(eb, -EINVAL, "memory regions %u and %u overlap", j, i);
 	}
 	for (unsigned i = 0; rc == 0 && i < n; i++) {
+		if (!exp_fd_sealed(fds[i]))
+			fprintf(stderr, "xvl export: warning: memory region %u cannot be sealed against "
+				"shrinking (not a memfd): a frontend that truncates it can crash the export\n", i);
 		size_t len = (size_t)(r[i].mmap_offset + r[i].size);
 		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fds[i], 0);
 		if (p == MAP_FAILED) {

@@ -32,9 +32,10 @@
  * reports it) and leaves the rings as they were.  The frontend can only hurt
  * its own disk: the xvloop device is reached only through the client API.
  *
- * One thread, one frontend at a time.  When the frontend goes, every
- * request taken from its rings is completed first (the guest RAM stays
- * mapped until then), then the next frontend is accepted.
+ * One thread, one frontend at a time (the next one waits in the listen
+ * backlog).  When the frontend goes, every request taken from its rings is
+ * completed first (the guest RAM stays mapped until then), then the next
+ * frontend is accepted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -338,6 +339,8 @@ static int set_inflight(struct exp_export *ex, struct vu_msg *m, struct xvl_errb
 			       (unsigned long long)size, (unsigned long long)off, nq, qs);
 	if (fstat(m->fds[0], &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < off + size)
 		return xvl_err(eb, -EINVAL, "the inflight area is beyond its file");
+	if (!exp_fd_sealed(m->fds[0]))
+		return xvl_err(eb, -EINVAL, "the inflight area's file can shrink (hand back the memfd GET_INFLIGHT_FD gave)");
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fds[0], (off_t)off);
 	if (p == MAP_FAILED)
 		return xvl_err(eb, -errno, "inflight area: mmap: %s", strerror(errno));
@@ -565,6 +568,7 @@ static int disconnect(struct exp_export *ex, struct loop *l, struct xvl_errbuf *
 	close(l->sock);
 	l->sock = -1;
 	reset_rings(ex, l);
+	ep_add(l->ep, l->listen, TAG_LISTEN);
 	return rc;
 }
 
@@ -603,22 +607,22 @@ static int listen_on(const char *path, unsigned mode, struct xvl_errbuf *eb)
 	return s;
 }
 
+/*
+ * Take the next frontend.  The listening socket leaves the epoll set while
+ * one is connected, so a second frontend waits in the backlog (its first
+ * messages unanswered) until the first one is gone and cleaned up.
+ */
 static void accept_one(struct exp_export *ex, struct loop *l)
 {
 	int s = accept4(l->listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (s < 0)
 		return;
-	if (l->sock >= 0) {
-		logf_(ex, "%s", "refusing a second frontend while one is connected");
+	if (ep_add(l->ep, s, TAG_SOCK) < 0) {
 		close(s);
 		return;
 	}
 	l->sock = s;
-	if (ep_add(l->ep, s, TAG_SOCK) < 0) {
-		close(s);
-		l->sock = -1;
-		return;
-	}
+	epoll_ctl(l->ep, EPOLL_CTL_DEL, l->listen, NULL);
 	logf_(ex, "%s", "frontend connected");
 }
 

@@ -57,7 +57,7 @@ while read -r verdict what; do
 	[ "$verdict" = PASS ] && ok "hostile frontend: $what"
 	[ "$verdict" = FAIL ] && fail "hostile frontend: $what"
 done <"$T/hostile.log"
-[ $hrc -eq 0 ] || { note "vhost_frontend.py exit $hrc"; sed 's/^/#   /' "$T/hostile.log" | grep -v PASS | tail -5; }
+[ $hrc -eq 0 ] || { fail "vhost_frontend.py exited $hrc"; sed 's/^/#   /' "$T/hostile.log" | grep -v PASS | tail -5; }
 alive "$EXP4" && ok "export alive after the hostile frontend" || fail "export died: $(tail -3 "$T/exp-ram4.log")"
 wait "$OTHER" && ok "another device of the server verified meanwhile" ||
 	fail "another device failed meanwhile: $(tail -3 "$T/other.log")"
@@ -130,9 +130,8 @@ done
 sleep 0.15
 kill -STOP "$SRV" # requests the export submitted now stay in flight
 sleep 0.3
-kill -9 "$EXP"
+{ kill -9 "$EXP"; wait "$EXP"; } 2>/dev/null
 kill -CONT "$SRV"
-wait "$EXP" 2>/dev/null
 sleep 0.2
 bg "$T/exp2.log" "$XVL" "${EXPARGS[@]}"
 EXP=$BG_PID
@@ -248,5 +247,13 @@ libvirt_test
 alive "$EXP" && ok "restarted export served the libvirt guest too (frontends one after another)" ||
 	fail "export gone: $(tail -3 "$T/exp2.log")"
 stop_server "$EXP"
+expect_eq 0 $? "restarted export stops cleanly on SIGTERM"
 stop_server "$SRV"
+# sanitizer builds (XVL_BIN=build-asan/...): any report in an export's log is a failure
+if grep -lE "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$T"/exp*.log >"$T/san.txt"; then
+	fail "sanitizer reports in $(cat "$T/san.txt" | xargs -n1 basename | tr '\n' ' ')"
+	grep -hE "ERROR|runtime error" "$T"/exp*.log | head -5 | sed 's/^/#   /'
+else
+	ok "no sanitizer report in the exports' logs"
+fi
 finish

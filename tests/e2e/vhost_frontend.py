@@ -47,7 +47,7 @@ class Front:
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.settimeout(5)
         self.s.connect(path)
-        self.fd = os.memfd_create("guest")
+        self.fd = os.memfd_create("guest", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self.fd, MEM)
         self.m = mmap.mmap(self.fd, MEM)
 
@@ -173,6 +173,11 @@ def main(path):
     check(f.mem_table([(0, MEM, UVA, 0)], nfds=0) != 0, "region without a descriptor refused")
     check(f.mem_table([(0, MEM, 2**64 - 4096, 0)]) != 0, "region wrapping around refused")
     check(f.good_mem() == 0, "a valid memory table accepted")
+    try:
+        os.ftruncate(f.fd, MEM // 2)
+        check(False, "guest memory sealed against shrinking once handed over")
+    except PermissionError:
+        check(True, "guest memory sealed against shrinking once handed over")
     check(f.start_ring(used=MEM - 16) != 0, "used ring outside guest memory refused")
     check(f.start_ring(desc=0x1008) != 0, "misaligned descriptor table refused")
     f.close()
@@ -231,6 +236,25 @@ def main(path):
         check(True, "oversized payload: connection dropped")
     f.close()
     alive_after(path, "broken framing")
+
+    f1 = Front(path)
+    f1.handshake()
+    f2 = Front(path)
+    f2.send(GET_FEATURES)
+    f2.s.settimeout(0.5)
+    try:
+        f2.recv(GET_FEATURES)
+        check(False, "a second frontend waits while one is connected")
+    except socket.timeout:
+        check(True, "a second frontend waits while one is connected")
+    f1.close()
+    f2.s.settimeout(5)
+    try:
+        check(struct.unpack("<Q", f2.recv(GET_FEATURES))[0] & (1 << 32) != 0,
+              "the waiting frontend is served once the first one left")
+    except Exception as e:  # noqa: BLE001
+        check(False, "the waiting frontend is served once the first one left (%s)" % e)
+    f2.close()
     return 1 if failed else 0
 
 
