@@ -4,7 +4,8 @@
  * xvloop queue of the same index.
  *
  * The guest is not trusted: each head and descriptor is read once and
- * copied out, chains are bounded by the ring size and EXP_MAX_SEGS, every
+ * copied out, chains are bounded by the size of their table (the ring, or
+ * an indirect table as the head) and EXP_MAX_SEGS, every
  * buffer must lie inside the memory table.  A malformed request completes
  * with VIRTIO_BLK_S_IOERR (or is dropped when it has no status byte to
  * write); a ring that breaks the protocol (a head out of range or already in
@@ -64,6 +65,7 @@ uint64_t exp_blk_features(const struct exp_export *ex)
 {
 	const struct xvl_blk_info *in = &ex->info;
 	uint64_t f = (1ull << XVL_F_VERSION_1) | (1ull << 30) /* VHOST_USER_F_PROTOCOL_FEATURES */ |
+		     (1ull << XVL_F_INDIRECT_DESC) |
 		     (1ull << XVL_BLK_F_SIZE_MAX) | (1ull << XVL_BLK_F_SEG_MAX) |
 		     (1ull << XVL_BLK_F_BLK_SIZE) | (1ull << XVL_BLK_F_MQ);
 	if (in->read_only)
@@ -183,26 +185,54 @@ static int add_segs(struct exp_vring *vr, struct exp_req *r, uint64_t gpa, uint3
 }
 
 /*
+ * An indirect table (VIRTIO_F_INDIRECT_DESC) as the chain's first
+ * descriptor: the table must lie in one region, be 16-byte aligned, and hold
+ * 1..XVL_VQ_MAX_SIZE entries.  NULL otherwise.
+ */
+static const struct xvl_vring_desc *indirect_table(struct exp_vring *vr, uint64_t addr, uint32_t len)
+{
+	if (!(vr->ex->acked & (1ull << XVL_F_INDIRECT_DESC)) || len == 0 || len % 16 ||
+	    len / 16 > XVL_VQ_MAX_SIZE || addr % 16)
+		return NULL;
+	return (const struct xvl_vring_desc *)exp_mem_gpa(&vr->ex->mem, addr, len);
+}
+
+/*
  * Walk the chain of r->head: readable segments first, then writable ones.
  * Returns 0, or -EFAULT / -E2BIG / -EINVAL / -ELOOP for a chain that cannot
  * be served.  The last writable descriptor seen is kept in r->st_addr /
  * r->st_len even then, so that such a request can still get its IOERR.
+ * The walk is bounded by the size of the table it is in (ring or indirect).
  */
 static int parse_chain(struct exp_vring *vr, struct exp_req *r)
 {
+	const struct xvl_vring_desc *tab = vr->desc;
+	unsigned size = vr->num, hops = 0;
 	uint16_t i = r->head;
-	bool writable = false;
+	bool writable = false, indirect = false;
 	int err = 0;
 	r->nr = r->nw = 0;
 	r->rlen = r->wlen = 0;
 	r->st_len = 0;
-	for (unsigned hops = 0; hops < vr->num; hops++) {
-		uint64_t addr = xvl_rd64(&vr->desc[i].addr);
-		uint32_t len = xvl_rd32(&vr->desc[i].len);
-		uint16_t flags = xvl_rd16(&vr->desc[i].flags);
-		uint16_t next = xvl_rd16(&vr->desc[i].next);
-		if (flags & XVL_VRING_DESC_F_INDIRECT)
-			return -EINVAL; /* not offered */
+	for (;;) {
+		if (hops++ >= size)
+			return -ELOOP;
+		uint64_t addr = xvl_rd64(&tab[i].addr);
+		uint32_t len = xvl_rd32(&tab[i].len);
+		uint16_t flags = xvl_rd16(&tab[i].flags);
+		uint16_t next = xvl_rd16(&tab[i].next);
+		if (flags & XVL_VRING_DESC_F_INDIRECT) {
+			/* only as the head, never nested, never chained on */
+			if (indirect || hops != 1 || (flags & XVL_VRING_DESC_F_NEXT))
+				return -EINVAL;
+			if (!(tab = indirect_table(vr, addr, len)))
+				return -EFAULT;
+			size = len / 16;
+			hops = 0;
+			i = 0;
+			indirect = true;
+			continue;
+		}
 		if (flags & XVL_VRING_DESC_F_WRITE) {
 			writable = true;
 			r->st_addr = addr;
@@ -221,11 +251,10 @@ static int parse_chain(struct exp_vring *vr, struct exp_req *r)
 		}
 		if (!(flags & XVL_VRING_DESC_F_NEXT))
 			return err;
-		if (next >= vr->num)
+		if (next >= size)
 			return -EINVAL;
 		i = next;
 	}
-	return -ELOOP;
 }
 
 /* A chain that cannot be served: only its status byte (last writable byte) is written, if it can be. */

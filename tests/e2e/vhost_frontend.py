@@ -83,7 +83,7 @@ class Front:
     def handshake(self):
         feats = self.u64(GET_FEATURES)
         self.send(SET_OWNER)
-        self.send(SET_FEATURES, struct.pack("<Q", feats & ((1 << 32) | (1 << 30))))
+        self.send(SET_FEATURES, struct.pack("<Q", feats & ((1 << 32) | (1 << 30) | (1 << 28))))
         pf = self.u64(GET_PROTOCOL_FEATURES)
         self.send(SET_PROTOCOL_FEATURES, struct.pack("<Q", pf & (PF_REPLY_ACK | PF_CONFIG)))
         return feats
@@ -184,7 +184,7 @@ def main(path):
     alive_after(path, "bad memory tables and rings")
 
     f = Front(path)
-    f.handshake()
+    feats = f.handshake()
     f.good_mem()
     check(f.start_ring() == 0, "valid ring started")
     f.read_req(0, 0x5000, 4096)
@@ -211,9 +211,35 @@ def main(path):
     check(f.wait_used(6) and f.m[0x4000] == 1, "read beyond the end of the disk: IOERR")
     f.read_req(0, 0x5000, 4096)
     check(f.wait_used(7) and f.m[0x4000] == 0, "a valid read after all that: OK")
+    check(feats & (1 << 28) != 0, "INDIRECT_DESC offered")
+    tab = 0x6000
+    struct.pack_into("<IIQ", f.m, 0x3000, 0, 0, 0)
+    struct.pack_into("<QIHHQIHHQIHH", f.m, tab, 0x3000, 16, 1, 1, 0x5000, 4096, 3, 2, 0x4000, 1, 2, 0)
+    f.m[0x4000] = 0xFF
+    f.desc(0, tab, 48, 4)
+    f.offer(0)
+    check(f.wait_used(8) and f.m[0x4000] == 0, "a read through an indirect table: OK")
+    struct.pack_into("<QIHHQIHHQIHH", f.m, tab, 0x3000, 16, 1, 1, 0x5000, 4096, 3, 2, 0x4000, 1, 2, 5)
+    f.m[0x4000] = 0xFF
+    f.desc(0, tab, 48, 4)
+    f.offer(0)  # chain inside the table runs past the table's end
+    check(f.wait_used(9) and f.m[0x4000] == 0, "indirect table: 'next' ignored without NEXT flag")
+    struct.pack_into("<QIHH", f.m, tab + 16, tab, 48, 4 | 1, 2)  # nested indirect
+    f.m[0x4000] = 0xFF
+    f.desc(0, tab, 48, 4)
+    f.offer(0)
+    check(f.wait_used(10), "nested indirect table completes (refused)")
+    f.desc(0, MEM - 32, 48, 4)  # table crossing the end of memory
+    f.offer(0)
+    check(f.wait_used(11), "indirect table outside memory completes (refused)")
+    f.desc(0, tab + 8, 48, 4)  # misaligned table
+    f.offer(0)
+    check(f.wait_used(12), "misaligned indirect table completes (refused)")
+    f.read_req(0, 0x5000, 4096)
+    check(f.wait_used(13) and f.m[0x4000] == 0, "a valid read after the indirect ones: OK")
     f.offer(NUM + 5)  # head out of range: the ring stops
     time.sleep(0.2)
-    check(f.used_idx() == 7, "head beyond the ring: queue stopped, nothing completed")
+    check(f.used_idx() == 13, "head beyond the ring: queue stopped, nothing completed")
     f.close()
     alive_after(path, "bad descriptors")
 
