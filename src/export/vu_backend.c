@@ -641,12 +641,47 @@ static void on_ring_event(struct exp_export *ex, uint64_t tag)
 	}
 }
 
+/*
+ * The client notices a lost server (and reconnects, with reconnect_ms) only
+ * inside its calls; its link socket is not ours to poll.  While requests are
+ * out, look every LINK_TICK_MS: xvl_blk_wait(…, 0) checks the link, then
+ * completions (failed with -ENODEV, or resubmitted after recovery) are
+ * collected as usual.
+ */
+#define LINK_TICK_MS 100
+
+static bool any_submitted(const struct exp_export *ex)
+{
+	for (unsigned q = 0; q < ex->nq; q++)
+		if (ex->vr[q].submitted)
+			return true;
+	return false;
+}
+
+static void link_tick(struct exp_export *ex)
+{
+	for (unsigned q = 0; q < ex->nq; q++) {
+		struct exp_vring *vr = &ex->vr[q];
+		if (!vr->submitted)
+			continue;
+		xvl_blk_wait(ex->b, (uint16_t)q, 0);
+		exp_vring_complete(vr);
+	}
+}
+
 static int loop_run(struct exp_export *ex, struct loop *l, volatile sig_atomic_t *stop,
 		    struct xvl_errbuf *eb)
 {
 	struct epoll_event ev[32];
+	uint64_t last_tick = xvl_os_now_ns();
 	while (!*stop) {
-		int n = epoll_wait(l->ep, ev, 32, 500);
+		bool busy = any_submitted(ex);
+		int n = epoll_wait(l->ep, ev, 32, busy ? LINK_TICK_MS : 500);
+		uint64_t now = xvl_os_now_ns();
+		if (busy && now - last_tick >= LINK_TICK_MS * 1000000ull) {
+			last_tick = now;
+			link_tick(ex);
+		}
 		if (n < 0 && errno != EINTR)
 			return xvl_err(eb, -errno, "epoll_wait: %s", strerror(errno));
 		for (int i = 0; i < n; i++) {

@@ -7,6 +7,8 @@
 #     IOERR, the export keeps serving, another device of the same server is
 #     used meanwhile and verifies
 #   - a non-existent device is refused with a clear message
+#   - the xvl server killed -9 and restarted under the export (--reconnect-ms)
+#     while a frontend verifies: no error, no mismatch
 #   - multi-queue: the project's own vhost-user frontend (xvl blk verify
 #     -c vhost-user:SOCK -Q 4) through the export into a 4-queue ram device
 #   - a TCG guest started by QEMU directly (vhost-user-blk-pci, 2 queues,
@@ -70,6 +72,30 @@ echo "$info" | grep -q "queues       4 x" && ok "GET_QUEUE_NUM and config: 4 que
 stop_server "$EXP4"
 expect_eq 0 $? "export stops cleanly on SIGTERM"
 [ -e "$T/ram4.sock" ] && fail "export removes its socket" || ok "export removes its socket"
+
+# the xvloop server killed -9 and restarted under the export (--reconnect-ms):
+# the frontend sees a delay, every byte still verifies
+truncate -s 32M "$T/srv2.img"
+start_server "$T/srv2.log" "$T/srv2.sock" -d name=d2,backend=file,path="$T/srv2.img"
+SRV2=$SRV_PID
+bg "$T/exp-srv2.log" "$XVL" export vhost-user-blk -c "xvl:$T/srv2.sock" -d d2 -s "$T/srv2.vhost" --reconnect-ms 5000
+EXPS2=$BG_PID
+wait_sock "$T/srv2.vhost" "$EXPS2"
+bg "$T/srv2-verify.log" timeout 20 "$XVL" blk verify -c "vhost-user:$T/srv2.vhost" --qd 4 --ops 100000000 --time 3 --size 16M
+VER2=$BG_PID
+sleep 1
+{ kill -9 "$SRV2"; wait "$SRV2"; } 2>/dev/null
+start_server "$T/srv2b.log" "$T/srv2.sock" -d name=d2,backend=file,path="$T/srv2.img"
+SRV2=$SRV_PID
+if wait "$VER2"; then
+	ok "xvl server killed -9 and restarted under the export: the frontend's verify passes ($(grep -o 'verified.*' "$T/srv2-verify.log"))"
+else
+	fail "server restart under the export: $(tail -3 "$T/srv2-verify.log")"
+fi
+grep -q "attached device d2" "$T/srv2b.log" && ok "the export reattached to the restarted server" ||
+	fail "the export did not reattach: $(tail -2 "$T/srv2b.log")"
+stop_server "$EXPS2"
+stop_server "$SRV2"
 
 # ------------------------------------------------------------ guests
 
