@@ -155,6 +155,9 @@ for _ in $(seq 400); do
 done
 sleep 0.15
 kill -STOP "$SRV" # requests the export submitted now stay in flight
+# guest RAM (QEMU's memfd "memory-backend-memfd") is mapped by the export, never by the device side
+ram_exp=$(grep -c 'memfd:memory-backend-memfd ' "/proc/$EXP/maps" 2>/dev/null)
+ram_srv=$(grep -c 'memfd:memory-backend-memfd ' "/proc/$SRV/maps" 2>/dev/null)
 sleep 0.3
 { kill -9 "$EXP"; wait "$EXP"; } 2>/dev/null
 kill -CONT "$SRV"
@@ -167,6 +170,9 @@ t1=$(date +%s.%N)
 expect_eq 0 "$grc" "QEMU guest: 4 writers through the export, export killed -9 and restarted, guest verified 16 slots"
 [ "$grc" = 0 ] || tr -d '\r' <"$T/guest1.log" | grep -aE "GUEST|error|vda" | tail -5 | sed 's/^/#   /'
 note "QEMU guest run took $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s"
+[ "${ram_exp:-0}" -gt 0 ] && [ "${ram_srv:-1}" = 0 ] &&
+	ok "guest RAM mapped by the export ($ram_exp mappings), not by the xvl server" ||
+	fail "guest RAM mappings: export ${ram_exp:-?}, server ${ram_srv:-?}"
 grep -q "inflight area for" "$T/exp1.log" && ok "QEMU negotiated INFLIGHT_SHMFD (GET_INFLIGHT_FD)" ||
 	fail "no inflight area: $(tail -3 "$T/exp1.log")"
 grep -q "inflight area from the frontend" "$T/exp2.log" && ok "restarted export got the inflight area back" ||
