@@ -55,9 +55,10 @@ uint64_t exp_infl_queue_bytes(uint16_t queue_size)
 
 /* ------------------------------------------------------------ config */
 
+/* Segment size offered: seg_max segments of it make at most EXP_MAX_PARTS client requests. */
 static uint32_t size_max_of(const struct xvl_blk_info *in)
 {
-	uint32_t s = (in->max_transfer / EXP_SEG_MAX) & ~4095u;
+	uint32_t s = (uint32_t)(((uint64_t)in->max_transfer * EXP_MAX_PARTS / EXP_SEG_MAX) & ~4095ull);
 	return s < 4096 ? 4096 : s;
 }
 
@@ -280,28 +281,47 @@ static uint8_t status_of(int result)
 	return result == -EOPNOTSUPP ? XVL_BLK_S_UNSUPP : XVL_BLK_S_IOERR;
 }
 
-/* Complete r: scatter read data, write the status byte, give the head back. */
-static void finish(struct exp_vring *vr, struct exp_req *r, int result)
+/* Complete r: write the status byte, give the head back (every part is done). */
+static void finish(struct exp_vring *vr, struct exp_req *r)
 {
-	uint8_t st = status_of(result);
+	uint8_t st = status_of(r->result);
 	uint32_t used_len = 0;
 	if (r->nw) {
-		if (st == XVL_BLK_S_OK && r->type == XVL_BLK_T_IN) {
-			copy_segs(r->segs + r->nr, r->nw, 0, r->buf, r->dlen, true);
+		if (st == XVL_BLK_S_OK && r->type == XVL_BLK_T_IN)
 			used_len = r->dlen;
-		} else if (st == XVL_BLK_S_OK && r->type == XVL_BLK_T_GET_ID) {
-			uint32_t k = r->wlen - 1 < XVL_BLK_ID_BYTES ? r->wlen - 1 : XVL_BLK_ID_BYTES;
-			copy_segs(r->segs + r->nr, r->nw, 0, r->buf, k, true);
-			used_len = k;
-		}
+		else if (st == XVL_BLK_S_OK && r->type == XVL_BLK_T_GET_ID)
+			used_len = r->wlen - 1 < XVL_BLK_ID_BYTES ? r->wlen - 1 : XVL_BLK_ID_BYTES;
 		copy_segs(r->segs + r->nr, r->nw, r->wlen - 1, &st, 1, true);
 		used_len++;
 	}
-	if (r->buf)
-		xvl_buf_free(vr->ex->c, r->buf);
-	r->buf = NULL;
 	r->state = REQ_FREE;
 	push_used(vr, r->head, used_len);
+}
+
+static bool is_data(const struct exp_req *r)
+{
+	return r->type == XVL_BLK_T_IN || r->type == XVL_BLK_T_OUT;
+}
+
+/* Split r into parts the client takes in one request each. */
+static void plan_parts(struct exp_export *ex, struct exp_req *r)
+{
+	uint32_t mt = ex->info.max_transfer;
+	r->result = 0;
+	r->next_part = r->outstanding = 0;
+	if (!is_data(r)) {
+		r->nparts = 1;
+		r->part[0] = (struct exp_part){ r, NULL, 0,
+						r->type == XVL_BLK_T_GET_ID ? XVL_BLK_ID_BYTES : 0 };
+		return;
+	}
+	r->nparts = (uint8_t)((r->dlen + mt - 1) / mt);
+	if (r->nparts > 1)
+		ex->n_split++;
+	for (unsigned p = 0; p < r->nparts; p++) {
+		uint32_t skip = p * mt;
+		r->part[p] = (struct exp_part){ r, NULL, skip, r->dlen - skip < mt ? r->dlen - skip : mt };
+	}
 }
 
 /* Header and payload of a parsed chain into r; <0: complete with that result. */
@@ -315,23 +335,20 @@ static int decode(struct exp_vring *vr, struct exp_req *r)
 	if (xvl_le32(h.type) > 0xff)
 		r->type = 0xff;
 	r->sector = xvl_le64(h.sector);
-	r->buflen = 0;
 	r->dlen = 0;
 	r->off = 0;
 	switch (r->type) {
 	case XVL_BLK_T_IN:
 	case XVL_BLK_T_OUT:
 		r->dlen = r->type == XVL_BLK_T_IN ? r->wlen - 1 : r->rlen - (uint32_t)sizeof(h);
-		if (r->dlen == 0 || r->dlen % XVL_BLK_SECTOR_SIZE || r->dlen > vr->ex->info.max_transfer ||
+		if (r->dlen == 0 || r->dlen % XVL_BLK_SECTOR_SIZE ||
+		    r->dlen > EXP_MAX_PARTS * (uint64_t)vr->ex->info.max_transfer ||
 		    r->sector > UINT64_MAX / XVL_BLK_SECTOR_SIZE)
 			return -EINVAL;
 		r->off = r->sector * XVL_BLK_SECTOR_SIZE;
-		r->buflen = r->dlen;
 		return 0;
 	case XVL_BLK_T_FLUSH:
-		return 0;
 	case XVL_BLK_T_GET_ID:
-		r->buflen = XVL_BLK_ID_BYTES;
 		return 0;
 	case XVL_BLK_T_DISCARD:
 	case XVL_BLK_T_WRITE_ZEROES: {
@@ -380,15 +397,17 @@ static void take_head(struct exp_vring *vr, uint16_t head)
 	}
 	r->head = head;
 	r->segs = vr->seg_pool + (size_t)head * EXP_MAX_SEGS;
-	r->buf = NULL;
 	int rc = parse_chain(vr, r);
 	if (rc == 0)
 		rc = decode(vr, r);
 	if (rc < 0) {
 		status_only(vr, r);
-		finish(vr, r, rc == -EOPNOTSUPP ? rc : -EIO);
+		r->result = rc == -EOPNOTSUPP ? rc : -EIO;
+		finish(vr, r);
 		return;
 	}
+	vr->ex->n_reqs++;
+	plan_parts(vr->ex, r);
 	r->state = REQ_PENDING;
 	pend_push(vr, head);
 }
@@ -407,32 +426,65 @@ static const uint8_t op_of[] = {
 	[XVL_BLK_T_DISCARD] = XVL_BLK_DISCARD, [XVL_BLK_T_WRITE_ZEROES] = XVL_BLK_WRITE_ZEROES,
 };
 
-/* 0: submitted or completed; -EAGAIN: the window or the queue is full, try later. */
+/* Part p of r completed: scatter what it read, finish r after its last part. */
+static void part_done(struct exp_vring *vr, struct exp_part *p, int result)
+{
+	struct exp_req *r = p->r;
+	if (result == 0 && r->type == XVL_BLK_T_IN)
+		copy_segs(r->segs + r->nr, r->nw, p->skip, p->buf, p->len, true);
+	else if (result == 0 && r->type == XVL_BLK_T_GET_ID && r->wlen > 1)
+		copy_segs(r->segs + r->nr, r->nw, 0, p->buf,
+			  r->wlen - 1 < XVL_BLK_ID_BYTES ? r->wlen - 1 : XVL_BLK_ID_BYTES, true);
+	if (result < 0 && r->result == 0)
+		r->result = result;
+	if (p->buf)
+		xvl_buf_free(vr->ex->c, p->buf);
+	p->buf = NULL;
+	r->outstanding--;
+	vr->submitted--;
+	if (!r->outstanding && r->next_part == r->nparts)
+		finish(vr, r);
+}
+
+/*
+ * Submit the parts of r not yet submitted.  0: all are (r leaves the FIFO);
+ * -EAGAIN: the window or the queue is full, the rest waits.
+ */
 static int try_submit(struct exp_vring *vr, struct exp_req *r)
 {
 	struct exp_export *ex = vr->ex;
-	if (r->buflen) {
-		r->buf = xvl_buf_alloc(ex->c, r->buflen);
-		if (!r->buf)
-			return -EAGAIN;
-		if (r->type == XVL_BLK_T_OUT)
-			copy_segs(r->segs, r->nr, sizeof(struct xvl_blk_outhdr), r->buf, r->dlen, false);
-	}
-	struct xvl_blk_req q = { .op = op_of[r->type], .offset = r->off, .buf = r->buf,
-				 .len = r->dlen, .user = r };
-	int rc = xvl_blk_submit(ex->b, vr->q, &q);
-	if (rc == -EAGAIN) {
-		if (r->buf)
-			xvl_buf_free(ex->c, r->buf);
-		r->buf = NULL;
-		return -EAGAIN;
-	}
-	if (rc < 0) {
-		finish(vr, r, rc);
-		return 0;
+	while (r->next_part < r->nparts) {
+		struct exp_part *p = &r->part[r->next_part];
+		if (p->len) {
+			p->buf = xvl_buf_alloc(ex->c, p->len);
+			if (!p->buf)
+				return -EAGAIN;
+			if (r->type == XVL_BLK_T_OUT)
+				copy_segs(r->segs, r->nr, sizeof(struct xvl_blk_outhdr) + p->skip, p->buf,
+					  p->len, false);
+		}
+		struct xvl_blk_req q = { .op = op_of[r->type], .offset = r->off + p->skip, .buf = p->buf,
+					 .len = is_data(r) ? p->len : r->dlen, .user = p };
+		if (r->type == XVL_BLK_T_FLUSH || r->type == XVL_BLK_T_GET_ID)
+			q.len = 0;
+		int rc = xvl_blk_submit(ex->b, vr->q, &q);
+		if (rc < 0) {
+			if (p->buf)
+				xvl_buf_free(ex->c, p->buf);
+			p->buf = NULL;
+			if (rc == -EAGAIN)
+				return -EAGAIN;
+			r->result = rc;
+			r->next_part = r->nparts; /* the rest is not sent */
+			break;
+		}
+		r->next_part++;
+		r->outstanding++;
+		vr->submitted++;
 	}
 	r->state = REQ_SUBMITTED;
-	vr->submitted++;
+	if (!r->outstanding)
+		finish(vr, r);
 	return 0;
 }
 
@@ -441,14 +493,16 @@ static void submit_pending(struct exp_vring *vr)
 	bool any = false;
 	while (vr->pend_n) {
 		struct exp_req *r = &vr->reqs[vr->pend[vr->pend_first]];
-		if (try_submit(vr, r) == -EAGAIN) {
+		unsigned before = vr->submitted;
+		int rc = try_submit(vr, r);
+		any |= vr->submitted != before;
+		if (rc == -EAGAIN) {
 			if (submitted_total(vr->ex) != 0)
 				break;
 			/* nothing in flight will ever free room: it cannot fit */
 			log_ring(vr, "a request larger than the window's free heap failed");
-			finish(vr, r, -EIO);
-		} else {
-			any = true;
+			r->result = -EIO;
+			finish(vr, r);
 		}
 		vr->pend_first = (uint16_t)((vr->pend_first + 1) % vr->num);
 		vr->pend_n--;
@@ -487,9 +541,7 @@ void exp_vring_complete(struct exp_vring *vr)
 		return;
 	while ((n = xvl_blk_complete(vr->ex->b, vr->q, cpl, 32)) > 0)
 		for (int i = 0; i < n; i++) {
-			struct exp_req *r = cpl[i].user;
-			vr->submitted--;
-			finish(vr, r, cpl[i].result);
+			part_done(vr, cpl[i].user, cpl[i].result);
 		}
 	for (unsigned q = 0; q < vr->ex->nq; q++)
 		if (vr->ex->vr[q].pend_n)

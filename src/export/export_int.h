@@ -87,6 +87,16 @@ struct exp_seg {
 
 enum exp_req_state { REQ_FREE = 0, REQ_PENDING, REQ_SUBMITTED };
 
+#define EXP_MAX_PARTS 8 /* a request is split into parts of at most the client's max_transfer */
+
+struct exp_req;
+struct exp_part {
+	struct exp_req *r;
+	void *buf;             /* window buffer, NULL for none */
+	uint32_t skip;         /* data offset in the request */
+	uint32_t len;          /* buffer bytes */
+};
+
 struct exp_req {
 	uint8_t state;
 	uint8_t type;          /* XVL_BLK_T_* */
@@ -97,10 +107,11 @@ struct exp_req {
 	uint32_t st_len;
 	uint64_t sector;
 	struct exp_seg *segs;  /* nr readable then nw writable (the vring's pool) */
-	void *buf;             /* window buffer, NULL for none */
-	uint32_t buflen;
-	uint64_t off;          /* DISCARD / WRITE_ZEROES range */
-	uint32_t dlen;
+	uint64_t off;          /* device offset (bytes) */
+	uint32_t dlen;         /* data bytes (READ / WRITE), range (DISCARD / WRITE_ZEROES) */
+	int result;            /* first error of any part */
+	uint8_t nparts, next_part, outstanding;
+	struct exp_part part[EXP_MAX_PARTS];
 };
 
 struct exp_export;
@@ -147,6 +158,7 @@ struct exp_export {
 	uint64_t infl_size;
 	int infl_fd;
 	uint16_t infl_nq, infl_qsize;
+	uint64_t n_reqs, n_split;      /* requests of this frontend; split into parts */
 	struct exp_vring vr[EXP_MAX_QUEUES];
 };
 

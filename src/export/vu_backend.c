@@ -564,6 +564,10 @@ static void reset_rings(struct exp_export *ex, struct loop *l)
 static int disconnect(struct exp_export *ex, struct loop *l, struct xvl_errbuf *eb)
 {
 	int rc = stop_all(ex, eb);
+	if (!ex->o->quiet)
+		fprintf(stderr, "xvl export: frontend done: %llu requests, %llu split into parts\n",
+			(unsigned long long)ex->n_reqs, (unsigned long long)ex->n_split);
+	ex->n_reqs = ex->n_split = 0;
 	epoll_ctl(l->ep, EPOLL_CTL_DEL, l->sock, NULL);
 	close(l->sock);
 	l->sock = -1;

@@ -31,6 +31,15 @@ chmod 755 "$T" # QEMU under libvirt runs as libvirt-qemu: kernel, initrd and soc
 
 # ------------------------------------------------------------ host-only checks
 
+# serving SOCK: the server answers (its socket file appears at bind, before listen)
+serving() {
+	for _ in $(seq 100); do
+		"$XVL" blk info -c "xvl:$1" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 head -c $((2 * MB)) /dev/urandom >"$T/data.bin"
 truncate -s $((128 * MB)) "$T/disk.img"
 start_server "$T/srv.log" "$T/srv.sock" -d name=disk0,backend=file,path="$T/disk.img",queues=2 \
@@ -39,6 +48,7 @@ start_server "$T/srv.log" "$T/srv.sock" -d name=disk0,backend=file,path="$T/disk
 	finish
 }
 SRV=$SRV_PID
+serving "$T/srv.sock" || fail "xvl server answers"
 
 if "$XVL" export vhost-user-blk -c "xvl:$T/srv.sock" -d nosuch -s "$T/x.sock" >"$T/nosuch.log" 2>&1; then
 	fail "export of a missing device refused"
@@ -78,9 +88,10 @@ expect_eq 0 $? "export stops cleanly on SIGTERM"
 truncate -s 32M "$T/srv2.img"
 start_server "$T/srv2.log" "$T/srv2.sock" -d name=d2,backend=file,path="$T/srv2.img"
 SRV2=$SRV_PID
+serving "$T/srv2.sock" || fail "second xvl server answers"
 bg "$T/exp-srv2.log" "$XVL" export vhost-user-blk -c "xvl:$T/srv2.sock" -d d2 -s "$T/srv2.vhost" --reconnect-ms 5000
 EXPS2=$BG_PID
-wait_sock "$T/srv2.vhost" "$EXPS2"
+wait_sock "$T/srv2.vhost" "$EXPS2" || fail "export for the restart test listens: $(tail -2 "$T/exp-srv2.log")"
 bg "$T/srv2-verify.log" timeout 20 "$XVL" blk verify -c "vhost-user:$T/srv2.vhost" --qd 4 --ops 100000000 --time 3 --size 16M
 VER2=$BG_PID
 sleep 1
@@ -110,12 +121,14 @@ fi
 
 cat >"$T/writer.sh" <<'EOF'
 #!/bin/sh
-# 4 writers x 4 rounds: writer w, round r puts /data.bin into slot w*4+r-1 (2 MiB each)
+# 4 writers x 4 rounds: writer w, round r puts /data.bin into slot w*4+r-1 (2 MiB each),
+# in blocks of 16k, 64k, 256k and 2M (larger than the client's max transfer: split in parts)
 echo "vda: $(cat /sys/block/vda/size) sectors"
 echo GUEST-WRITING
 for w in 0 1 2 3; do
 	( for r in 1 2 3 4; do
-		dd if=/data.bin of=/dev/vda bs=16k seek=$(( (w * 4 + r - 1) * 128 )) oflag=direct 2>/dev/null || exit 1
+		bs=$(( 16 << (2 * w) ))
+		dd if=/data.bin of=/dev/vda bs=${bs}k seek=$(( (w * 4 + r - 1) * 2048 / bs )) oflag=direct 2>/dev/null || exit 1
 	done ) &
 done
 fail=0
@@ -123,7 +136,7 @@ for j in $(jobs -p); do wait $j || fail=1; done
 [ $fail = 0 ] || { echo "GUEST: a writer failed"; exit 1; }
 echo GUEST-WRITTEN
 for s in $(seq 0 15); do
-	dd if=/dev/vda of=/tmp/back bs=64k skip=$((s * 32)) count=32 iflag=direct 2>/dev/null || exit 2
+	dd if=/dev/vda of=/tmp/back bs=2M skip=$s count=1 iflag=direct 2>/dev/null || exit 2
 	cmp /data.bin /tmp/back || { echo "GUEST: slot $s differs"; exit 3; }
 done
 echo GUEST-VERIFY-OK
@@ -181,6 +194,9 @@ r=$(sed -n 's/.*resubmitting \([0-9]*\) request.*/\1/p' "$T/exp2.log" | head -1)
 [ -n "$r" ] && [ "$r" -gt 0 ] && ok "restarted export resubmitted $r request(s) left in flight" ||
 	fail "nothing resubmitted after the restart: $(tail -3 "$T/exp2.log")"
 check "host: the backing file holds the guest's 16 slots" host_slots 16
+sp=$(sed -n 's/.*frontend done: [0-9]* requests, \([0-9]*\) split.*/\1/p' "$T/exp2.log" | head -1)
+[ "${sp:-0}" -gt 0 ] && ok "requests larger than the client's max transfer were split ($sp)" ||
+	fail "no request was split: $(grep 'frontend done' "$T/exp2.log")"
 
 # ------------------------------------------------------------ libvirt
 
