@@ -14,7 +14,7 @@ PKGS=(
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
 	qemu-system-x86 busybox-static cpio
-	libvirt-daemon-system libvirt-clients
+	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 )
 
 missing=()

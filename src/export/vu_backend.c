@@ -470,6 +470,8 @@ static int read_msg(int sock, struct vu_msg *m, struct xvl_errbuf *eb)
 	unsigned extra = 0;
 	m->nfds = 0;
 	int rc = xvl_os_recv_exact(sock, h, sizeof(h), m->fds, XVL_OS_MAX_FDS, &m->nfds);
+	if (rc == -ECONNRESET)
+		return xvl_err(eb, rc, "disconnected");
 	if (rc < 0)
 		return rc == -EAGAIN ? rc : xvl_err(eb, rc, "frontend connection: %s", strerror(-rc));
 	m->req = h[0];

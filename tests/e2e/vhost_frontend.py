@@ -244,6 +244,35 @@ def main(path):
     alive_after(path, "bad descriptors")
 
     f = Front(path)
+    f.handshake()
+    f.good_mem()
+    f.start_ring()
+    struct.pack_into("<IIQ", f.m, 0x3000, 0, 0, 0)
+    f.desc(0, 0x3000, 16, 1, 1)
+    f.desc(1, 0x5000, 4096, 3, 2)
+    f.desc(2, 0x4000, 1, 2)
+    struct.pack_into("<HH", f.m, AVAIL + 4, 0, 0)  # head 0 twice in one batch
+    struct.pack_into("<H", f.m, AVAIL + 2, 2)
+    f.avail_idx = 2
+    os.eventfd_write(f.kick, 1)
+    time.sleep(0.3)
+    check(f.used_idx() == 1, "a head offered again while in flight: the first completes, the queue stops")
+    f.read_req(3, 0x5000, 4096)
+    time.sleep(0.2)
+    check(f.used_idx() == 1, "a stopped queue serves nothing more")
+    f.close()
+    f = Front(path)
+    f.handshake()
+    f.good_mem()
+    f.start_ring()
+    struct.pack_into("<H", f.m, AVAIL + 2, NUM + 3)  # avail index runs ahead of the ring
+    os.eventfd_write(f.kick, 1)
+    time.sleep(0.2)
+    check(f.used_idx() == 0, "avail index beyond the ring size: queue stopped, nothing taken")
+    f.close()
+    alive_after(path, "ring protocol violations")
+
+    f = Front(path)
     f.s.sendall(struct.pack("<III", GET_FEATURES, 0x7, 0))  # REPLY flag from a frontend
     try:
         f.recv(GET_FEATURES)
