@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* xvl export vhost-user-blk: an xvloop block device served to a VMM. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "export.h"
@@ -116,6 +118,13 @@ static int serve(const char *uri, const char *device, struct xvl_client_opts *co
 	signal(SIGPIPE, SIG_IGN);
 	struct xvl_errbuf eb = {{0}};
 	rc = xvl_export_vhost_blk(c, b, eo, &stop_flag, &eb);
+	if (rc == -ETIMEDOUT) {
+		/* the device is stuck: closing it would wait for it once more (the link
+		 * timeout); the server sees the connection go when the process does */
+		cli_fail(1, "export", "%s", eb.msg);
+		fflush(NULL);
+		_exit(1);
+	}
 	xvl_blk_close(b);
 	xvl_client_close(c);
 	if (rc < 0)

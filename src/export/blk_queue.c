@@ -680,6 +680,13 @@ int exp_vring_start(struct exp_vring *vr, struct xvl_errbuf *eb)
 	return 0;
 }
 
+void exp_vring_abandon(struct exp_vring *vr)
+{
+	if (vr->started)
+		free_ring_state(vr);
+	vr->submitted = 0;
+}
+
 int exp_vring_stop(struct exp_vring *vr, struct xvl_errbuf *eb)
 {
 	if (!vr->started)

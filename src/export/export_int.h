@@ -171,6 +171,8 @@ uint64_t exp_blk_features(const struct exp_export *ex);
 int exp_vring_start(struct exp_vring *vr, struct xvl_errbuf *eb);
 /* Stop vr: every request taken from the ring completed first (up to drain_ms). */
 int exp_vring_stop(struct exp_vring *vr, struct xvl_errbuf *eb);
+/* After a failed stop, on the way out: forget vr's requests (their completions are never collected). */
+void exp_vring_abandon(struct exp_vring *vr);
 /* Take new requests from the avail ring and submit them. */
 void exp_vring_kick(struct exp_vring *vr);
 /* Collect completions of the xvloop queue behind vr. */

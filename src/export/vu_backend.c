@@ -548,6 +548,7 @@ static void reset_rings(struct exp_export *ex, struct loop *l)
 {
 	for (unsigned q = 0; q < ex->nq; q++) {
 		struct exp_vring *vr = &ex->vr[q];
+		exp_vring_abandon(vr);
 		if (vr->kick_fd >= 0)
 			epoll_ctl(l->ep, EPOLL_CTL_DEL, vr->kick_fd, NULL);
 		replace_fd(&vr->kick_fd, -1);

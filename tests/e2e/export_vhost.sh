@@ -106,6 +106,30 @@ fi
 grep -q "attached device d2" "$T/srv2b.log" && ok "the export reattached to the restarted server" ||
 	fail "the export did not reattach: $(tail -2 "$T/srv2b.log")"
 stop_server "$EXPS2"
+
+# a device that stops answering while the frontend leaves: the export waits
+# --drain-ms for what is in flight, then exits 1 saying so (a restarted export
+# would resubmit from the inflight area); it never unmaps guest RAM under a copy
+bg "$T/exp-drain.log" "$XVL" export vhost-user-blk -c "xvl:$T/srv2.sock" -d d2 -s "$T/drain.vhost" --drain-ms 500
+EXPD=$BG_PID
+wait_sock "$T/drain.vhost" "$EXPD" || fail "export for the drain test listens: $(tail -2 "$T/exp-drain.log")"
+bg "$T/drain-verify.log" "$XVL" blk verify -c "vhost-user:$T/drain.vhost" --qd 4 --ops 100000000 --time 10 --size 16M
+VERD=$BG_PID
+sleep 0.5
+kill -STOP "$SRV2"
+sleep 0.2
+{ kill -9 "$VERD"; wait "$VERD"; } 2>/dev/null
+for _ in $(seq 50); do alive "$EXPD" || break; sleep 0.1; done
+kill -CONT "$SRV2"
+if alive "$EXPD"; then
+	fail "export with a stuck device did not give up after --drain-ms"
+else
+	wait "$EXPD"
+	drc=$?
+	[ $drc = 1 ] && grep -q "did not complete" "$T/exp-drain.log" &&
+		ok "stuck device: the export gave up after --drain-ms ($(grep -o 'queue 0: the device.*' "$T/exp-drain.log"))" ||
+		fail "stuck device: exit $drc, $(tail -2 "$T/exp-drain.log")"
+fi
 stop_server "$SRV2"
 
 # ------------------------------------------------------------ guests
