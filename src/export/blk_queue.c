@@ -12,11 +12,16 @@
  * flight, an avail index that jumps) is marked broken and served no more.
  * Neither touches the xvloop device or its other users.
  *
- * Data never goes to the device side from guest RAM: a request gets one
- * window buffer (xvl_buf_alloc) that written data are gathered into and read
- * data scattered from, so the device compartment sees only the window.
- * When the window heap is full, requests wait in a FIFO (pend) and are
- * submitted as earlier ones complete.
+ * Data never goes to the device side from guest RAM: a request is cut into
+ * parts of at most the client's max_transfer, each part gets one window
+ * buffer (xvl_buf_alloc) that written data are gathered into and read data
+ * scattered from, so the device compartment sees only the window.  (The
+ * client's own bounce path copies one contiguous buffer per request; a
+ * guest request is a scatter list, so the export gathers it itself, once,
+ * straight into the window.)  The guest is offered seg_max x size_max of at
+ * most EXP_MAX_PARTS parts, so it sends large requests whole, as it would to
+ * a disk.  When the window heap or the queue is full, requests wait in a
+ * FIFO (pend) and are submitted as earlier ones complete.
  *
  * Inflight tracking (vhost-user.rst, "Inflight I/O tracking", split rings):
  * a head is marked inflight (with a rising counter) as soon as it is read
@@ -62,6 +67,13 @@ static uint32_t size_max_of(const struct xvl_blk_info *in)
 	return s < 4096 ? 4096 : s;
 }
 
+/* Segments offered: fewer than EXP_SEG_MAX when the client's max transfer is tiny. */
+static uint32_t seg_max_of(const struct xvl_blk_info *in)
+{
+	uint64_t n = (uint64_t)in->max_transfer * EXP_MAX_PARTS / size_max_of(in);
+	return n < 1 ? 1 : n > EXP_SEG_MAX ? EXP_SEG_MAX : (uint32_t)n;
+}
+
 uint64_t exp_blk_features(const struct exp_export *ex)
 {
 	const struct xvl_blk_info *in = &ex->info;
@@ -97,7 +109,7 @@ void exp_blk_config(const struct exp_export *ex, uint8_t cfg[XVL_BLK_CFG_SIZE])
 	memset(cfg, 0, XVL_BLK_CFG_SIZE);
 	memcpy(cfg + XVL_BLK_CFG_CAPACITY, &cap, 8);
 	put32(cfg, XVL_BLK_CFG_SIZE_MAX, size_max_of(in));
-	put32(cfg, XVL_BLK_CFG_SEG_MAX, EXP_SEG_MAX);
+	put32(cfg, XVL_BLK_CFG_SEG_MAX, seg_max_of(in));
 	put32(cfg, XVL_BLK_CFG_BLK_SIZE, bs);
 	memcpy(cfg + XVL_BLK_CFG_NUM_QUEUES, &nq, 2);
 	put32(cfg, XVL_BLK_CFG_MAX_DISCARD, max_sectors);

@@ -218,7 +218,7 @@ static int ring_msg(struct exp_export *ex, struct loop *l, struct vu_msg *m, str
 		if (nofd != (m->nfds == 0))
 			return xvl_err(eb, -EINVAL, "vring fd flag and descriptors disagree");
 		int fd = nofd ? -1 : m->fds[0];
-		m->nfds = 0;
+		close_fds(m, 1); /* any descriptors beyond the one */
 		if (m->req == VU_SET_VRING_CALL) {
 			replace_fd(&vr->call_fd, fd);
 			return 0;
@@ -501,9 +501,8 @@ static bool has_own_reply(uint32_t req)
 	       req == VU_GET_VRING_BASE || req == VU_GET_CONFIG || req == VU_GET_INFLIGHT_FD;
 }
 
-static const char *req_name(uint32_t r)
+static const char *req_name(uint32_t r, char buf[24])
 {
-	static char buf[24];
 	switch (r) {
 	case VU_SET_MEM_TABLE: return "SET_MEM_TABLE";
 	case VU_SET_VRING_KICK: return "SET_VRING_KICK";
@@ -513,7 +512,7 @@ static const char *req_name(uint32_t r)
 	case VU_GET_INFLIGHT_FD: return "GET_INFLIGHT_FD";
 	case VU_GET_CONFIG: return "GET_CONFIG";
 	case VU_SET_FEATURES: return "SET_FEATURES";
-	default: snprintf(buf, sizeof(buf), "request %u", r); return buf;
+	default: snprintf(buf, 24, "request %u", r); return buf;
 	}
 }
 
@@ -532,8 +531,8 @@ static int serve_msg(struct exp_export *ex, struct loop *l, struct xvl_errbuf *e
 	if (rc < 0)
 		return rc;
 	if (res < 0) {
-		char what[300];
-		snprintf(what, sizeof(what), "%s failed: %s", req_name(m.req), eb->msg);
+		char what[300], name[24];
+		snprintf(what, sizeof(what), "%s failed: %s", req_name(m.req, name), eb->msg);
 		logf_(ex, "%s", what);
 	}
 	if (rc == 0 && (m.flags & VU_FLAG_NEED_REPLY) && (ex->protocol & (1ull << VU_PF_REPLY_ACK)) &&
