@@ -78,7 +78,7 @@ uint64_t exp_blk_features(const struct exp_export *ex)
 {
 	const struct xvl_blk_info *in = &ex->info;
 	uint64_t f = (1ull << XVL_F_VERSION_1) | (1ull << 30) /* VHOST_USER_F_PROTOCOL_FEATURES */ |
-		     (1ull << XVL_F_INDIRECT_DESC) |
+		     (1ull << XVL_F_INDIRECT_DESC) | (1ull << XVL_F_EVENT_IDX) |
 		     (1ull << XVL_BLK_F_SIZE_MAX) | (1ull << XVL_BLK_F_SEG_MAX) |
 		     (1ull << XVL_BLK_F_BLK_SIZE) | (1ull << XVL_BLK_F_MQ);
 	if (in->read_only)
@@ -523,15 +523,28 @@ static void submit_pending(struct exp_vring *vr)
 		xvl_blk_kick(vr->ex->b, vr->q);
 }
 
+/* EVENT_IDX: the avail index the guest kicks after (used->ring[num]). */
+static void set_avail_event(struct exp_vring *vr)
+{
+	xvl_wr16_release((uint16_t *)&vr->used->ring[vr->num], vr->last_avail);
+	xvl_mb(); /* then look at avail->idx again: a request added meanwhile may not kick */
+}
+
 void exp_vring_kick(struct exp_vring *vr)
 {
 	if (!vr->started || !vr->enabled)
 		return;
-	for (unsigned round = 0; round < 4 && !vr->broken; round++) {
+	for (unsigned round = 0; round < 8 && !vr->broken; round++) {
 		uint16_t avail = avail_idx(vr);
 		uint16_t n = (uint16_t)(avail - vr->last_avail);
-		if (n == 0)
-			break;
+		if (n == 0) {
+			if (!vr->event_idx)
+				break;
+			set_avail_event(vr);
+			if (avail_idx(vr) == vr->last_avail)
+				break;
+			continue;
+		}
 		if (n > vr->num) {
 			break_ring(vr, "the guest's avail index ran ahead of the ring: queue stopped");
 			break;
@@ -560,9 +573,23 @@ void exp_vring_complete(struct exp_vring *vr)
 			submit_pending(&vr->ex->vr[q]);
 }
 
+/* Whether the guest asked to hear of used entries up to now (EVENT_IDX, else the NO_INTERRUPT flag). */
+static bool guest_wants_call(struct exp_vring *vr)
+{
+	xvl_mb(); /* used->idx is published before used_event is read */
+	if (!vr->event_idx)
+		return !(xvl_rd16(&vr->avail->flags) & XVL_VRING_AVAIL_F_NO_INTERRUPT);
+	uint16_t event = xvl_rd16(&vr->avail->ring[vr->num]);
+	uint16_t old = vr->signalled_used, now = vr->used_idx;
+	bool valid = vr->signalled_valid;
+	vr->signalled_used = now;
+	vr->signalled_valid = true;
+	return !valid || (uint16_t)(now - event - 1) < (uint16_t)(now - old);
+}
+
 void exp_vring_notify(struct exp_vring *vr)
 {
-	if (vr->need_call && vr->call_fd >= 0)
+	if (vr->need_call && vr->started && vr->call_fd >= 0 && guest_wants_call(vr))
 		xvl_os_eventfd_signal(vr->call_fd);
 	vr->need_call = false;
 }
@@ -680,6 +707,8 @@ int exp_vring_start(struct exp_vring *vr, struct xvl_errbuf *eb)
 		return xvl_err(eb, -ENOMEM, "queue %u: out of memory", vr->q);
 	}
 	vr->broken = false;
+	vr->event_idx = (vr->ex->acked >> XVL_F_EVENT_IDX) & 1;
+	vr->signalled_valid = false;
 	vr->submitted = 0;
 	vr->counter = 0;
 	vr->last_avail = vr->base;

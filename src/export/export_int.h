@@ -141,6 +141,9 @@ struct exp_vring {
 	uint16_t pend_first, pend_n;
 	unsigned submitted;
 	bool need_call;
+	bool event_idx;                /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	uint16_t signalled_used;       /* used index the frontend was last told about */
+	bool signalled_valid;
 	uint64_t done;                 /* requests completed (statistics) */
 };
 

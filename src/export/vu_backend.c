@@ -21,6 +21,8 @@
  *    the server uses to drive qemu-storage-daemon and DPDK), and the subset
  *    a blk backend needs is small: about 20 requests, each checked here.
  *
+ * Virtio features offered: VERSION_1, INDIRECT_DESC, EVENT_IDX and the blk
+ * ones the device has (blk_queue.c).
  * Protocol features offered: MQ, REPLY_ACK, CONFIG, INFLIGHT_SHMFD.  No
  * dirty logging, no postcopy, no backend channel, no CONFIGURE_MEM_SLOTS
  * (the frontend sends the whole table, up to 8 regions).
