@@ -758,7 +758,7 @@ static int setup_signals(struct srv *s, struct xvl_errbuf *eb)
 
 static int setup_ring(struct srv *s)
 {
-	if (io_uring_queue_init(RING_DEPTH, &s->ring, 0) < 0)
+	if (srv_ring_init(&s->ring, RING_DEPTH) < 0)
 		return 0; /* file backends will say so; the others do not need it */
 	s->ring_ok = true;
 	return srv_watch(s, s->ring.ring_fd, &s->ring_w, W_RING, NULL);

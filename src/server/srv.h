@@ -162,6 +162,9 @@ void srv_dev_break(struct srv_dev *d, int reason, const char *fmt, ...)
 /* Send a used-buffer notification on q if the driver wants one. */
 void srv_queue_notify(struct srv_queue *q);
 
+/* The server's ring, restricted to the file backend's opcodes (backend_file.c). */
+int srv_ring_init(struct io_uring *ring, unsigned depth);
+
 /* io_uring helpers (server.c). */
 struct io_uring_sqe *srv_get_sqe(struct srv *s);
 /* Watch fd for input with w as its event data; unwatch before closing it. */
