@@ -46,7 +46,8 @@ static const char *const common_calls[] = {
  * io_uring_setup (a filter can only add restrictions).
  */
 static const char *const device_calls[] = {
-	"io_uring_setup", "io_uring_enter", "io_uring_register", "seccomp", "bind", "listen", "accept4",
+	"io_uring_setup", "io_uring_enter", "io_uring_register", "seccomp", "pidfd_open", "bind",
+	"listen", "accept4",
 	"accept", "unlink", "unlinkat", "fadvise64", "sync_file_range", "flock", NULL,
 };
 

@@ -167,7 +167,7 @@ static unsigned dev_inflight(const struct srv_dev *d)
 	unsigned n = 0;
 	for (unsigned q = 0; q < XVL_MAX_QUEUES; q++)
 		n += d->q[q].inflight;
-	return n;
+	return n + srv_bridge_busy(d); /* a vhost backend being stopped counts as in flight */
 }
 
 /* ------------------------------------------------------------ replies */
@@ -230,6 +230,11 @@ static void dev_release_if_idle(struct srv_dev *d)
 		if (!conn_has_devices(c))
 			conn_free(c);
 	}
+}
+
+void srv_dev_idle(struct srv_dev *d)
+{
+	dev_release_if_idle(d);
 }
 
 static void conn_close(struct srv_conn *c)
@@ -705,6 +710,9 @@ static void on_event(struct srv *s, struct srv_watch *w)
 		break;
 	case W_VHOST_TIMER:
 		srv_bridge_retry(w->obj);
+		break;
+	case W_VHOST_JOB:
+		srv_bridge_job_done(w->obj);
 		break;
 	}
 }

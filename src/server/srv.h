@@ -19,6 +19,7 @@ struct srv;
 struct srv_dev;
 struct srv_queue;
 struct srv_conn;
+struct srv_bridge;
 
 /* What an epoll event is about: every watched fd has one of these as its data. */
 enum srv_watch_kind {
@@ -30,6 +31,7 @@ enum srv_watch_kind {
 	W_RELAY_CALL,  /* a vhost backend's call eventfd (relay mode) */
 	W_VHOST,       /* a vhost backend's socket: readable means it went away */
 	W_VHOST_TIMER, /* retry timer while a lost vhost backend is awaited */
+	W_VHOST_JOB,   /* a vhost backend job (bridge_job.c) finished */
 };
 
 struct srv_watch {
@@ -99,13 +101,10 @@ struct srv_dev {
 	/* backend state */
 	int fd;              /* file */
 	uint8_t *ram;        /* ram */
-	struct xvl_vhost vh; /* vhost bridge */
-	bool vh_up;
+	struct xvl_vhost vh; /* vhost bridge: the session's connection while it is up */
 	bool vh_probed;      /* features and config were read from the backend */
 	struct srv_watch vh_w;
-	int vh_timer;        /* timerfd while a lost backend is awaited, else -1 */
-	uint64_t vh_deadline_ns;
-	struct srv_watch vh_timer_w;
+	struct srv_bridge *br; /* vhost bridge: backend state machine (bridge.h) */
 	/* counters */
 	uint64_t st_requests;
 	uint64_t st_bytes;
@@ -179,8 +178,15 @@ void srv_bridge_relay(struct srv *s, struct srv_queue *q, bool from_client);
 void srv_bridge_lost(struct srv_dev *d);
 /* Retry timer tick while a lost backend is awaited. */
 void srv_bridge_retry(struct srv_dev *d);
-/* Read features and config again if the backend was not reachable before (DEV_INFO). */
+/* Read features and config again if the backend was not reachable before (DEV_INFO):
+ * starts a probe off the loop (at most one per 500 ms) and returns at once. */
 void srv_bridge_probe_if_needed(struct srv_dev *d);
+/* A bridge job finished (W_VHOST_JOB). */
+void srv_bridge_job_done(struct srv_dev *d);
+/* The backend is still being stopped: DETACH/RESET replies wait (counted as in flight). */
+bool srv_bridge_busy(const struct srv_dev *d);
+/* The device may have drained: answer a waiting DETACH/RESET, free a closed link (server.c). */
+void srv_dev_idle(struct srv_dev *d);
 /* Reset the device as a SET_STATUS 0 would (server.c). */
 void srv_dev_reset(struct srv_dev *d);
 
