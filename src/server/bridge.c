@@ -36,7 +36,7 @@
 
 #define RETRY_MS 100u       /* LOST/WAITING: check and probe this often */
 #define PROBE_GAP_MS 500u   /* DEV_INFO-triggered probes: at most one per this */
-#define OPEN_WAIT_MS 3000u  /* at server start, wait this long for the first probe */
+#define OPEN_WAIT_MS 1000u  /* at server start, wait this long for the first probe */
 
 /* What xvloop drivers understand; the client is offered this ∩ the backend's features. */
 #define BRIDGE_FEATURES                                                                          \
@@ -346,9 +346,9 @@ static int timer_start(struct srv_dev *d)
 static void give_up(struct srv_dev *d, int reason, const char *why)
 {
 	timer_stop(d);
+	srv_log(d->srv, "device %s: %s%s", d->spec.name, why, attached(d) ? "" : "; offline");
 	if (!attached(d)) {
 		br_enter(d, BR_OFFLINE);
-		srv_log(d->srv, "device %s: %s; offline", d->spec.name, why);
 		return;
 	}
 	br_enter(d, BR_BROKEN);
@@ -778,8 +778,6 @@ void srv_bridge_retry(struct srv_dev *d)
 	if (b->state != BR_WAITING)
 		return;
 	if (late) {
-		srv_log(d->srv, "device %s: vhost-user backend %s did not come back within %u ms",
-			d->spec.name, d->spec.path, d->spec.reconnect_ms);
 		snprintf(why, sizeof(why), "vhost-user backend %s did not come back within %u ms",
 			 d->spec.path, d->spec.reconnect_ms);
 		give_up(d, -ETIMEDOUT, why);

@@ -1,0 +1,131 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Hostile vhost-user backends against the server's bridge (issue 9):
+#   - a backend that never accepts must not stall the server's other clients (item 12);
+#   - a backend whose connection drops while its process lives on (still holding the
+#     window) must not be followed by EVENT RESTART until that process has exited, and
+#     the device breaks if it never does (item 7).
+# The hostile backends are tests/e2e/hostile_backend.c, built here; the real backend
+# behind the proxy is qemu-storage-daemon.  Prints TAP.
+. "$(dirname "$0")/lib.sh"
+
+E2E=${XVL_E2E:-$(dirname "$XVL")/../../tests/e2e/xvl_e2e}
+QSD=${QSD:-/usr/bin/qemu-storage-daemon}
+HB=$T/hostile_backend
+MB=$((1 << 20))
+
+cc -std=gnu11 -O2 -Wall -Wextra -Werror "$E2E_ROOT/tests/e2e/hostile_backend.c" -o "$HB" ||
+	{ fail "hostile_backend.c builds"; finish; }
+
+# grep_within SECONDS PATTERN FILE: wait for PATTERN to appear in FILE.
+grep_within() {
+	for _ in $(seq 1 $(($1 * 20))); do
+		grep -q "$2" "$3" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+ms_now() { date +%s%3N; }
+
+# ------------------------------------------------------------ item 12: a backend that never accepts
+bg "$T/na.log" "$HB" noaccept "$T/na.sock"
+wait_sock "$T/na.sock" "$BG_PID"
+t0=$(ms_now)
+if start_server "$T/s.log" "$T/s.sock" --dev name=r,backend=ram,size=8M \
+	--dev "name=h,backend=vhost-user,path=$T/na.sock"; then
+	ok "server with a never-accepting backend listens after $(($(ms_now) - t0)) ms"
+else
+	fail "server with a never-accepting backend did not listen within 5 s"
+	sed 's/^/#   /' "$T/s.log"
+fi
+# DEV_INFO on the bad device triggers probes; each must run off the loop.
+for i in 1 2 3 4 5 6; do
+	timeout 4 "$XVL" blk info -c "$T/s.sock" -d h >"$T/info$i" 2>&1 &
+	E2E_PIDS+=($!)
+done
+sleep 0.3
+t0=$(ms_now)
+if timeout 3 "$XVL" blk write -c "$T/s.sock" -d r --offset 0 --length 1M --seed 3 >"$T/w" 2>&1 &&
+	timeout 3 "$XVL" blk read -c "$T/s.sock" -d r --offset 0 --length 1M --output "$T/rd" >>"$T/w" 2>&1; then
+	el=$(($(ms_now) - t0))
+	if [ "$el" -lt 1500 ]; then
+		ok "while 6 clients probe the never-accepting backend, another device serves 1 MiB write+read in $el ms"
+	else
+		fail "other device slowed down by the stalled backend: $el ms"
+	fi
+else
+	fail "other device not served while the backend never accepts"
+	sed 's/^/#   /' "$T/w"
+fi
+probes=$(grep -c "device h: vhost-user backend" "$T/s.log")
+note "server log lines about the stalled backend: $probes"
+stop_server "$SRV_PID"
+
+# ------------------------------------------------------------ item 7: the old instance lives on
+if [ ! -x "$QSD" ]; then
+	skip "qemu-storage-daemon not installed: old-instance scenarios"
+	finish
+fi
+truncate -s $((64 * MB)) "$T/disk.img"
+bg "$T/qsd.log" "$QSD" --blockdev "driver=file,node-name=n0,filename=$T/disk.img" \
+	--export "type=vhost-user-blk,id=e0,node-name=n0,addr.type=unix,addr.path=$T/q.sock,writable=on,num-queues=2"
+wait_sock "$T/q.sock" "$BG_PID"
+
+start_proxy() {
+	bg "$T/proxy$1.log" "$HB" proxy "$T/p.sock" "$T/q.sock"
+	PROXY=$BG_PID
+	wait_sock "$T/p.sock" "$PROXY"
+}
+
+# churn_until_progress LOG SOCK OPS SEED [allow-fail]: background churn; CHURN=pid
+churn_bg() {
+	local log=$1 sock=$2 ops=$3 seed=$4
+	shift 4
+	XVL_E2E_DEADLINE=30 "$E2E" churn "$sock" $((16 * MB)) "$ops" 8 "$seed" "$T/expect" "$@" >"$log" 2>&1 &
+	CHURN=$!
+	E2E_PIDS+=("$CHURN")
+	grep_within 10 "^progress" "$log"
+}
+
+start_proxy 1
+start_server "$T/l.log" "$T/l.sock" --dev "name=d,backend=vhost-user,path=$T/p.sock,reconnect-ms=8000"
+churn_bg "$T/churn1" "$T/l.sock" 4000 42
+grep_within 5 "holding the window" "$T/proxy1.log" || note "the proxy never saw the window"
+kill -USR1 "$PROXY"
+grep_within 3 "went away" "$T/l.log"
+sleep 1.5
+if alive "$PROXY" && grep -q "went away" "$T/l.log" && ! grep -q "is back" "$T/l.log"; then
+	ok "connection dropped, old instance alive with the window: no RESTART for 1.5 s (probes answer)"
+else
+	fail "RESTART sent while the old backend instance still lives with the window"
+	grep "went away\|is back" "$T/l.log" | sed 's/^/#   /'
+fi
+kill -TERM "$PROXY"
+start_proxy 2
+if wait "$CHURN" && grep_within 5 "is back" "$T/l.log" &&
+	cmp "$T/expect" <(head -c $((16 * MB)) "$T/disk.img"); then
+	ok "old instance exited: RESTART, then every completed write intact, none failed or twice ($(grep '^churn:' "$T/churn1" | cut -c1-60))"
+else
+	fail "after the old instance exited the workload did not finish intact"
+	tail -3 "$T/churn1" | sed 's/^/#   /'
+fi
+grep -h "went away\|exited\|is back" "$T/l.log" | sed 's/^/#   /'
+stop_server "$SRV_PID"
+
+# The old instance never exits: the device breaks at reconnect-ms, nothing completes twice.
+start_server "$T/l2.log" "$T/l2.sock" --dev "name=d,backend=vhost-user,path=$T/p.sock,reconnect-ms=1500"
+churn_bg "$T/churn2" "$T/l2.sock" 100000 43 allow-fail
+kill -USR1 "$PROXY"
+if wait "$CHURN" && grep -q "duplicates 0 in-flight 0" "$T/churn2" &&
+	grep -Eq "churn: .* failed [1-9]" "$T/churn2" &&
+	grep -q "did not exit within 1500 ms" "$T/l2.log" && ! grep -q "is back" "$T/l2.log"; then
+	ok "old instance never exits: device broken after reconnect-ms, pending requests failed, none twice"
+else
+	fail "old instance never exits: expected a broken device and no RESTART"
+	{ tail -2 "$T/churn2"; grep "went away\|is back\|broken" "$T/l2.log"; } | sed 's/^/#   /'
+fi
+grep -h "did not exit" "$T/l2.log" | sed 's/^/#   /'
+stop_server "$SRV_PID"
+finish
