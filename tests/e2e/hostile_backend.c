@@ -7,7 +7,9 @@
  *	real backend at UPSTREAM, message by message with their fds.  It keeps
  *	the window it was given (SET_MEM_TABLE) mapped.  SIGUSR1: drop the
  *	current connections but live on, window still mapped -- a backend
- *	instance whose connection ended while the process survived.
+ *	instance whose connection ended while the process survived.  SIGUSR2:
+ *	search the window for the string $HB_MAGIC and say where it is (what a
+ *	backend can read of the client's other devices).
  *
  *   hostile_backend noaccept LISTEN
  *	Listens and never accepts: connects queue until the backlog is full,
@@ -30,12 +32,39 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t drop;
+static volatile sig_atomic_t drop, spy;
+static void *win;
+static size_t win_len;
 
 static void on_usr1(int sig)
 {
 	(void)sig;
 	drop = 1;
+}
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	spy = 1;
+}
+
+/* SIGUSR2: what can this backend read of the window?  Looks for $HB_MAGIC. */
+static void spy_window(void)
+{
+	const char *magic = getenv("HB_MAGIC");
+	size_t n = magic ? strlen(magic) : 0;
+
+	if (!win || !n) {
+		fprintf(stderr, "hostile_backend: no window to look at\n");
+		return;
+	}
+	for (size_t off = 0; off + n <= win_len; off++)
+		if (memcmp((const char *)win + off, magic, n) == 0) {
+			fprintf(stderr, "hostile_backend: found %s at offset %zu of the %zu-byte "
+				"window\n", magic, off, win_len);
+			return;
+		}
+	fprintf(stderr, "hostile_backend: %s not found in the %zu-byte window\n", magic, win_len);
 }
 
 static int sock_at(const char *path, int listening)
@@ -108,17 +137,21 @@ static int send_msg(int fd, const struct msg *m)
 /* Keep the window mapped, as a backend serving it would. */
 static void keep_window(const struct msg *m)
 {
-	static void *win;
 	struct stat st;
+	uint64_t region = 0;
 
 	if (m->req != 5 || m->nfds != 1 || win || fstat(m->fds[0], &st) < 0)
 		return;
 	win = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fds[0], 0);
-	if (win == MAP_FAILED)
+	if (win == MAP_FAILED) {
 		win = NULL;
-	else
-		fprintf(stderr, "hostile_backend: holding the window (%lld bytes)\n",
-			(long long)st.st_size);
+		return;
+	}
+	win_len = (size_t)st.st_size;
+	if (m->size >= 24)
+		memcpy(&region, m->p + 16, 8); /* the one region's size */
+	fprintf(stderr, "hostile_backend: holding the window (%lld bytes; memory table region "
+		"of %llu bytes)\n", (long long)st.st_size, (unsigned long long)region);
 }
 
 static int forward(int from, int to, int from_front)
@@ -145,10 +178,15 @@ static int proxy(const char *listen_path, const char *upstream)
 		return 1;
 	}
 	signal(SIGUSR1, on_usr1);
+	signal(SIGUSR2, on_usr2);
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
 		struct pollfd p[3] = {{lfd, POLLIN, 0}, {front, POLLIN, 0}, {back, POLLIN, 0}};
 		int n = poll(p, 3, 100);
+		if (spy) {
+			spy = 0;
+			spy_window();
+		}
 		if (drop) {
 			drop = 0;
 			fprintf(stderr, "hostile_backend: dropping the connection, living on\n");
