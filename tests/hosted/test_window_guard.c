@@ -107,8 +107,10 @@ int main(void)
 	if (pid == 0)
 		_exit(not_a_window());
 	st = child_status(pid);
-	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS,
-	      "a SIGBUS outside any window still kills (status 0x%x)", st);
+	/* killed by SIGBUS, or (under ASan, whose handler was there first) its report and exit 1 */
+	CHECK((WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS) || (WIFEXITED(st) && WEXITSTATUS(st) == 1),
+	      "a SIGBUS outside any window is not swallowed: the process does not go on (status 0x%x)",
+	      st);
 	punched_memfd();
 	return tap_done();
 }
