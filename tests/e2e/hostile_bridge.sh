@@ -67,6 +67,22 @@ probes=$(grep -c "device h: vhost-user backend" "$T/s.log")
 note "server log lines about the stalled backend: $probes"
 stop_server "$SRV_PID"
 
+# Probes triggered by DEV_INFO are rate-limited: 30 clients asking about an absent backend
+# within two seconds start a handful of probes, not 30.
+start_server "$T/g.log" "$T/g.sock" --dev name=r,backend=ram,size=8M \
+	--dev "name=g,backend=vhost-user,path=$T/nobody.sock"
+t0=$(ms_now)
+for _ in $(seq 1 30); do "$XVL" blk info -c "$T/g.sock" -d g >/dev/null 2>&1; sleep 0.05; done
+el=$(($(ms_now) - t0))
+sleep 0.2
+probes=$(grep -c "device g: vhost-user backend .*connect" "$T/g.log")
+if [ "$probes" -le $((el / 500 + 2)) ]; then
+	ok "30 DEV_INFOs in $el ms on an absent backend: $probes probes, the one at start included (at most one per 500 ms)"
+else
+	fail "30 DEV_INFOs in $el ms started $probes probes"
+fi
+stop_server "$SRV_PID"
+
 # ------------------------------------------------------------ item 14: window cap, punched holes
 start_server "$T/c.log" "$T/c.sock" --dev name=r,backend=ram,size=8M --max-window 64M
 if ! "$XVL" blk info -c "$T/c.sock" -W 128M >"$T/i" 2>&1 &&
@@ -137,7 +153,7 @@ churn_bg() {
 }
 
 # ------------------------------------------------------------ item 13: what a backend sees
-BLD=$(cd "$(dirname "$XVL")/../.." && pwd)
+BLD=$(cd "$(dirname "$E2E")/../.." && pwd) # the build tree: its client libraries
 export HB_MAGIC=XVL-SPY-$RANDOM-$$
 head -c 65536 < <(yes "$HB_MAGIC" | tr -d '\n') >"$T/magic"
 start_proxy 3
@@ -154,9 +170,13 @@ else
 fi
 kill -TERM "$PROXY"
 start_proxy 4
-if cc -std=gnu11 -O2 -I"$E2E_ROOT/include" "$E2E_ROOT/tests/e2e/two_dev_client.c" \
-	"$BLD/src/client/libxvloop.a" "$BLD/src/vhost/libxvl_vhost.a" "$BLD/src/os/libxvl_os.a" \
-	"$BLD/src/core/libxvl_core.a" -pthread -o "$T/two_dev_client" 2>"$T/cc.log"; then
+# (an ASan build tree's libraries link only with the sanitizers)
+build_tdc() {
+	cc -std=gnu11 -O2 "$@" -I"$E2E_ROOT/include" "$E2E_ROOT/tests/e2e/two_dev_client.c" \
+		"$BLD/src/client/libxvloop.a" "$BLD/src/vhost/libxvl_vhost.a" "$BLD/src/os/libxvl_os.a" \
+		"$BLD/src/core/libxvl_core.a" -pthread -o "$T/two_dev_client" 2>>"$T/cc.log"
+}
+if build_tdc || build_tdc -fsanitize=address,undefined; then
 	mkfifo "$T/in"
 	"$T/two_dev_client" "$T/v.sock" r b "$HB_MAGIC" <"$T/in" >"$T/tdc.out" 2>&1 &
 	TDC=$!
@@ -177,6 +197,8 @@ else
 	fail "two_dev_client.c builds"
 	sed 's/^/#   /' "$T/cc.log"
 fi
+kill -TERM "$PROXY"
+wait "$PROXY" 2>/dev/null
 stop_server "$SRV_PID"
 
 start_proxy 1
