@@ -81,10 +81,10 @@ static void desc_read(const struct xvl_vring_desc *d, struct desc_copy *c)
 static void desc_write(struct xvl_vring_desc *d, uint64_t addr, uint32_t len, uint16_t flags,
 		       uint16_t next)
 {
-	xvl_wr64(&d->addr, addr);
-	xvl_wr32(&d->len, len);
-	xvl_wr16(&d->flags, flags);
-	xvl_wr16(&d->next, next);
+	xvl_put64(&d->addr, addr);
+	xvl_put32(&d->len, len);
+	xvl_put16(&d->flags, flags);
+	xvl_put16(&d->next, next);
 }
 
 /* used_event trails the avail ring; avail_event trails the used ring. */
@@ -251,10 +251,18 @@ static uint64_t sg_in_bytes(const struct xvl_sg *sg, unsigned n_out, unsigned n)
 	return sum;
 }
 
+/* Count one index step since the last decision, saturating at one full wrap. */
+static void count_step(uint32_t *moved)
+{
+	if (*moved < 0x10000u)
+		++*moved;
+}
+
 static void publish_avail(struct xvl_vq_drv *vq, uint16_t head)
 {
-	xvl_wr16(&vq->avail->ring[vq->avail_idx & (vq->num - 1)], head);
+	xvl_put16(&vq->avail->ring[vq->avail_idx & (vq->num - 1)], head);
 	vq->avail_idx++;
+	count_step(&vq->added);
 	/* Release: descriptors, tables and the ring entry are visible before the index. */
 	xvl_wr16_release(&vq->avail->idx, vq->avail_idx);
 }
@@ -289,15 +297,22 @@ int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_ou
 /*
  * Does the peer want to hear that our index moved from *last to now?  Our
  * index store must be visible before we sample its wishes (full fence).
+ * *moved counts the steps since the last decision: 65536 of them bring a
+ * 16-bit index back to *last, and the event-index test cannot tell that
+ * from no movement, so a full wrap always notifies.
  */
-static bool peer_wants_notify(bool event_idx, uint16_t *last, uint16_t now,
+static bool peer_wants_notify(bool event_idx, uint16_t *last, uint32_t *moved, uint16_t now,
 			      const uint16_t *peer_event, const uint16_t *peer_flags,
 			      uint16_t suppress_flag)
 {
 	uint16_t old = *last;
+	uint32_t steps = *moved;
 
 	xvl_mb();
 	*last = now;
+	*moved = 0;
+	if (steps >= 0x10000u)
+		return true;
 	if (now == old)
 		return false;
 	if (event_idx)
@@ -309,7 +324,7 @@ bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq)
 {
 	if (vq->broken)
 		return false;
-	return peer_wants_notify(vq->event_idx, &vq->kicked_idx, vq->avail_idx,
+	return peer_wants_notify(vq->event_idx, &vq->kicked_idx, &vq->added, vq->avail_idx,
 				 avail_event_of(vq->used, vq->num), &vq->used->flags,
 				 XVL_VRING_USED_F_NO_NOTIFY);
 }
@@ -389,7 +404,8 @@ static bool notify_arm(bool event_idx, uint16_t *event, uint16_t *flags, uint16_
 	else
 		xvl_wr16(flags, 0);
 	xvl_mb();
-	return xvl_rd16_acquire(peer_idx) != pos;
+	/* Relaxed: after the fence, and the caller reads the ring through get_used/pop. */
+	return xvl_rd16(peer_idx) != pos;
 }
 
 /* Suppress notifications: park the event field far ahead, or set the flag. */
@@ -402,9 +418,10 @@ static void notify_park(bool event_idx, uint16_t *event, uint16_t *flags, uint16
 		xvl_wr16(flags, flag);
 }
 
+/* A predicate for spin loops: relaxed, get_used re-reads the index with acquire. */
 bool xvl_vq_drv_has_used(const struct xvl_vq_drv *vq)
 {
-	return xvl_rd16_acquire(&vq->used->idx) != vq->last_used;
+	return xvl_rd16(&vq->used->idx) != vq->last_used;
 }
 
 bool xvl_vq_drv_enable_cb(struct xvl_vq_drv *vq)
@@ -613,9 +630,10 @@ int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
 	if (head >= vq->num || !vq->inflight)
 		return -EINVAL;
 	ue = &vq->used->ring[vq->used_idx & (vq->num - 1)];
-	xvl_wr32(&ue->id, head);
-	xvl_wr32(&ue->len, len);
+	xvl_put32(&ue->id, head);
+	xvl_put32(&ue->len, len);
 	vq->used_idx++;
+	count_step(&vq->pushed);
 	vq->inflight--;
 	/* Release: the element is visible before the index that exposes it. */
 	xvl_wr16_release(&vq->used->idx, vq->used_idx);
@@ -626,7 +644,7 @@ bool xvl_vq_dev_notify_prepare(struct xvl_vq_dev *vq)
 {
 	if (vq->broken)
 		return false;
-	return peer_wants_notify(vq->event_idx, &vq->signalled_used, vq->used_idx,
+	return peer_wants_notify(vq->event_idx, &vq->signalled_used, &vq->pushed, vq->used_idx,
 				 used_event_of(vq->avail, vq->num), &vq->avail->flags,
 				 XVL_VRING_AVAIL_F_NO_INTERRUPT);
 }
@@ -654,5 +672,6 @@ bool xvl_vq_dev_has_avail(struct xvl_vq_dev *vq)
 {
 	if (vq->broken)
 		return true;
-	return xvl_rd16_acquire(&vq->avail->idx) != vq->last_avail;
+	/* Relaxed, as has_used: pop re-reads the index with acquire. */
+	return xvl_rd16(&vq->avail->idx) != vq->last_avail;
 }

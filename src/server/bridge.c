@@ -186,7 +186,7 @@ void srv_bridge_relay(struct srv *s, struct srv_queue *q, bool from_client)
 	if (q->relay_call < 0 || !xvl_os_eventfd_drain(q->relay_call))
 		return;
 	if (up && q->call_fd >= 0) {
-		xvl_os_eventfd_signal(q->call_fd);
+		xvl_os_peer_eventfd_signal(&d->srv->guard, q->call_fd); /* the client's: never blocks */
 		d->st_notifies++;
 	}
 }
@@ -195,7 +195,7 @@ void srv_bridge_relay(struct srv *s, struct srv_queue *q, bool from_client)
 
 static bool queue_set_up(const struct srv_queue *q)
 {
-	return q->req != NULL;
+	return q->configured;
 }
 
 /* The queues the client set up must have eventfds: the backend cannot poll for us. */
@@ -236,18 +236,9 @@ static bool attached(const struct srv_dev *d)
 
 static void send_event(struct srv_dev *d, uint32_t code, int reason, const char *msg)
 {
-	struct xvl_msg ev = {.type = XVL_MSG_EVENT};
-	uint8_t buf[XVL_MSG_MAX_SIZE];
-
-	if (!attached(d) || d->conn->fd < 0)
+	if (!attached(d))
 		return;
-	ev.u.event.dev = d->index;
-	ev.u.event.code = code;
-	ev.u.event.reason = reason;
-	snprintf(ev.u.event.msg, sizeof(ev.u.event.msg), "%s", msg);
-	int n = xvl_msg_encode(&ev, buf, sizeof(buf));
-	if (n > 0)
-		xvl_os_send(d->conn->fd, buf, (size_t)n, NULL, 0);
+	srv_dev_event(d, code, reason, msg); /* queued, never blocks (conn.c) */
 }
 
 static void close_fd(int *fd)
@@ -612,7 +603,7 @@ static void stopped(struct srv_dev *d)
 		b->start_wanted = false;
 		br_enter(d, BR_READY);
 	}
-	srv_dev_idle(d); /* a DETACH or RESET waiting for the stop is answered */
+	srv_dev_drained(d); /* a DETACH or RESET waiting for the stop is answered */
 }
 
 /* Move the session's connection into a STOP job (UP -> STOPPING). */

@@ -25,8 +25,8 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "usage: two_dev_client SOCK A B MAGIC\n"), 2;
 	if (xvl_client_connect(&c, argv[1], NULL, err, sizeof(err)) < 0)
 		return fprintf(stderr, "connect: %s\n", err), 1;
-	struct xvl_blk_opts oa = {.device = xvl_client_find(c, argv[2])};
-	struct xvl_blk_opts ob = {.device = xvl_client_find(c, argv[3])};
+	struct xvl_blk_opts oa = {XVL_BLK_OPTS_INIT, .device = xvl_client_find(c, argv[2])};
+	struct xvl_blk_opts ob = {XVL_BLK_OPTS_INIT, .device = xvl_client_find(c, argv[3])};
 	if (oa.device < 0 || ob.device < 0 || xvl_blk_open(c, &oa, &a) < 0 ||
 	    xvl_blk_open(c, &ob, &b) < 0)
 		return fprintf(stderr, "open: %s\n", xvl_client_errmsg(c)), 1;
