@@ -37,6 +37,7 @@
 #define RETRY_MS 100u       /* LOST/WAITING: check and probe this often */
 #define PROBE_GAP_MS 500u   /* DEV_INFO-triggered probes: at most one per this */
 #define OPEN_WAIT_MS 1000u  /* at server start, wait this long for the first probe */
+#define CLOSE_WAIT_MS 1000u /* at server stop, wait this long for a job still out */
 
 /* What xvloop drivers understand; the client is offered this ∩ the backend's features. */
 #define BRIDGE_FEATURES                                                                          \
@@ -845,16 +846,28 @@ static void vhost_submit(struct srv_dev *d, struct srv_req *r)
 	srv_req_done(r, XVL_BLK_S_IOERR); /* the backend serves the rings itself */
 }
 
-/* Server shutdown: the loop has stopped; a job still out is waited for (bounded). */
+/*
+ * Server shutdown: the loop has stopped.  A job still out (an orderly stop, usually) gets
+ * CLOSE_WAIT_MS to finish; one stuck on a backend that does not answer is abandoned and
+ * frees itself when its call times out, so SIGTERM is not held up by a backend.
+ */
 static void vhost_close(struct srv_dev *d)
 {
 	struct srv_bridge *b = d->br;
+	struct pollfd p = {.events = POLLIN};
 
 	if (!b)
 		return;
-	if (b->job) {
+	p.fd = b->job_fd;
+	if (b->job && poll(&p, 1, CLOSE_WAIT_MS) == 1) {
 		br_job_join(b->job);
 		br_job_free(b->job);
+		b->job = NULL;
+	}
+	if (b->job) {
+		srv_log(d->srv, "device %s: vhost-user backend %s does not answer; not waiting for it",
+			d->spec.name, d->spec.path);
+		br_job_abandon(b->job);
 		b->job = NULL;
 	}
 	timer_stop(d);

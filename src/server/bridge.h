@@ -8,6 +8,7 @@
 #define XVL_BRIDGE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -74,12 +75,18 @@ struct br_job {
 	/* plumbing */
 	int done_fd;            /* the job's duplicate of the bridge's eventfd */
 	pthread_t thread;
+	atomic_int stage;       /* BR_JOB_RUNNING, then DONE (thread) or ORPHAN (server), once */
 };
+
+enum { BR_JOB_RUNNING, BR_JOB_DONE, BR_JOB_ORPHAN };
 
 /* Start j on a thread; on failure nothing runs and j->rc says why. */
 int br_job_run(struct br_job *j);
 /* After done_fd fired: join the thread.  j stays the caller's to read and free. */
 void br_job_join(struct br_job *j);
+/* Server shutdown with j still out: join and free it if it has finished, else leave it
+ * to free itself when its (bounded) backend call returns.  j is not the caller's after. */
+void br_job_abandon(struct br_job *j);
 /* Free j and whatever it still holds (connection, fds). */
 void br_job_free(struct br_job *j);
 /* True once the process behind pidfd has exited (does not block). */

@@ -137,7 +137,10 @@ static void *job_main(void *arg)
 	case BR_JOB_STOP: job_stop(j); break;
 	}
 	close_inputs(j);
-	xvl_os_eventfd_signal(j->done_fd); /* the last thing the thread does with j */
+	xvl_os_eventfd_signal(j->done_fd);
+	/* The loop frees j only after joining; an abandoned job frees itself. */
+	if (atomic_exchange(&j->stage, BR_JOB_DONE) == BR_JOB_ORPHAN)
+		br_job_free(j);
 	return NULL;
 }
 
@@ -160,6 +163,16 @@ int br_job_run(struct br_job *j)
 void br_job_join(struct br_job *j)
 {
 	pthread_join(j->thread, NULL);
+}
+
+void br_job_abandon(struct br_job *j)
+{
+	if (atomic_exchange(&j->stage, BR_JOB_ORPHAN) == BR_JOB_DONE) {
+		pthread_join(j->thread, NULL);
+		br_job_free(j);
+		return;
+	}
+	pthread_detach(j->thread); /* it touches nothing of the server's */
 }
 
 void br_job_free(struct br_job *j)
