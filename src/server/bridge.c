@@ -828,16 +828,42 @@ static int vhost_open(struct srv_dev *d, struct xvl_errbuf *eb)
 	d->config_len = 0;
 	if (b->job_fd < 0 || srv_watch(d->srv, b->job_fd, &b->job_w, W_VHOST_JOB, d) < 0)
 		return xvl_err(eb, -errno, "device %s: eventfd: %s", d->spec.name, strerror(errno));
-	probe_launch(d);
-	/* The loop is not running yet: wait (bounded) for the first answer. */
-	struct pollfd p = {.fd = b->job_fd, .events = POLLIN};
-	if (b->job && poll(&p, 1, OPEN_WAIT_MS) == 1)
-		srv_bridge_job_done(d);
-	if (b->state == BR_PROBING)
-		srv_log(d->srv, "device %s: vhost-user backend %s has not answered within %u ms; "
-			"the device is offline until it does", d->spec.name, d->spec.path,
-			OPEN_WAIT_MS);
+	probe_launch(d); /* srv_bridge_settle() waits for it */
 	return 0;
+}
+
+void srv_bridge_settle(struct srv *s)
+{
+	uint64_t end = xvl_os_now_ns() + OPEN_WAIT_MS * 1000000ull;
+
+	for (;;) {
+		struct pollfd p[XVL_SERVER_MAX_DEVS];
+		struct srv_dev *dev[XVL_SERVER_MAX_DEVS];
+		unsigned n = 0;
+		uint64_t now = xvl_os_now_ns();
+
+		for (unsigned i = 0; i < s->n_devs; i++) {
+			struct srv_dev *d = &s->dev[i];
+			if (d->br && d->br->job) {
+				p[n] = (struct pollfd){.fd = d->br->job_fd, .events = POLLIN};
+				dev[n++] = d;
+			}
+		}
+		if (n == 0 || now >= end)
+			break;
+		if (poll(p, n, (int)((end - now) / 1000000ull) + 1) <= 0)
+			continue; /* timed out (the clock check ends it) or EINTR */
+		for (unsigned i = 0; i < n; i++)
+			if (p[i].revents & POLLIN)
+				srv_bridge_job_done(dev[i]);
+	}
+	for (unsigned i = 0; i < s->n_devs; i++) {
+		struct srv_dev *d = &s->dev[i];
+		if (d->br && d->br->state == BR_PROBING)
+			srv_log(s, "device %s: vhost-user backend %s has not answered within %u ms; "
+				"the device is offline until it does", d->spec.name, d->spec.path,
+				OPEN_WAIT_MS);
+	}
 }
 
 static void vhost_submit(struct srv_dev *d, struct srv_req *r)

@@ -307,6 +307,7 @@ static int server_setup(struct srv *s, struct xvl_errbuf *eb)
 		if (rc < 0)
 			return rc;
 	}
+	srv_bridge_settle(s); /* the bridged devices' first probes, all at once, bounded */
 	s->listen_fd = xvl_os_listen(s->opts.listen, eb);
 	if (s->listen_fd < 0)
 		return s->listen_fd;

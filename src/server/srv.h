@@ -267,6 +267,9 @@ void srv_bridge_retry(struct srv_dev *d);
 /* Read features and config again if the backend was not reachable before (DEV_INFO):
  * starts a probe off the loop (at most one per 500 ms) and returns at once. */
 void srv_bridge_probe_if_needed(struct srv_dev *d);
+/* At server start, before the loop: wait (at most 1 s in all) for the first probe of
+ * every bridged device, so that clients find them answered. */
+void srv_bridge_settle(struct srv *s);
 /* A bridge job finished (W_VHOST_JOB). */
 void srv_bridge_job_done(struct srv_dev *d);
 /* The backend is still being stopped: counted as in flight, so the device is DRAINING

@@ -38,8 +38,15 @@ bg "$T/na.log" "$HB" noaccept "$T/na.sock"
 wait_sock "$T/na.sock" "$BG_PID"
 t0=$(ms_now)
 if start_server "$T/s.log" "$T/s.sock" --dev name=r,backend=ram,size=8M \
-	--dev "name=h,backend=vhost-user,path=$T/na.sock"; then
-	ok "server with a never-accepting backend listens after $(($(ms_now) - t0)) ms"
+	--dev "name=h,backend=vhost-user,path=$T/na.sock" \
+	--dev "name=h2,backend=vhost-user,path=$T/na.sock" \
+	--dev "name=h3,backend=vhost-user,path=$T/na.sock"; then
+	el=$(($(ms_now) - t0))
+	if [ "$el" -lt 2000 ]; then
+		ok "server with 3 devices on a never-accepting backend listens after $el ms (first probes waited for together, 1 s at most)"
+	else
+		fail "server with 3 stalled backends took $el ms to listen"
+	fi
 else
 	fail "server with a never-accepting backend did not listen within 5 s"
 	sed 's/^/#   /' "$T/s.log"
