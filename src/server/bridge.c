@@ -508,8 +508,8 @@ static int start_or_wait(struct srv_dev *d, struct xvl_errbuf *eb)
 		return rc;
 	if (window_tainted(d)) {
 		if (d->br->taint_pidfd < 0)
-			srv_log(d->srv, "device %s: an earlier vhost-user backend instance (pid %d, "
-				"not visible here) had this window and cannot be confirmed gone",
+			srv_log(d->srv, "device %s: an earlier vhost-user backend instance (pid %d) "
+				"had this window and cannot be confirmed gone (no pidfd of it)",
 				d->spec.name, d->br->taint_pid);
 		await_backend(d, "may still have this window (an earlier instance is alive)");
 		return 0;
@@ -690,8 +690,9 @@ static void start_landed(struct srv_dev *d, struct br_job *j)
 	for (unsigned i = 0; d->spec.relay && i < XVL_MAX_QUEUES; i++)
 		if (d->q[i].relay_kick >= 0)
 			xvl_os_eventfd_signal(d->q[i].relay_kick);
-	srv_log(d->srv, "device %s: vhost-user backend %s (pid %d) serves %u queue(s), features "
-		"0x%llx, notifications %s%s", d->spec.name, d->spec.path, b->pid, j->nq,
+	srv_log(d->srv, "device %s: vhost-user backend %s (pid %d%s) serves %u queue(s), features "
+		"0x%llx, notifications %s%s", d->spec.name, d->spec.path, b->pid,
+		b->pidfd >= 0 ? ", watched" : ", not watchable: a loss will break the device", j->nq,
 		(unsigned long long)d->driver_features, d->spec.relay ? "relayed" : "direct",
 		d->vh.inflight_fd >= 0 ? ", inflight area shared" : "");
 }

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -23,6 +24,9 @@
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* asm-generic (x86, arm64, riscv) */
+#endif
 
 bool br_pidfd_exited(int pidfd)
 {
@@ -30,11 +34,25 @@ bool br_pidfd_exited(int pidfd)
 	return pidfd >= 0 && poll(&p, 1, 0) == 1;
 }
 
-/* Remember who answered: its pid and, when visible here, a pidfd of it. */
+/*
+ * Remember who answered: its pid (0 when in a pid namespace we cannot see) and a pidfd
+ * of it.  SO_PEERPIDFD (Linux 6.5) names the peer process race-free and across pid
+ * namespaces (a partitioned device compartment sees no backend pids); before that,
+ * pidfd_open of the SO_PEERCRED pid, when visible.
+ */
 static void note_peer(struct br_job *j)
 {
+	socklen_t len = sizeof(int);
+	int fd = -1;
+
 	j->pid = j->vh.peer_pid;
-	if (j->pid > 0 && j->pidfd < 0)
+	if (j->pidfd >= 0)
+		return;
+	if (getsockopt(j->vh.sock, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 && fd >= 0) {
+		j->pidfd = fd;
+		return;
+	}
+	if (j->pid > 0)
 		j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
 }
 

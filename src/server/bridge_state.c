@@ -32,8 +32,9 @@
  *    on), UP and STOPPING.
  *  - A session whose end was not orderly taints the window (bridge.h): no START
  *    on that window until the instance is known to have exited (its pidfd
- *    readable).  A pid we cannot see never clears: the device then breaks at
- *    reconnect_ms and starts only on another window (another client connection).
+ *    readable; SO_PEERPIDFD, else pidfd_open of the SO_PEERCRED pid).  An instance
+ *    without a pidfd never clears: the device then breaks at reconnect_ms and starts
+ *    only on another window (another client connection).
  *  - EVENT RESTART is sent only from WAITING, i.e. after the old instance is gone.
  */
 #include "bridge.h"

@@ -150,6 +150,7 @@ bg "$T/qsd.log" "$QSD" --blockdev "driver=file,node-name=n0,filename=$T/disk.img
 wait_sock "$T/q.sock" "$BG_PID"
 
 start_proxy() {
+	rm -f "$T/p.sock" # a stale socket file would pass wait_sock before the proxy listens
 	bg "$T/proxy$1.log" "$HB" proxy "$T/p.sock" "$T/q.sock"
 	PROXY=$BG_PID
 	wait_sock "$T/p.sock" "$PROXY"
@@ -253,4 +254,32 @@ else
 fi
 grep -h "did not exit" "$T/l2.log" | sed 's/^/#   /'
 stop_server "$SRV_PID"
+
+# A partitioned device compartment sees no backend pid (another pid namespace): the bridge
+# watches the backend through SO_PEERPIDFD, so kill -9 and a restart still end in RESTART.
+kill -TERM "$PROXY" 2>/dev/null
+mkdir -p "$T/sd"
+cat >"$T/v.cfg" <<EOF
+name = "hb$$"; state_dir = "$T/sd"; seccomp = "kill";
+windows = ( { name = "w"; size = "16M"; } );
+devices = ( { name = "v0"; backend = "vhost-user"; socket = "$T/q.sock"; } );
+compartments = ( { name = "d"; role = "device"; devices = ["v0"]; },
+  { name = "a"; role = "driver"; window = "w";
+    program = ["$XVL", "blk", "verify", "-c", "{link}", "--size", "4M", "--ops", "150000"]; } );
+EOF
+QSD_PID=$(pgrep -f "addr.path=$T/q.sock" | head -1)
+bg "$T/run.log" timeout 40 "$XVL" run "$T/v.cfg"
+grep_within 10 "serves" "$T/run.log"
+sleep 0.3
+kill -9 "$QSD_PID"
+sleep 0.3
+bg "$T/qsd2.log" "$QSD" --blockdev "driver=file,node-name=n0,filename=$T/disk.img" \
+	--export "type=vhost-user-blk,id=e0,node-name=n0,addr.type=unix,addr.path=$T/q.sock,writable=on,num-queues=2"
+if grep_within 30 "verify: OK" "$T/run.log" && grep -q "pid 0, watched" "$T/run.log" &&
+	grep -q "is back" "$T/run.log"; then
+	ok "partitioned device side (backend pid not visible): kill -9 + restart of qsd, RESTART, verify OK ($(grep -o 'verified.*' "$T/run.log" | head -1))"
+else
+	fail "partitioned device side: backend loss and return did not end in RESTART and a clean verify"
+	grep -E "serves|went away|exited|is back|broken|verif" "$T/run.log" | sed 's/^/#   /'
+fi
 finish
