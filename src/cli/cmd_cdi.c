@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "os.h"
 #include "xvloop/xvl.h"
 
 #define CDI_VERSION "0.5.0"
@@ -37,7 +38,10 @@ static const char help[] =
 	"        that a server restarted on the same path is reachable again);\n"
 	"      - XVL_LINK=xvl:DIR/SOCKETNAME and XVL_DEVICE=NAME in its environment,\n"
 	"        which 'xvl blk' (and any program reading them) uses when --connect and\n"
-	"        --device are not given.\n"
+	"        --device are not given;\n"
+	"      - XVL_SERVER_UID=UID, the uid the server runs as (read from its socket\n"
+	"        now): a client hands its window only to a listener of its own uid or\n"
+	"        of this one, and a container usually runs as another user.\n"
 	"    No device node, no capability, no host memory: the container creates its\n"
 	"    own window (a memfd) and hands it to the server over the socket.\n"
 	"\n"
@@ -103,11 +107,13 @@ static json_object *strings(const char *const *v, unsigned n)
 	return a;
 }
 
-static json_object *common_edits(const char *host_dir, const char *cdir, const char *sock)
+static json_object *common_edits(const char *host_dir, const char *cdir, const char *sock,
+				 uint32_t server_uid)
 {
-	char link[PATH_MAX + 32];
+	char link[PATH_MAX + 32], uid[32];
 	snprintf(link, sizeof(link), "XVL_LINK=xvl:%s/%s", cdir, sock);
-	const char *env[] = {link};
+	snprintf(uid, sizeof(uid), "XVL_SERVER_UID=%u", (unsigned)server_uid);
+	const char *env[] = {link, uid};
 	static const char *const opts[] = {"bind", "ro", "nosuid", "nodev", "noexec"};
 	json_object *m = json_object_new_object();
 	json_object_object_add(m, "hostPath", json_object_new_string(host_dir));
@@ -115,7 +121,7 @@ static json_object *common_edits(const char *host_dir, const char *cdir, const c
 	json_object_object_add(m, "options", strings(opts, 5));
 	json_object *mounts = json_object_new_array(), *e = json_object_new_object();
 	json_object_array_add(mounts, m);
-	json_object_object_add(e, "env", strings(env, 1));
+	json_object_object_add(e, "env", strings(env, 2));
 	json_object_object_add(e, "mounts", mounts);
 	return e;
 }
@@ -130,6 +136,22 @@ static json_object *device_entry(const char *name)
 	json_object_object_add(d, "name", json_object_new_string(name));
 	json_object_object_add(d, "containerEdits", e);
 	return d;
+}
+
+/* The uid the server at DIR/SOCK runs as (SO_PEERCRED); 0 or an exit status. */
+static int server_uid_of(const char *dir, const char *sock, uint32_t *uid)
+{
+	char path[PATH_MAX + 256];
+	struct xvl_errbuf eb;
+	snprintf(path, sizeof(path), "%s/%s", dir, sock);
+	int fd = xvl_os_connect(path, &eb);
+	if (fd < 0)
+		return cli_fail(1, "cdi", "cannot connect to %s: %s", path, eb.msg);
+	int rc = xvl_os_peer_uid(fd, uid);
+	close(fd);
+	return rc < 0 ? cli_fail(1, "cdi", "%s: cannot read the server's credentials: %s", path,
+				 strerror(-rc))
+		      : 0;
 }
 
 /* Every block device of the server, as CDI device entries; 0 or an exit status. */
@@ -209,11 +231,15 @@ int cmd_cdi(int argc, char **argv)
 	int rc = socket_parts(a.connect, dir, sizeof(dir), sock, sizeof(sock));
 	if (rc)
 		return rc;
+	uint32_t server_uid;
+	rc = server_uid_of(dir, sock, &server_uid);
+	if (rc)
+		return rc;
 	json_object *spec = json_object_new_object(), *devs = json_object_new_array();
 	json_object_object_add(spec, "cdiVersion", json_object_new_string(CDI_VERSION));
 	json_object_object_add(spec, "kind", json_object_new_string(CDI_KIND));
 	json_object_object_add(spec, "devices", devs);
-	json_object_object_add(spec, "containerEdits", common_edits(dir, a.container_dir, sock));
+	json_object_object_add(spec, "containerEdits", common_edits(dir, a.container_dir, sock, server_uid));
 	rc = list_devices(a.connect, devs);
 	if (rc == 0)
 		rc = write_out(a.output, json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PRETTY |

@@ -79,8 +79,11 @@ static int queue_serve(struct srv_queue *q)
 		return 0;
 	if (!q->poll && srv_watch(s, q->kick_fd, &q->kick_w, W_KICK, q) < 0)
 		return -errno;
-	if (q->poll)
+	if (q->poll) {
 		s->poll_queues++;
+		/* Nobody kicks a polled queue: park avail_event once, so pops skip its update and fence. */
+		xvl_vq_dev_disable_notify(&q->vq);
+	}
 	q->enabled = true;
 	q->more = true; /* pick up anything queued before DRIVER_OK */
 	return 0;

@@ -84,7 +84,7 @@ ok "xvl server: $A (ram), $B (file)"
 mkdir -p /var/run/cdi
 check "xvl cdi -c $S -o $SPEC" "$XVL" cdi -c "$S" -o "$SPEC"
 got=$(python3 - "$SPEC" "$T/run" "$A" "$B" <<'EOF'
-import json, sys
+import json, os, sys
 s = json.load(open(sys.argv[1]))
 bad = []
 def want(c, what):
@@ -97,7 +97,7 @@ for d in s["devices"]:
 m = s["containerEdits"]["mounts"]
 want(len(m) == 1 and m[0]["hostPath"] == sys.argv[2], "the socket's directory is mounted (not the socket)")
 want("ro" in m[0]["options"], "read-only mount")
-want(s["containerEdits"]["env"] == ["XVL_LINK=xvl:" + m[0]["containerPath"] + "/xvl.sock"], "XVL_LINK")
+want(s["containerEdits"]["env"] == ["XVL_LINK=xvl:" + m[0]["containerPath"] + "/xvl.sock", "XVL_SERVER_UID=%d" % os.getuid()], "XVL_LINK, XVL_SERVER_UID")
 print("; ".join(bad) if bad else "ok")
 EOF
 )
