@@ -12,7 +12,8 @@ static const char help[] =
 	"    xvl server - serve virtio block devices to xvloop clients\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]... [--name NAME] [--quiet]\n"
+	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]... [--name NAME]\n"
+	"               [--max-window BYTES] [--quiet]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Listens on the Unix socket SOCKET (SOCK_SEQPACKET) for clients.  Each\n"
@@ -39,6 +40,9 @@ static const char help[] =
 	"                            (default: the backend and the client signal each other)\n"
 	"          reconnect-ms=N    vhost-user: wait this long for a lost backend (10000)\n"
 	"    -n, --name NAME       server name shown to clients\n"
+	"    -w, --max-window BYTES  largest window a client may bring (default 1G): the\n"
+	"                          pages the server touches in it are charged to the\n"
+	"                          server's memory cgroup; larger windows are refused\n"
 	"    -q, --quiet           no log lines on stderr\n"
 	"    -h, --help            this text\n"
 	"\n"
@@ -52,16 +56,24 @@ int cmd_server(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'}, {"dev", required_argument, NULL, 'd'},
 		{"name", required_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
+		{"max-window", required_argument, NULL, 'w'},
 		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
 	struct xvl_server_opts o = {0};
 	struct xvl_errbuf eb = {{0}};
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "l:d:n:qh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "l:d:n:w:qh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': o.listen = optarg; break;
 		case 'n': o.name = optarg; break;
 		case 'q': o.quiet = true; break;
+		case 'w':
+			if (!cli_size("server", "--max-window", optarg, &o.max_window))
+				return 2;
+			if (o.max_window < 4096)
+				return cli_fail(2, "server", "--max-window %s: at least 4096 bytes",
+						optarg);
+			break;
 		case 'h': return cli_help(help);
 		case 'd':
 			if (o.n_devs == XVL_SERVER_MAX_DEVS)

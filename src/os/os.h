@@ -59,6 +59,14 @@ int xvl_os_window_seal(int fd);
 /* Unmap and close; safe on a zeroed or already-closed window. */
 void xvl_os_window_close(struct xvl_os_window *w);
 
+/*
+ * Every window created or mapped here is guarded against SIGBUS (a peer
+ * punching holes in a hugetlb window, or truncating an unsealed one): the
+ * faulting page is replaced by a private zero page and the access goes on.
+ * The number of pages so replaced in w (0 for a well-behaved peer).
+ */
+unsigned xvl_os_window_faults(const struct xvl_os_window *w);
+
 /* ---------------------------------------------------------------- sockets */
 
 #define XVL_OS_MAX_FDS 8

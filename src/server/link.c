@@ -57,6 +57,13 @@ static int on_set_window(struct srv_conn *c, const struct xvl_msg *m, int *fds)
 	struct xvl_errbuf eb;
 	if (c->has_window)
 		return -EEXIST;
+	uint64_t cap = c->srv->opts.max_window ? c->srv->opts.max_window : XVL_SERVER_MAX_WINDOW;
+	if (m->u.window.size > cap) { /* what the server faults in is charged to its cgroup */
+		srv_log(c->srv, "client %s: window of %llu bytes refused: this server takes at most "
+			"%llu (xvl server --max-window)", c->name,
+			(unsigned long long)m->u.window.size, (unsigned long long)cap);
+		return -EFBIG;
+	}
 	/* Sealed before the size check in map: the size checked is the size that stays. */
 	if (xvl_os_window_seal(fds[0]) < 0) {
 		srv_log(c->srv, "client %s: window refused: it is not a memfd sealed (or sealable) "

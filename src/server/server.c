@@ -213,6 +213,9 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 	case W_VHOST_TIMER:
 		srv_bridge_retry(w->obj);
 		break;
+	case W_VHOST_JOB:
+		srv_bridge_job_done(w->obj);
+		break;
 	}
 }
 
@@ -268,7 +271,7 @@ static int setup_signals(struct srv *s, struct xvl_errbuf *eb)
 
 static int setup_ring(struct srv *s)
 {
-	if (io_uring_queue_init(RING_DEPTH, &s->ring, 0) < 0)
+	if (srv_ring_init(&s->ring, RING_DEPTH) < 0)
 		return 0; /* file backends will say so; the others do not need it */
 	s->ring_ok = true;
 	return srv_watch(s, s->ring.ring_fd, &s->ring_w, W_RING, NULL);
@@ -304,6 +307,7 @@ static int server_setup(struct srv *s, struct xvl_errbuf *eb)
 		if (rc < 0)
 			return rc;
 	}
+	srv_bridge_settle(s); /* the bridged devices' first probes, all at once, bounded */
 	s->listen_fd = xvl_os_listen(s->opts.listen, eb);
 	if (s->listen_fd < 0)
 		return s->listen_fd;

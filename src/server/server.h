@@ -51,7 +51,11 @@ struct xvl_server_opts {
 	unsigned n_devs;
 	struct xvl_dev_spec devs[XVL_SERVER_MAX_DEVS];
 	bool quiet;
+	uint64_t max_window; /* largest window accepted from a client; 0: XVL_SERVER_MAX_WINDOW */
 };
+
+/* Default cap on a client's window (xvl server --max-window). */
+#define XVL_SERVER_MAX_WINDOW (1ull << 30)
 
 struct xvl_server;
 

@@ -19,6 +19,7 @@ struct srv;
 struct srv_dev;
 struct srv_queue;
 struct srv_conn;
+struct srv_bridge;
 
 #define SRV_MAX_CONNS 256u  /* connections served at once; more are closed at accept */
 #define SRV_OUTQ_MAX 64u    /* messages queued for a client that does not read: more drop it */
@@ -35,6 +36,7 @@ enum srv_watch_kind {
 	W_VHOST,       /* a vhost backend's socket: readable means it went away */
 	W_VHOST_TIMER, /* retry timer while a lost vhost backend is awaited */
 	W_TICK,        /* once a second while a connection awaits its HELLO */
+	W_VHOST_JOB,   /* a vhost backend job (bridge_job.c) finished */
 };
 
 struct srv_watch {
@@ -120,13 +122,10 @@ struct srv_dev {
 	/* backend state */
 	int fd;              /* file */
 	uint8_t *ram;        /* ram */
-	struct xvl_vhost vh; /* vhost bridge */
-	bool vh_up;
+	struct xvl_vhost vh; /* vhost bridge: the session's connection while it is up */
 	bool vh_probed;      /* features and config were read from the backend */
 	struct srv_watch vh_w;
-	int vh_timer;        /* timerfd while a lost backend is awaited, else -1 */
-	uint64_t vh_deadline_ns;
-	struct srv_watch vh_timer_w;
+	struct srv_bridge *br; /* vhost bridge: backend state machine (bridge.h) */
 	/* counters */
 	uint64_t st_requests;
 	uint64_t st_bytes;
@@ -245,6 +244,9 @@ void srv_conns_close_all(struct srv *s);
 void srv_link_dispatch(struct srv_conn *c, const struct xvl_msg *m, int *fds, unsigned nfds);
 
 /* Loop helpers (server.c). */
+/* The server's ring, restricted to the file backend's opcodes (backend_file.c). */
+int srv_ring_init(struct io_uring *ring, unsigned depth);
+
 struct io_uring_sqe *srv_get_sqe(struct srv *s);
 /* Watch fd for input with w as its event data; unwatch before closing it. */
 int srv_watch(struct srv *s, int fd, struct srv_watch *w, enum srv_watch_kind kind, void *obj);
@@ -262,8 +264,17 @@ void srv_bridge_relay(struct srv *s, struct srv_queue *q, bool from_client);
 void srv_bridge_lost(struct srv_dev *d);
 /* Retry timer tick while a lost backend is awaited. */
 void srv_bridge_retry(struct srv_dev *d);
-/* Read features and config again if the backend was not reachable before (DEV_INFO). */
+/* Read features and config again if the backend was not reachable before (DEV_INFO):
+ * starts a probe off the loop (at most one per 500 ms) and returns at once. */
 void srv_bridge_probe_if_needed(struct srv_dev *d);
+/* At server start, before the loop: wait (at most 1 s in all) for the first probe of
+ * every bridged device, so that clients find them answered. */
+void srv_bridge_settle(struct srv *s);
+/* A bridge job finished (W_VHOST_JOB). */
+void srv_bridge_job_done(struct srv_dev *d);
+/* The backend is still being stopped: counted as in flight, so the device is DRAINING
+ * (DETACH/RESET replies wait) until the stop job calls srv_dev_drained(). */
+bool srv_bridge_busy(const struct srv_dev *d);
 
 void srv_log(const struct srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
