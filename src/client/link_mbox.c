@@ -106,8 +106,9 @@ static void wait_a_little(struct xvl_link_mbox *l, int left_ms)
 {
 	int fd = xvl_doorbell_fd(&l->db, XVL_MBOX_VEC_MAILBOX);
 	if (fd >= 0) {
+		/* Look again now and then even without a ring: a ring is a hint, the mailbox the truth. */
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		poll(&p, 1, left_ms);
+		poll(&p, 1, left_ms < 100 ? left_ms : 100);
 		return;
 	}
 	unsigned us = xvl_backoff_next(&l->backoff);

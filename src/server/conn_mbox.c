@@ -358,8 +358,9 @@ void srv_mbox_on_event(struct srv *s, struct srv_watch *w)
 		}
 		srv_watch(s, m->is.peer[slot].sock, &m->peer_w[slot], W_IVSH_PEER, m);
 		srv_log(s, "ivshmem: peer %u connected", m->is.peer[slot].id);
+		/* The window has one driver side: the peer that came last (it formats the window). */
 		if (m->peer_slot >= 0)
-			break; /* the window has one driver side: the first peer */
+			srv_unwatch(s, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX));
 		xvl_doorbell_close(&m->db);
 		if (xvl_ivsh_server_doorbell(&m->is, (unsigned)slot, &m->db) == 0) {
 			m->peer_slot = slot;
