@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "doorbell.h"
@@ -219,6 +220,12 @@ static void new_session(struct srv_mbox *m)
 static bool try_open(struct srv_mbox *m)
 {
 	struct xvl_errbuf eb;
+	struct stat st;
+	/* A window file the driver side has grown since: map it again at its new size. */
+	if (m->path && m->win_mapped && fstat(m->win.fd, &st) == 0 && (uint64_t)st.st_size != m->win.mem.size) {
+		xvl_os_window_close(&m->win);
+		m->win_mapped = false;
+	}
 	if (!m->win_mapped) {
 		if (xvl_os_window_open_path(&m->win, m->path, 0, &eb) < 0)
 			return false;

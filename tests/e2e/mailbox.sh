@@ -32,6 +32,10 @@ if verify_ok "$T/v1.out"; then
 else
 	fail "verify over the mailbox, polling"; sed 's/^/#   /' "$T/v1.out" "$T/s1.log" | tail -15
 fi
+# The next driver grows the window file: the server must map it again at its new size.
+"$XVL" blk verify --connect "window:$T/w1" --window-size 96M --size 8M --ops 300 >"$T/v1b.out" 2>&1
+if verify_ok "$T/v1b.out"; then ok "a second client that grows the window file is served (remapped)"
+else fail "second client with a bigger window"; sed 's/^/#   /' "$T/v1b.out" "$T/s1.log" | tail -10; fi
 stop_server "$S1"
 
 # ---------------------------------------------------------------- 2. eventfd doorbells
