@@ -12,6 +12,11 @@
  *   ahead     a producer index far ahead of what was written
  *   reply     a reply where requests travel
  *   junk      random bytes as a message
+ *
+ *   badmbox --storm SOCKET SECONDS
+ *
+ * Connects to an ivshmem server as a peer and rings every vector of the
+ * server side as fast as it can for SECONDS; prints how many rings.
  * Prints "PASS ..." or "FAIL ...: why"; exit 0 on PASS.  Built from the
  * project's own core (src/core) so that only the one thing under test is wrong.
  */
@@ -24,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ivshmem.h"
 #include "mailbox.h"
 #include "xvl_atomic.h"
 
@@ -54,8 +60,28 @@ static void raw(struct xvl_mbox *mb, uint32_t len, const void *msg, size_t n, ui
 	xvl_wr32((uint32_t *)(void *)(mb->base + XVL_MBOX_OFF_REQ_PROD), prod + prod_bump);
 }
 
+static int storm(const char *sock, int secs)
+{
+	struct xvl_os_window w;
+	struct xvl_doorbell db;
+	struct xvl_errbuf eb;
+	int s;
+	if (xvl_ivsh_peer_connect(sock, &w, &db, &s, &eb) < 0) {
+		printf("FAIL storm: %s\n", eb.msg);
+		return 1;
+	}
+	unsigned long n = 0;
+	for (uint64_t end = now_ms() + (uint64_t)secs * 1000; now_ms() < end;)
+		for (unsigned v = 0; v < db.n_peer; v++, n++)
+			xvl_doorbell_ring(&db, v);
+	printf("PASS storm: %lu rings in %d s\n", n, secs);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "--storm"))
+		return storm(argv[2], atoi(argv[3]));
 	if (argc != 3) {
 		fprintf(stderr, "usage: badmbox WINDOW garbage|ahead|reply|junk\n");
 		return 2;

@@ -12,6 +12,8 @@
 #      runs verify undisturbed, and a good client on that window works after
 #   5. QEMU's ivshmem-doorbell (no guest: -S) connects to the ivshmem server
 #      and gets the window (BAR2 of its size), while a host peer runs verify
+#   6. a peer ringing every vector as fast as it can does not starve a socket
+#      client of the same server
 # Prints TAP; about 20 s.
 . "$(dirname "$0")/lib.sh"
 R=$E2E_ROOT
@@ -111,8 +113,9 @@ stop_server "$S3"
 
 # ---------------------------------------------------------------- 4. hostile driver
 BM=$T/badmbox
-if gcc -std=gnu11 -O1 -Wall -Wextra -Werror -I"$R/src/core" "$R/tests/e2e/badmbox.c" \
-	"$R/src/core/mailbox.c" "$R/src/core/proto.c" "$R/src/core/window.c" -o "$BM" >"$T/cc.log" 2>&1; then
+if gcc -std=gnu11 -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$R/src/core" -I"$R/src/os" "$R/tests/e2e/badmbox.c" \
+	"$R"/src/core/{mailbox,proto,window}.c "$R"/src/os/{os_misc,os_sock,os_window,window_path,doorbell,ivshmem}.c \
+	-o "$BM" >"$T/cc.log" 2>&1; then
 	bg "$T/s4.log" "$XVL" server --listen "$T/s4.sock" --link window --window "$T/w4" \
 		-d name=d0,backend=ram,size=32M,queues=2 -d name=d1,backend=ram,size=32M
 	S4=$BG_PID
@@ -138,6 +141,26 @@ if gcc -std=gnu11 -O1 -Wall -Wextra -Werror -I"$R/src/core" "$R/tests/e2e/badmbo
 	else fail "good client after the hostile ones"; tail -5 "$T/v4b.out" | sed 's/^/#   /'; fi
 	alive "$S4" && ok "server still up" || fail "server died"
 	stop_server "$S4"
+
+	# A doorbell storm from a peer must not starve the server's other clients.
+	bg "$T/s6.log" "$XVL" server --listen "$T/s6.sock" --link window --window "ivshmem:$T/iv6.sock,size=16M,vectors=4" \
+		-d name=d0,backend=ram,size=16M -d name=d1,backend=ram,size=16M
+	S6=$BG_PID
+	wait_sock "$T/s6.sock" "$S6" && wait_sock "$T/iv6.sock" "$S6"
+	"$XVL" blk verify --connect "$T/s6.sock" --device d1 --time 2 --ops 1000000000 --size 8M >"$T/v6a.out" 2>&1
+	bg "$T/storm.out" "$BM" --storm "$T/iv6.sock" 3
+	ST=$BG_PID
+	sleep 0.3
+	"$XVL" blk verify --connect "$T/s6.sock" --device d1 --time 2 --ops 1000000000 --size 8M >"$T/v6b.out" 2>&1
+	wait "$ST"
+	quiet=$(grep -o 'random *[0-9]* requests' "$T/v6a.out" | grep -o '[0-9]*' | head -1)
+	storm=$(grep -o 'random *[0-9]* requests' "$T/v6b.out" | grep -o '[0-9]*' | head -1)
+	if verify_ok "$T/v6b.out" && grep -q PASS "$T/storm.out" && [ "${storm:-0}" -gt $(( ${quiet:-0} / 10 )) ]; then
+		ok "doorbell storm ($(grep -o '[0-9]* rings in [0-9]* s' "$T/storm.out")) on the ivshmem vectors: a socket client kept ${storm} of ${quiet} random requests in 2 s"
+	else
+		fail "doorbell storm starved a socket client (${storm:-?} vs ${quiet:-?} requests)"; cat "$T/storm.out" "$T/v6b.out" | sed 's/^/#   /' | tail -8
+	fi
+	stop_server "$S6"
 else
 	fail "badmbox builds"; sed 's/^/#   /' "$T/cc.log" | head
 fi
