@@ -10,9 +10,10 @@
  * descriptors differ.
  *
  * Invariants: at most one live conn per mailbox (m->conn); a request is
- * taken from the mailbox only when its reply has a free slot; events that
- * find the ring full are held (m->held) and sent before further requests
- * are taken.  Nothing here blocks: a peer that stops answering only stops
+ * taken from the mailbox only when its reply has a free slot and nothing is
+ * held; messages that find the ring full (events, deferred replies) are
+ * held in order (m->held) and sent before further requests are taken; a
+ * driver that leaves 64 of them undelivered loses its session.  Nothing here blocks: a peer that stops answering only stops
  * its own link.
  */
 #include <errno.h>
@@ -400,14 +401,19 @@ int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m)
 	struct srv_mbox *mb = c->mbox;
 	if (mb->conn != c)
 		return -ENOTCONN; /* a session that ended: its replies have nowhere to go */
-	int rc = xvl_mbox_send(&mb->mb, m);
-	if (rc == -EAGAIN && m->type == XVL_MSG_EVENT && mb->n_held < HELD_MAX) {
-		mb->held[mb->n_held++] = *m;
+	/* Order is kept: while anything is held, later messages queue behind it. */
+	int rc = mb->n_held ? -EAGAIN : xvl_mbox_send(&mb->mb, m);
+	if (rc == -EAGAIN) {
+		if (mb->n_held == HELD_MAX) {
+			end_session(mb, "does not drain its mailbox (64 replies and events held); link closed");
+			return -ENOBUFS;
+		}
+		mb->held[mb->n_held++] = *m; /* events, and deferred replies (DETACH) */
 		return 0;
 	}
 	if (rc == 0)
 		ring_peer(mb);
-	else if (rc != -EAGAIN)
+	else
 		link_error(mb, rc);
 	return rc;
 }
