@@ -14,6 +14,8 @@
 #      and gets the window (BAR2 of its size), while a host peer runs verify
 #   6. a peer ringing every vector as fast as it can does not starve a socket
 #      client of the same server
+#   7. xvl run with link = "window": the partitioner hands the memfd window to
+#      both compartments; it restarts the device side after kill -9
 # Prints TAP; about 20 s.
 . "$(dirname "$0")/lib.sh"
 R=$E2E_ROOT
@@ -163,5 +165,34 @@ if gcc -std=gnu11 -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$R/src/core" -I"$R/
 	stop_server "$S6"
 else
 	fail "badmbox builds"; sed 's/^/#   /' "$T/cc.log" | head
+fi
+# ---------------------------------------------------------------- 7. the partitioner
+truncate -s 32M "$T/disk7.img"
+cat >"$T/mb.cfg" <<CFG
+name = "mbox-e2e-$$";
+state_dir = "$T/state";
+exit_with_drivers = true;
+pool = 0;
+windows = ( { name = "w0"; size = "16M"; backing = "memfd"; } );
+devices = ( { name = "d0"; type = "blk"; backend = "file"; path = "$T/disk7.img"; queues = 2; } );
+compartments = (
+  { name = "dev"; role = "device"; devices = ["d0"]; memory = "256M"; },
+  { name = "app"; role = "driver"; window = "w0"; connect = "dev"; link = "window"; memory = "256M";
+    program = ["xvl", "blk", "verify", "--connect", "{link}", "--time", "3", "--ops", "1000000000",
+               "--qd", "8", "--queues", "2", "--max", "256K"]; }
+);
+CFG
+bg "$T/run.log" "$XVL" run "$T/mb.cfg"
+RUN=$BG_PID
+wait_log "$T/run.log" "compartment dev (device) started: pid"
+sleep 1
+devpid=$(sed -n 's/.*compartment dev (device) started: pid \([0-9]*\).*/\1/p' "$T/run.log" | head -1)
+[ -n "$devpid" ] && kill -9 "$devpid"
+wait "$RUN"; rc=$?
+if [ "$rc" -eq 0 ] && grep -q "\[app\] verify: OK" "$T/run.log" && grep -q "mailbox in window fd 3: device side ready" "$T/run.log" &&
+	grep -q "0 mismatches, 0 failed requests, 0 completed twice" "$T/run.log" && grep -q "server reconnections [1-9]" "$T/run.log"; then
+	ok "xvl run with link = \"window\": the device side killed and restarted by the partitioner, the driver verified ($(grep -o 'server reconnections [0-9]*, device restarts [0-9]*' "$T/run.log"))"
+else
+	fail "xvl run with link = \"window\" (exit $rc)"; sed 's/^/#   /' "$T/run.log" | tail -15
 fi
 finish
