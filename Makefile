@@ -10,13 +10,16 @@ export FUZZ_SMOKE
 # fio sources for the external ioengine (see scripts/fio-headers.sh);
 # FIO_SRC=none builds without them.
 FIO_SRC ?= .fio-src
+# `make install`: where to (meson prefix) and a staging root (empty: /).
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 # Pass -Dfio_src=... only once the tree has that meson option.
 HAVE_FIO_OPT := $(shell grep -qs "fio_src" meson_options.txt meson.options && echo yes)
 fio_opt = $$(if [ "$(HAVE_FIO_OPT)" = yes ] && [ "$(FIO_SRC)" != none ]; then p=$$(scripts/fio-headers.sh "$(FIO_SRC)") || exit 1; echo "-Dfio_src=$$p"; fi)
 
 .PHONY: all help deps build demo check build-asan build-aarch64 build-riscv64 \
-	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers clean distclean
+	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers install uninstall clean distclean
 
 all: deps build
 
@@ -26,6 +29,8 @@ help:
 	@echo "make check      every build (native, ASan/UBSan, aarch64, riscv64, freestanding core,"
 	@echo "                fuzzers) and every test (tests/run.sh); ends with 'N passed, N failed'"
 	@echo "make fuzz       build the libFuzzer targets, run each FUZZ_TIME=$(FUZZ_TIME) s"
+	@echo "make install    build ./build-install for PREFIX=$(PREFIX) and install it (DESTDIR honoured)"
+	@echo "make uninstall  remove what make install installed"
 	@echo "make clean      remove build directories (distclean: also .fio-src)"
 
 deps:
@@ -63,6 +68,18 @@ fuzz-build: deps
 fuzz: fuzz-build
 	@scripts/fuzz.sh run $(FUZZ_TIME)
 
+# Its own build directory, so that ./build keeps its default prefix.
+install: deps
+	@opts="$(fio_opt)" && scripts/meson-setup.sh build-install --prefix="$(abspath $(PREFIX))" $$opts
+	$(NINJA) -C build-install
+	meson install -C build-install --no-rebuild $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+# Removes what the last `make install` installed (meson's install log).
+uninstall:
+	@[ -f build-install/meson-logs/install-log.txt ] || { echo "nothing installed from build-install"; exit 1; }
+	$(NINJA) -C build-install uninstall
+
 demo: all
 	./build/src/cli/xvl demo
 
@@ -72,7 +89,7 @@ check: deps
 	@tests/run.sh --build
 
 clean:
-	rm -rf build build-asan build-aarch64 build-aarch64-static build-riscv64 build-freestanding build-kernel-core build-fuzz build-logs
+	rm -rf build build-asan build-aarch64 build-aarch64-static build-riscv64 build-freestanding build-kernel-core build-fuzz build-install build-logs
 
 distclean: clean
 	rm -rf .fio-src

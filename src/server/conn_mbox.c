@@ -171,9 +171,13 @@ void srv_mbox_destroy(struct srv *s)
 
 /* ------------------------------------------------------------ sessions */
 
+/* The peer's eventfd may be one it can make block: through the server's guard. */
 static void ring_peer(struct srv_mbox *m)
 {
-	xvl_doorbell_ring(&m->db, XVL_MBOX_VEC_MAILBOX);
+	if (m->db.kind == XVL_DB_EVENTFD && m->db.n_peer && m->db.peer[XVL_MBOX_VEC_MAILBOX] >= 0)
+		xvl_os_peer_eventfd_signal(&m->srv->guard, m->db.peer[XVL_MBOX_VEC_MAILBOX]);
+	else
+		xvl_doorbell_ring(&m->db, XVL_MBOX_VEC_MAILBOX);
 }
 
 static void end_session(struct srv_mbox *m, const char *why)
@@ -206,13 +210,15 @@ static void new_session(struct srv_mbox *m)
 	}
 	c->srv = s;
 	c->fd = -1;
+	c->born_ns = xvl_os_now_ns();
 	c->mbox = m;
 	c->win = m->win;
 	c->win.fd = -1; /* the conn borrows the mapping; conn_free leaves it alone */
 	c->has_window = true;
-	c->pending_detach_dev = -1;
 	c->next = s->conns;
 	s->conns = c;
+	s->n_conns++;
+	srv_tick_arm(s, true); /* the HELLO timeout applies here too */
 	m->conn = c;
 	m->n_held = 0;
 }
@@ -295,7 +301,7 @@ static bool serve_requests(struct srv_mbox *m)
 			break;
 		}
 		any = true;
-		srv_conn_dispatch(m->conn, &req);
+		srv_link_dispatch(m->conn, &req, NULL, 0);
 	}
 	return any;
 }
