@@ -35,6 +35,7 @@ struct xvl_link_mbox {
 	struct xvl_doorbell db;
 	int ivsh_sock;           /* ivshmem: our connection to the server, -1 otherwise */
 	char what[160];          /* "mailbox in PATH" for messages */
+	char why[320];           /* the last error, with what */
 	struct xvl_backoff backoff;
 };
 
@@ -200,9 +201,11 @@ int xvl_link_mbox_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms)
 
 const char *xvl_link_mbox_why(const struct xvl_client *c)
 {
-	const struct xvl_link_mbox *l = c->mbox;
+	struct xvl_link_mbox *l = c->mbox;
 	const char *why = xvl_mbox_why(&l->mb);
-	return *why ? why : "the device side closed the mailbox link or restarted";
+	snprintf(l->why, sizeof(l->why), "%s: %s", l->what,
+		 *why ? why : "the device side closed the link or restarted");
+	return l->why;
 }
 
 /* Queue q of device d: vector 1 + (d * 16 + q) mod (n - 1), or 0 when n == 1. */

@@ -14,6 +14,8 @@
 #      and gets the window (BAR2 of its size), while a host peer runs verify
 #   6. a peer ringing every vector as fast as it can does not starve a socket
 #      client of the same server
+#   (4b) a hostile device side answering with a malformed slot: the client
+#      fails with a message naming the mailbox, within its timeout
 #   7. xvl run with link = "window": the partitioner hands the memfd window to
 #      both compartments; it restarts the device side after kill -9
 # Prints TAP; about 20 s.
@@ -143,6 +145,20 @@ if gcc -std=gnu11 -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$R/src/core" -I"$R/
 	else fail "good client after the hostile ones"; tail -5 "$T/v4b.out" | sed 's/^/#   /'; fi
 	alive "$S4" && ok "server still up" || fail "server died"
 	stop_server "$S4"
+
+	# A hostile device side: the driver refuses its malformed reply with a message, promptly.
+	bg "$T/bd.out" "$BM" --device "$T/w8"
+	BD=$BG_PID
+	t0=$(date +%s%N)
+	"$XVL" blk info --connect "window:$T/w8" --window-size 4M >"$T/bd.cli" 2>&1; crc=$?
+	t1=$(date +%s%N)
+	wait "$BD"
+	if [ "$crc" -ne 0 ] && grep -q "PASS" "$T/bd.out" && grep -q "mailbox" "$T/bd.cli" &&
+		[ $(( (t1 - t0) / 1000000 )) -lt 4000 ]; then
+		ok "hostile mailbox device (reply slot of 9999 bytes): the client says '$(head -c 160 "$T/bd.cli")' in $(( (t1 - t0) / 1000000 )) ms"
+	else
+		fail "hostile mailbox device (client exit $crc)"; cat "$T/bd.out" "$T/bd.cli" | sed 's/^/#   /' | tail -6
+	fi
 
 	# A doorbell storm from a peer must not starve the server's other clients.
 	bg "$T/s6.log" "$XVL" server --listen "$T/s6.sock" --link window --window "ivshmem:$T/iv6.sock,size=16M,vectors=4" \
