@@ -184,8 +184,12 @@ else
 fi
 # ---------------------------------------------------------------- 7. the partitioner
 truncate -s 32M "$T/disk7.img"
+# An ASan build's exit-time leak check makes system calls the compartments' filter kills.
+sc=kill
+ldd "$XVL" 2>/dev/null | grep -q libasan && { sc=log; note "ASan build: compartments with seccomp = log"; }
 cat >"$T/mb.cfg" <<CFG
 name = "mbox-e2e-$$";
+seccomp = "$sc";
 state_dir = "$T/state";
 exit_with_drivers = true;
 pool = 0;
