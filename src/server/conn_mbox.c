@@ -212,8 +212,7 @@ static void new_session(struct srv_mbox *m)
 	c->fd = -1;
 	c->born_ns = xvl_os_now_ns();
 	c->mbox = m;
-	c->win = m->win;
-	c->win.fd = -1; /* the conn borrows the mapping; conn_free leaves it alone */
+	c->win = m->win; /* borrowed (conn_free leaves it alone); the fd is for a vhost-user bridge */
 	c->has_window = true;
 	c->next = s->conns;
 	s->conns = c;

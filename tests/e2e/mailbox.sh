@@ -18,6 +18,8 @@
 #      fails with a message naming the mailbox, within its timeout
 #   7. xvl run with link = "window": the partitioner hands the memfd window to
 #      both compartments; it restarts the device side after kill -9
+#   8. the vhost-user bridge (qemu-storage-daemon) behind the mailbox link, and
+#      fio's verify=crc32c through the engine over it
 # Prints TAP; about 20 s.
 . "$(dirname "$0")/lib.sh"
 R=$E2E_ROOT
@@ -182,6 +184,42 @@ if gcc -std=gnu11 -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$R/src/core" -I"$R/
 else
 	fail "badmbox builds"; sed 's/^/#   /' "$T/cc.log" | head
 fi
+# ---------------------------------------------------------------- 8. bridge and fio over the mailbox
+if command -v qemu-storage-daemon >/dev/null; then
+	truncate -s 64M "$T/qdisk.img"
+	bg "$T/qsd.log" qemu-storage-daemon --blockdev driver=file,node-name=f0,filename="$T/qdisk.img" \
+		--export type=vhost-user-blk,id=e0,node-name=f0,addr.type=unix,addr.path="$T/qsd.sock",writable=on,num-queues=2
+	QSD=$BG_PID
+	wait_sock "$T/qsd.sock" "$QSD"
+	bg "$T/s8.log" "$XVL" server --link window --window "ivshmem:$T/iv8.sock,size=64M,vectors=8" \
+		-d "name=q0,backend=vhost-user,path=$T/qsd.sock"
+	S8=$BG_PID
+	wait_sock "$T/iv8.sock" "$S8"
+	"$XVL" blk verify --connect "ivshmem:$T/iv8.sock" --queues 2 --size 16M --ops 2000 --max 1M >"$T/v8.out" 2>&1
+	if verify_ok "$T/v8.out"; then ok "vhost-user bridge (qemu-storage-daemon) behind the mailbox link, 2 queues, eventfd doorbells"
+	else fail "vhost-user bridge behind the mailbox link"; sed 's/^/#   /' "$T/v8.out" "$T/s8.log" | tail -10; fi
+	stop_server "$S8"
+else
+	skip "vhost-user bridge behind the mailbox link (no qemu-storage-daemon)"
+fi
+FIO_ENGINE=$R/build/src/fio/xvloop-fio.so
+if command -v fio >/dev/null && [ -e "$FIO_ENGINE" ]; then
+	bg "$T/s9.log" "$XVL" server --link window --window "ivshmem:$T/iv9.sock,size=64M,vectors=8" \
+		-d name=r0,backend=ram,size=64M,queues=2
+	S9=$BG_PID
+	wait_sock "$T/iv9.sock" "$S9"
+	if fio --name=v --ioengine=external:"$FIO_ENGINE" --uri="ivshmem:$T/iv9.sock" --rw=randwrite \
+		--bs=4k-128k --iodepth=8 --size=32M --verify=crc32c --do_verify=1 --verify_fatal=1 \
+		>"$T/fio.out" 2>&1 && grep -q "err= 0" "$T/fio.out"; then
+		ok "fio randwrite 4k-128k with verify=crc32c through the engine over the mailbox link"
+	else
+		fail "fio over the mailbox link"; tail -8 "$T/fio.out" | sed 's/^/#   /'
+	fi
+	stop_server "$S9"
+else
+	skip "fio over the mailbox link (no fio or engine)"
+fi
+
 # ---------------------------------------------------------------- 7. the partitioner
 truncate -s 32M "$T/disk7.img"
 # An ASan build's exit-time leak check makes system calls the compartments' filter kills.
