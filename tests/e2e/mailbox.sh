@@ -59,6 +59,20 @@ else
 	fail "verify over the mailbox, eventfd doorbells"; sed 's/^/#   /' "$T/v2.out" "$T/s2.log" | tail -15
 fi
 
+# Too few vectors for every queue its own: refused with a message, not shared.
+bg "$T/s2b.log" "$XVL" server --link window --window "ivshmem:$T/iv2b.sock,size=16M,vectors=3" \
+	-d name=d0,backend=ram,size=8M,queues=4 -d name=d1,backend=ram,size=8M
+S2B=$BG_PID
+wait_sock "$T/iv2b.sock" "$S2B"
+"$XVL" blk verify --connect "ivshmem:$T/iv2b.sock" --queues 4 --size 4M --ops 100 >"$T/v2b.out" 2>&1; r1=$?
+"$XVL" blk verify --connect "ivshmem:$T/iv2b.sock" --device d1 --size 4M --ops 100 >"$T/v2c.out" 2>&1; r2=$?
+if [ "$r1" -ne 0 ] && grep -q "no doorbell vector left for queue 2" "$T/v2b.out" && [ "$r2" -eq 0 ] && verify_ok "$T/v2c.out"; then
+	ok "3 vectors: 4 queues refused ('no doorbell vector left for queue 2'), device 1's one queue served"
+else
+	fail "vector assignment with too few vectors (exit $r1, $r2)"; cat "$T/v2b.out" "$T/v2c.out" | tail -6 | sed 's/^/#   /'
+fi
+stop_server "$S2B"
+
 # ---------------------------------------------------------------- 5. QEMU as an ivshmem peer
 if command -v qemu-system-x86_64 >/dev/null; then
 	mkfifo "$T/mon"
