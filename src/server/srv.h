@@ -35,6 +35,9 @@ enum srv_watch_kind {
 	W_RELAY_CALL,  /* a vhost backend's call eventfd (relay mode) */
 	W_VHOST,       /* a vhost backend's socket: readable means it went away */
 	W_VHOST_TIMER, /* retry timer while a lost vhost backend is awaited */
+	W_MBOX,        /* the mailbox link's doorbell vector 0 */
+	W_IVSH_LISTEN, /* the ivshmem server's socket (window link) */
+	W_IVSH_PEER,   /* an ivshmem peer's socket: readable means it left */
 	W_TICK,        /* once a second while a connection awaits its HELLO */
 	W_VHOST_JOB,   /* a vhost backend job (bridge_job.c) finished */
 };
@@ -145,9 +148,12 @@ struct srv_out {
 	uint8_t b[XVL_MSG_MAX_SIZE];
 };
 
+struct srv_mbox;
+
 struct srv_conn {
 	struct srv *srv;
-	int fd;
+	int fd;              /* socket link; -1 on the mailbox link */
+	struct srv_mbox *mbox; /* mailbox link (conn_mbox.c); NULL on the socket link */
 	char name[XVL_NAME_MAX];
 	struct xvl_os_window win;
 	bool has_window;
@@ -180,6 +186,7 @@ struct srv {
 	struct srv_watch listen_w, signal_w, ring_w, tick_w;
 	unsigned poll_queues; /* enabled queues in poll mode: the loop spins while > 0 */
 	struct xvl_os_guard guard; /* for peers' eventfds */
+	struct srv_mbox *mbox; /* the window link, if any (conn_mbox.c) */
 };
 
 /* Backends. */
@@ -239,6 +246,23 @@ void srv_conn_free_if_unused(struct srv_conn *c);
 void srv_conns_reap(struct srv *s);
 void srv_conns_tick(struct srv *s);
 void srv_conns_close_all(struct srv *s);
+
+/* Close c's link now (the mailbox link's sessions end this way). */
+void srv_conn_close(struct srv_conn *c);
+
+/* The mailbox link's side of a connection (conn_mbox.c). */
+int srv_mbox_setup(struct srv *s, struct xvl_errbuf *eb);
+/* Look at the mailbox: new sessions, requests, held messages.  Cheap when idle. */
+void srv_mbox_poll(struct srv *s);
+void srv_mbox_on_event(struct srv *s, struct srv_watch *w);
+/* Microseconds the loop may sleep (-1: until an fd wakes it); busy: work was found. */
+long srv_mbox_idle_us(struct srv *s, bool busy);
+/* srv_conn_send for a mailbox session: never blocks; holds what the ring does not take. */
+int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m);
+/* SET_QUEUE with VECTORS: the queue's kick and call eventfds (new descriptors), or -errno. */
+int srv_mbox_queue_fds(struct srv_conn *c, const struct xvl_m_queue *mq, int fds[2]);
+void srv_mbox_conn_closed(struct srv_conn *c);
+void srv_mbox_destroy(struct srv *s);
 
 /* Link requests (link.c). */
 void srv_link_dispatch(struct srv_conn *c, const struct xvl_msg *m, int *fds, unsigned nfds);
