@@ -215,6 +215,7 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 		break;
 	case W_VHOST_JOB:
 		srv_bridge_job_done(w->obj);
+		break;
 	case W_MBOX:
 	case W_IVSH_LISTEN:
 	case W_IVSH_PEER:
