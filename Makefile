@@ -16,7 +16,7 @@ HAVE_FIO_OPT := $(shell grep -qs "fio_src" meson_options.txt meson.options && ec
 fio_opt = $$(if [ "$(HAVE_FIO_OPT)" = yes ] && [ "$(FIO_SRC)" != none ]; then p=$$(scripts/fio-headers.sh "$(FIO_SRC)") || exit 1; echo "-Dfio_src=$$p"; fi)
 
 .PHONY: all help deps build demo check build-asan build-aarch64 build-riscv64 \
-	cross freestanding fuzz fuzz-build fio-headers clean distclean
+	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers clean distclean
 
 all: deps build
 
@@ -46,6 +46,11 @@ build-aarch64 build-riscv64: build-%: deps
 	@scripts/meson-setup.sh $@ --cross-file cross/$*.ini
 	$(NINJA) -C $@
 
+# The whole stack for aarch64, linked statically: what the arm64 guest runs.
+build-aarch64-static: deps
+	@scripts/meson-setup.sh $@ --cross-file cross/aarch64.ini -Dprefer_static=true -Dc_link_args=-static
+	$(NINJA) -C $@ src/cli/xvl
+
 cross: build-aarch64 build-riscv64
 
 freestanding:
@@ -66,7 +71,7 @@ check: deps
 	@tests/run.sh --build
 
 clean:
-	rm -rf build build-asan build-aarch64 build-riscv64 build-freestanding build-fuzz build-logs
+	rm -rf build build-asan build-aarch64 build-aarch64-static build-riscv64 build-freestanding build-fuzz build-logs
 
 distclean: clean
 	rm -rf .fio-src

@@ -13,17 +13,22 @@ PKGS=(
 	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
-	qemu-system-x86 busybox-static cpio
+	qemu-system-x86 busybox-static cpio qemu-system-arm
 )
+# The target's libraries for the aarch64 cross build of the whole stack (the
+# static xvl the arm64 guest test runs): multiarch -dev packages.
+FOREIGN_ARCH=arm64
+FOREIGN=(liburing-dev:arm64 libjson-c-dev:arm64 libconfig-dev:arm64 libseccomp-dev:arm64)
 
 missing=()
-for p in "${PKGS[@]}"; do
+for p in "${PKGS[@]}" "${FOREIGN[@]}"; do
 	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-	[ "$st" = installed ] || missing+=("$p")
+	# two lines (one per architecture) when a multiarch package has both
+	case $st in installed*) ;; *) missing+=("$p") ;; esac
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: all ${#PKGS[@]} packages present"
+	echo "deps: all $((${#PKGS[@]} + ${#FOREIGN[@]})) packages present"
 	exit 0
 fi
 
@@ -39,6 +44,8 @@ else
 	SUDO=()
 fi
 export DEBIAN_FRONTEND=noninteractive
+dpkg --print-foreign-architectures | grep -qx "$FOREIGN_ARCH" ||
+	"${SUDO[@]}" dpkg --add-architecture "$FOREIGN_ARCH"
 "${SUDO[@]}" apt-get update -q
 "${SUDO[@]}" apt-get install -y -q -o DPkg::Lock::Timeout=600 \
 	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \

@@ -69,7 +69,7 @@ for d in $BUILD_DIRS; do built[$d]=1; done
 if [ $do_build -eq 1 ]; then
 	echo "== compile"
 	p=0 f=0 t0=$(date +%s)
-	stages="$BUILD_DIRS freestanding"
+	stages="$BUILD_DIRS build-aarch64-static freestanding"
 	[ -n "$(scripts/fuzz.sh list)" ] && stages+=" fuzz-build"
 	for st in $stages; do
 		s0=$(date +%s)

@@ -36,13 +36,10 @@ while [ $# -gt 0 ]; do
 done
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 eval "$("$here/kernel.sh" "$arch")"
+# The host's busybox-static for amd64; kernel.sh fetched a foreign one.
 bb=/bin/busybox
-case $arch in
-amd64) ;;
-*) bb=${XVL_GUEST_BUSYBOX:-$(cd "$here/../.." && pwd)/.guest/$arch/busybox} ;;
-esac
-[ -x "$bb" ] && file -L "$bb" 2>/dev/null | grep -q static || [ "$arch" != amd64 ] ||
-	{ echo "initramfs.sh: $bb is not a static busybox (apt-get install busybox-static)" >&2; exit 1; }
+[ "$arch" = "$(dpkg --print-architecture)" ] || bb=$(dirname "$GUEST_MODULES")/../../../busybox
+[ -x "$bb" ] || { echo "initramfs.sh: no static busybox for $arch at $bb" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

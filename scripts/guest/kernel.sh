@@ -6,7 +6,8 @@
 # linux-image-cloud-ARCH currently depends on (the archive drops old ABI
 # versions, so the version is resolved every time, never pinned), unpacked
 # with `dpkg -x` into <repo>/.guest/ARCH/.  ARCH: amd64 (default) or arm64
-# (needs `dpkg --add-architecture arm64; apt-get update` first).
+# (adds the dpkg architecture and updates the package lists if needed; a
+# foreign architecture's busybox-static is fetched too).
 #
 # --headers also installs linux-headers-VERSION-cloud-ARCH on the host (for
 # building modules against the guest kernel; it does not touch the host's own
@@ -27,6 +28,12 @@ mkdir -p "$dest"
 exec 9<"$dest"
 flock 9
 
+if [ "$arch" != "$(dpkg --print-architecture)" ] &&
+	! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+	log "adding dpkg architecture $arch"
+	dpkg --add-architecture "$arch"
+	apt-get update -q >&2
+fi
 meta=linux-image-cloud-$arch
 pkg=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
 if [ -z "$pkg" ]; then
@@ -35,6 +42,7 @@ if [ -z "$pkg" ]; then
 	pkg=$(apt-cache depends "$meta" | awk '/Depends: linux-image-/ { print $2; exit }')
 fi
 [ -n "$pkg" ] || { log "cannot resolve $meta to a kernel package"; exit 1; }
+pkg=${pkg%%:*}
 kver=${pkg#linux-image-}
 
 if [ ! -f "$dest/$kver.stamp" ]; then
@@ -45,6 +53,16 @@ if [ ! -f "$dest/$kver.stamp" ]; then
 	rm -rf "$dest/root"
 	dpkg -x "$tmp"/*.deb "$dest/root"
 	touch "$dest/$kver.stamp"
+fi
+
+# A foreign architecture's guest also needs its busybox (the host's is amd64).
+if [ "$arch" != "$(dpkg --print-architecture)" ] && [ ! -x "$dest/busybox" ]; then
+	log "fetching busybox-static:$arch"
+	tmp=$(mktemp -d)
+	(cd "$tmp" && apt-get download -q "busybox-static:$arch" >&2)
+	dpkg -x "$tmp"/busybox-static_*.deb "$tmp/x"
+	cp "$tmp/x/bin/busybox" "$dest/busybox"
+	rm -rf "$tmp"
 fi
 
 if [ $headers -eq 1 ]; then

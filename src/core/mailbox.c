@@ -333,6 +333,13 @@ int xvl_mbox_send(struct xvl_mbox *mb, const struct xvl_msg *m)
 	return 0;
 }
 
+bool xvl_mbox_can_send(const struct xvl_mbox *mb)
+{
+	if (!mb || !mb->base || mb->broken)
+		return false;
+	return mb->tx - rd32_acquire(tx_cons(mb)) < mb->n_slots;
+}
+
 bool xvl_mbox_pending(const struct xvl_mbox *mb)
 {
 	if (!mb || !mb->base || mb->broken)

@@ -137,6 +137,8 @@ int xvl_mbox_send(struct xvl_mbox *mb, const struct xvl_msg *m);
  * says what, and the peer sees the link closed).
  */
 int xvl_mbox_recv(struct xvl_mbox *mb, struct xvl_msg *m);
+/* True when the peer has left room for one more message (a send would not be -EAGAIN). */
+bool xvl_mbox_can_send(const struct xvl_mbox *mb);
 /* Nonzero when a message is waiting (cheap; for pollers). */
 bool xvl_mbox_pending(const struct xvl_mbox *mb);
 /* End the session from this side: the peer gets -ECONNRESET. */

@@ -79,10 +79,10 @@ static void desc_read(const struct xvl_vring_desc *d, struct desc_copy *c)
 static void desc_write(struct xvl_vring_desc *d, uint64_t addr, uint32_t len, uint16_t flags,
 		       uint16_t next)
 {
-	xvl_wr64(&d->addr, addr);
-	xvl_wr32(&d->len, len);
-	xvl_wr16(&d->flags, flags);
-	xvl_wr16(&d->next, next);
+	xvl_put64(&d->addr, addr);
+	xvl_put32(&d->len, len);
+	xvl_put16(&d->flags, flags);
+	xvl_put16(&d->next, next);
 }
 
 /* used_event trails the avail ring; avail_event trails the used ring. */
@@ -251,7 +251,7 @@ static uint64_t sg_in_bytes(const struct xvl_sg *sg, unsigned n_out, unsigned n)
 
 static void publish_avail(struct xvl_vq_drv *vq, uint16_t head)
 {
-	xvl_wr16(&vq->avail->ring[vq->avail_idx & (vq->num - 1)], head);
+	xvl_put16(&vq->avail->ring[vq->avail_idx & (vq->num - 1)], head);
 	vq->avail_idx++;
 	/* Release: descriptors, tables and the ring entry are visible before the index. */
 	xvl_wr16_release(&vq->avail->idx, vq->avail_idx);
@@ -387,7 +387,8 @@ static bool notify_arm(bool event_idx, uint16_t *event, uint16_t *flags, uint16_
 	else
 		xvl_wr16(flags, 0);
 	xvl_mb();
-	return xvl_rd16_acquire(peer_idx) != pos;
+	/* Relaxed: after the fence, and the caller reads the ring through get_used/pop. */
+	return xvl_rd16(peer_idx) != pos;
 }
 
 /* Suppress notifications: park the event field far ahead, or set the flag. */
@@ -400,9 +401,10 @@ static void notify_park(bool event_idx, uint16_t *event, uint16_t *flags, uint16
 		xvl_wr16(flags, flag);
 }
 
+/* A predicate for spin loops: relaxed, get_used re-reads the index with acquire. */
 bool xvl_vq_drv_has_used(const struct xvl_vq_drv *vq)
 {
-	return xvl_rd16_acquire(&vq->used->idx) != vq->last_used;
+	return xvl_rd16(&vq->used->idx) != vq->last_used;
 }
 
 bool xvl_vq_drv_enable_cb(struct xvl_vq_drv *vq)
@@ -611,8 +613,8 @@ int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
 	if (head >= vq->num || !vq->inflight)
 		return -EINVAL;
 	ue = &vq->used->ring[vq->used_idx & (vq->num - 1)];
-	xvl_wr32(&ue->id, head);
-	xvl_wr32(&ue->len, len);
+	xvl_put32(&ue->id, head);
+	xvl_put32(&ue->len, len);
 	vq->used_idx++;
 	vq->inflight--;
 	/* Release: the element is visible before the index that exposes it. */
@@ -652,5 +654,6 @@ bool xvl_vq_dev_has_avail(struct xvl_vq_dev *vq)
 {
 	if (vq->broken)
 		return true;
-	return xvl_rd16_acquire(&vq->avail->idx) != vq->last_avail;
+	/* Relaxed, as has_used: pop re-reads the index with acquire. */
+	return xvl_rd16(&vq->avail->idx) != vq->last_avail;
 }

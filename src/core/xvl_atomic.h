@@ -57,6 +57,17 @@ static inline void xvl_wr16(uint16_t *p, uint16_t v) { xvl_store_relaxed(p, xvl_
 static inline void xvl_wr32(uint32_t *p, uint32_t v) { xvl_store_relaxed(p, xvl_le32(v)); }
 static inline void xvl_wr64(uint64_t *p, uint64_t v) { xvl_store_relaxed(p, xvl_le64(v)); }
 
+/*
+ * Plain little-endian stores, for fields this side owns and publishes with
+ * a later release store (descriptors and ring entries before the index):
+ * the release orders them, so they need no atomicity of their own, and on
+ * RISC-V with gcc 12 an atomic 32/64-bit store would be an AMO.  A peer that
+ * reads them early sees what it could have seen anyway: values it validates.
+ */
+static inline void xvl_put16(uint16_t *p, uint16_t v) { *p = xvl_le16(v); }
+static inline void xvl_put32(uint32_t *p, uint32_t v) { *p = xvl_le32(v); }
+static inline void xvl_put64(uint64_t *p, uint64_t v) { *p = xvl_le64(v); }
+
 static inline uint16_t xvl_rd16_acquire(const uint16_t *p) { return xvl_le16(xvl_load_acquire(p)); }
 static inline void xvl_wr16_release(uint16_t *p, uint16_t v) { xvl_store_release(p, xvl_le16(v)); }
 

@@ -174,6 +174,10 @@ static unsigned dev_inflight(const struct srv_dev *d)
 
 static void send_msg(struct srv_conn *c, struct xvl_msg *m)
 {
+	if (c->mbox) {
+		srv_mbox_send(c, m);
+		return;
+	}
 	uint8_t buf[XVL_MSG_MAX_SIZE];
 	int n = xvl_msg_encode(m, buf, sizeof(buf));
 	if (n > 0)
@@ -198,7 +202,8 @@ static void conn_free(struct srv_conn *c)
 			break;
 		}
 	}
-	xvl_os_window_close(&c->win);
+	if (!c->mbox) /* a mailbox session borrows the window of its mailbox */
+		xvl_os_window_close(&c->win);
 	free(c);
 }
 
@@ -237,9 +242,13 @@ static void conn_close(struct srv_conn *c)
 	struct srv *s = c->srv;
 	if (c->name[0]) /* a probe that never said HELLO is not worth a line */
 		srv_log(s, "client %s disconnected", c->name);
-	srv_unwatch(s, c->fd);
-	close(c->fd);
+	if (c->fd >= 0) {
+		srv_unwatch(s, c->fd);
+		close(c->fd);
+	}
 	c->fd = -1;
+	if (c->mbox)
+		srv_mbox_conn_closed(c);
 	/*
 	 * Not dev_release_if_idle() here: it frees c once the last device is
 	 * released, and c is still used below.  Idle devices are released now;
@@ -351,6 +360,8 @@ static int on_attach(struct srv_conn *c, const struct xvl_msg *m)
 static int on_set_window(struct srv_conn *c, const struct xvl_msg *m, int *fds, unsigned nfds)
 {
 	struct xvl_errbuf eb;
+	if (c->mbox)
+		return -EEXIST; /* the window is the one the mailbox is in */
 	if (nfds != 1)
 		return -EBADMSG;
 	if (c->has_window)
@@ -451,9 +462,22 @@ static int on_set_queue(struct srv_conn *c, const struct xvl_msg *m, int *fds, u
 		return -EINVAL;
 	if (nfds != xvl_msg_nfds(m))
 		return -EBADMSG;
+	/* The mailbox link names doorbell vectors; a queue there needs them (or POLL). */
+	if (c->mbox && !(mq->flags & (XVL_QUEUE_F_POLL | XVL_QUEUE_F_VECTORS)))
+		return -EINVAL;
 	if (!(d->status & XVL_STATUS_FEATURES_OK) || (d->status & XVL_STATUS_DRIVER_OK))
 		return -EPERM;
+	int vfds[2] = {-1, -1};
+	if ((mq->flags & XVL_QUEUE_F_VECTORS) && !(mq->flags & XVL_QUEUE_F_POLL)) {
+		int vrc = srv_mbox_queue_fds(c, mq, vfds);
+		if (vrc < 0)
+			return vrc;
+		fds = vfds;
+	}
 	int rc = queue_setup(&d->q[mq->queue], mq, fds);
+	for (unsigned i = 0; i < 2; i++)
+		if (vfds[i] >= 0)
+			close(vfds[i]); /* not taken by queue_setup (it sets what it takes to -1) */
 	if (rc < 0)
 		srv_log(c->srv, "client %s: device %s queue %u refused: %s", c->name, d->spec.name,
 			mq->queue, strerror(-rc));
@@ -593,6 +617,16 @@ static void dispatch(struct srv_conn *c, const struct xvl_msg *m, int *fds, unsi
 	send_msg(c, &rep);
 }
 
+void srv_conn_dispatch(struct srv_conn *c, const struct xvl_msg *m)
+{
+	dispatch(c, m, NULL, 0);
+}
+
+void srv_conn_close(struct srv_conn *c)
+{
+	conn_close(c);
+}
+
 static void on_conn_readable(struct srv_conn *c)
 {
 	uint8_t buf[XVL_MSG_MAX_SIZE];
@@ -706,6 +740,11 @@ static void on_event(struct srv *s, struct srv_watch *w)
 	case W_VHOST_TIMER:
 		srv_bridge_retry(w->obj);
 		break;
+	case W_MBOX:
+	case W_IVSH_LISTEN:
+	case W_IVSH_PEER:
+		srv_mbox_on_event(s, w);
+		break;
 	}
 }
 
@@ -715,14 +754,19 @@ int xvl_server_run(struct xvl_server *xs)
 	struct epoll_event ev[MAX_EVENTS];
 	bool busy = false;
 
-	srv_log(s, "serving %u device(s) on %s", s->n_devs, s->opts.listen);
+	srv_log(s, "serving %u device(s) on %s", s->n_devs,
+		s->opts.listen ? s->opts.listen : s->opts.window);
 	while (!s->stop) {
 		int timeout = busy || s->poll_queues ? 0 : -1;
+		long idle_us = srv_mbox_idle_us(s, busy);
+		if (idle_us >= 0 && (timeout < 0 || idle_us == 0 || !busy))
+			timeout = (int)((idle_us + 999) / 1000); /* polling a window link: bounded, adaptive */
 		int n = epoll_wait(s->epfd, ev, MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		for (int i = 0; i < n; i++)
 			on_event(s, ev[i].data.ptr);
+		srv_mbox_poll(s);
 		if (s->poll_queues)
 			reap_ring(s);
 		busy = service_queues(s);
@@ -780,6 +824,9 @@ static int server_setup(struct srv *s, struct xvl_errbuf *eb)
 		if (rc < 0)
 			return rc;
 	}
+	rc = srv_mbox_setup(s, eb);
+	if (rc < 0 || !s->opts.listen)
+		return rc;
 	s->listen_fd = xvl_os_listen(s->opts.listen, eb);
 	if (s->listen_fd < 0)
 		return s->listen_fd;
@@ -790,8 +837,8 @@ int xvl_server_create(struct xvl_server **out, const struct xvl_server_opts *o,
 		      struct xvl_errbuf *eb)
 {
 	*out = NULL;
-	if (!o->listen)
-		return xvl_err(eb, -EINVAL, "no socket path to listen on");
+	if (!o->listen && !o->window)
+		return xvl_err(eb, -EINVAL, "no socket path to listen on and no window link");
 	if (o->n_devs == 0 || o->n_devs > XVL_SERVER_MAX_DEVS)
 		return xvl_err(eb, -EINVAL, "between 1 and %u devices needed, %u given",
 			       XVL_SERVER_MAX_DEVS, o->n_devs);
@@ -818,6 +865,7 @@ void xvl_server_destroy(struct xvl_server *xs)
 	struct srv *s = (struct srv *)xs;
 	if (!s)
 		return;
+	srv_mbox_destroy(s);
 	while (s->conns) {
 		struct srv_conn *c = s->conns;
 		if (!c->closing)

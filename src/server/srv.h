@@ -30,6 +30,9 @@ enum srv_watch_kind {
 	W_RELAY_CALL,  /* a vhost backend's call eventfd (relay mode) */
 	W_VHOST,       /* a vhost backend's socket: readable means it went away */
 	W_VHOST_TIMER, /* retry timer while a lost vhost backend is awaited */
+	W_MBOX,        /* the mailbox link's doorbell vector 0 */
+	W_IVSH_LISTEN, /* the ivshmem server's socket (window link) */
+	W_IVSH_PEER,   /* an ivshmem peer's socket: readable means it left */
 };
 
 struct srv_watch {
@@ -113,9 +116,12 @@ struct srv_dev {
 	uint64_t st_notifies;
 };
 
+struct srv_mbox;
+
 struct srv_conn {
 	struct srv *srv;
-	int fd;
+	int fd;              /* socket link; -1 on the mailbox link */
+	struct srv_mbox *mbox; /* mailbox link (conn_mbox.c); NULL on the socket link */
 	char name[XVL_NAME_MAX];
 	struct xvl_os_window win;
 	bool has_window;
@@ -142,7 +148,25 @@ struct srv {
 	struct srv_conn *conns;
 	struct srv_watch listen_w, signal_w, ring_w;
 	unsigned poll_queues; /* enabled queues in poll mode: the loop spins while > 0 */
+	struct srv_mbox *mbox; /* the window link, if any (conn_mbox.c) */
 };
+
+/* server.c, for the mailbox link */
+void srv_conn_dispatch(struct srv_conn *c, const struct xvl_msg *m);
+void srv_conn_close(struct srv_conn *c);
+
+/* conn_mbox.c: the mailbox link's side of a connection */
+int srv_mbox_setup(struct srv *s, struct xvl_errbuf *eb);
+/* Look at the mailbox: new sessions, requests, held events.  Cheap when idle. */
+void srv_mbox_poll(struct srv *s);
+void srv_mbox_on_event(struct srv *s, struct srv_watch *w);
+/* Microseconds the loop may sleep (-1: until an fd wakes it); busy: work was found. */
+long srv_mbox_idle_us(struct srv *s, bool busy);
+int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m);
+/* SET_QUEUE with VECTORS: the queue's kick and call eventfds (new descriptors), or -errno. */
+int srv_mbox_queue_fds(struct srv_conn *c, const struct xvl_m_queue *mq, int fds[2]);
+void srv_mbox_conn_closed(struct srv_conn *c);
+void srv_mbox_destroy(struct srv *s);
 
 /* Backends. */
 extern const struct srv_backend_ops srv_file_ops;
