@@ -26,6 +26,8 @@ help:
 	@echo "make check      every build (native, ASan/UBSan, aarch64, riscv64, freestanding core,"
 	@echo "                fuzzers) and every test (tests/run.sh); ends with 'N passed, N failed'"
 	@echo "make fuzz       build the libFuzzer targets, run each FUZZ_TIME=$(FUZZ_TIME) s"
+	@echo "make module     build kernel/xvl_virtio.ko (W=1) against the guest kernel's headers"
+	@echo "                (scripts/guest/kernel.sh --headers installs them; KBUILD=DIR overrides)"
 	@echo "make clean      remove build directories (distclean: also .fio-src)"
 
 deps:
@@ -61,6 +63,15 @@ fuzz-build: deps
 
 fuzz: fuzz-build
 	@scripts/fuzz.sh run $(FUZZ_TIME)
+
+# The kernel transport, against Debian's guest kernel headers (docs/KERNEL.md).
+module:
+	@kb="$(KBUILD)"; [ -n "$$kb" ] || kb=$$(scripts/guest/kernel.sh --headers | sed -n 's/^KBUILD=//p'); \
+	[ -n "$$kb" ] || { echo "make module: no guest kernel headers" >&2; exit 1; }; \
+	$(MAKE) -C "$$kb" M=$(CURDIR)/kernel W=1 modules
+
+module-clean:
+	$(MAKE) -C kernel clean
 
 demo: all
 	./build/src/cli/xvl demo

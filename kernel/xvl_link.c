@@ -289,6 +289,8 @@ static void connect_work(struct work_struct *work)
 		setup_session(w);
 		return;
 	}
+	/* A device side that sleeps until rung looks at the mailbox now. */
+	xvl_ring(w, XVL_MBOX_VEC_MAILBOX);
 	/* Nobody there yet: look every 20 ms for a second, then every 500 ms. */
 	delay = w->connect_tries++ < 50 ? msecs_to_jiffies(20) : msecs_to_jiffies(500);
 	schedule_delayed_work(&w->connect_work, delay);

@@ -185,7 +185,7 @@ struct xvl_vq *xvl_vq_create(struct xvl_vdev *xd, unsigned int index, unsigned i
 			     vq_callback_t *callback, const char *name, bool ctx);
 void xvl_vq_destroy(struct xvl_vq *q);
 int xvl_vq_announce(struct xvl_vq *q);
-bool xvl_vq_poll(struct xvl_vq *q);
+bool xvl_vq_poll(struct xvl_vq *q, bool in_irq);
 void xvl_vq_kill(struct xvl_vq *q, const char *why);
 irqreturn_t xvl_vq_irq(int irq, void *data);
 void xvl_vq_dead_work(struct work_struct *work);

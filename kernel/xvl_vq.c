@@ -188,8 +188,13 @@ static unsigned int collect(struct xvl_vq *q, const char **why)
 	return done;
 }
 
-static void xvl_vq_deliver(struct xvl_vq *q)
+/* Hand completions to the driver: as from its interrupt, or with bottom halves off. */
+static void xvl_vq_deliver(struct xvl_vq *q, bool in_irq)
 {
+	if (in_irq) {
+		vring_interrupt(0, q->vq);
+		return;
+	}
 	local_bh_disable();
 	vring_interrupt(0, q->vq);
 	local_bh_enable();
@@ -197,9 +202,10 @@ static void xvl_vq_deliver(struct xvl_vq *q)
 
 /*
  * Collect what the device returned, or fail everything of a dead queue, and
- * hand it to the driver.  Any context.  Returns whether anything completed.
+ * hand it to the driver.  in_irq: called from the queue's interrupt handler
+ * (else process context).  Returns whether anything completed.
  */
-bool xvl_vq_poll(struct xvl_vq *q)
+bool xvl_vq_poll(struct xvl_vq *q, bool in_irq)
 {
 	const char *why = NULL;
 	unsigned long flags;
@@ -214,29 +220,30 @@ bool xvl_vq_poll(struct xvl_vq *q)
 		n = collect(q, &why);
 	spin_unlock_irqrestore(&q->lock, flags);
 	if (n)
-		xvl_vq_deliver(q);
+		xvl_vq_deliver(q, in_irq);
 	if (why)
 		xvl_vq_kill(q, why);
 	return n;
 }
 
-/* The device broke the rules on this queue (or went away): fail what it holds, from now on. */
+/*
+ * The device broke the rules on this queue (or went away): from now on its
+ * requests fail.  The work item completes them, in process context.  Any
+ * context.
+ */
 void xvl_vq_kill(struct xvl_vq *q, const char *why)
 {
 	unsigned long flags;
 	bool first;
-	unsigned int n;
 
 	spin_lock_irqsave(&q->lock, flags);
 	first = !q->dead;
 	q->dead = true;
-	n = fail_all(q);
 	spin_unlock_irqrestore(&q->lock, flags);
 	if (first)
 		dev_err(&q->xd->vdev.dev, "queue %u: %s; its requests fail from now on\n",
 			q->index, why);
-	if (n)
-		xvl_vq_deliver(q);
+	schedule_work(&q->xd->win->dead_work);
 }
 
 static bool xvl_vq_notify(struct virtqueue *vq)
@@ -284,7 +291,7 @@ bool xvl_win_poll_vqs(struct xvl_win *w)
 	for (i = 0; i < XVL_MAX_VQS; i++) {
 		struct xvl_vq *q = rcu_dereference(w->vq_table[i]);
 
-		if (q && xvl_vq_poll(q))
+		if (q && xvl_vq_poll(q, false))
 			busy = true;
 	}
 	rcu_read_unlock();
@@ -303,7 +310,7 @@ irqreturn_t xvl_vq_irq(int irq, void *data)
 		struct xvl_vq *q = rcu_dereference(w->vq_table[i]);
 
 		if (q && q->call_vector == v->vec)
-			xvl_vq_poll(q);
+			xvl_vq_poll(q, true);
 	}
 	rcu_read_unlock();
 	return IRQ_HANDLED;
