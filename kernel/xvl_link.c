@@ -21,6 +21,10 @@ static unsigned int link_timeout_ms = 3000;
 module_param(link_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(link_timeout_ms, "Longest wait for a reply on the mailbox link (ms)");
 
+static unsigned int reconnect_ms = 10000;
+module_param(reconnect_ms, uint, 0644);
+MODULE_PARM_DESC(reconnect_ms, "How long requests wait for a lost device side to come back (ms)");
+
 static void queue_event(struct xvl_win *w, const struct xvl_m_event *ev)
 {
 	unsigned long flags;
@@ -184,10 +188,21 @@ static void event_work(struct work_struct *work)
 		xvl_vdev_event(w, &ev);
 
 	mutex_lock(&w->link_lock);
-	lost = w->link_dead && w->link_up == false && !w->removing;
+	lost = w->link_dead && !w->reconnecting && !w->removing;
+	if (lost) {
+		/* A new session; the devices wait for it up to reconnect_ms. */
+		w->reconnecting = true;
+		w->recover_until = jiffies + msecs_to_jiffies(reconnect_ms);
+		w->connect_tries = 0;
+		xvl_mbox_connect(&w->mb);
+	}
 	mutex_unlock(&w->link_lock);
-	if (lost)
-		xvl_vdev_link_lost(w, -ENOTCONN);
+	if (lost) {
+		xvl_vdev_link_lost(w);
+		dev_info(w->dev, "link: holding requests up to %u ms for the device side to come back\n",
+			 reconnect_ms);
+		mod_delayed_work(system_wq, &w->connect_work, 0);
+	}
 }
 
 static int hello(struct xvl_win *w)
@@ -243,6 +258,29 @@ static int dev_info_of(struct xvl_win *w, u32 i, struct xvl_m_dev_info *info)
 	return 0;
 }
 
+/* A new session after the old one was lost: the same devices, set up again. */
+static int recover_session(struct xvl_win *w)
+{
+	struct xvl_m_dev_info info;
+	u32 i;
+	int ret;
+
+	for (i = 0; i < XVL_MAX_DEVICES; i++) {
+		struct xvl_vdev *xd = w->vdevs[i];
+
+		if (!xd || xd->broken)
+			continue;
+		ret = i < w->n_devices ? dev_info_of(w, i, &info) : -ENODEV;
+		if (!ret && !xvl_vdev_same(xd, &info))
+			ret = -ENODEV;
+		if (!ret)
+			ret = xvl_vdev_recover(xd);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static void setup_session(struct xvl_win *w)
 {
 	struct xvl_m_dev_info info;
@@ -250,6 +288,23 @@ static void setup_session(struct xvl_win *w)
 	int ret;
 
 	ret = hello(w);
+	if (!ret && w->reconnecting) {
+		ret = recover_session(w);
+		mutex_lock(&w->link_lock);
+		/* Lost again meanwhile: event_work starts over (within the same deadline). */
+		if (!ret || !w->link_dead)
+			w->reconnecting = false;
+		mutex_unlock(&w->link_lock);
+		if (!ret) {
+			dev_info(w->dev, "link: device side back, requests resubmitted\n");
+			return;
+		}
+		if (w->link_dead)
+			return;
+		dev_err(w->dev, "link: recovery failed (%d)\n", ret);
+		xvl_vdev_give_up(w, "the device side came back without this device");
+		return;
+	}
 	if (ret) {
 		dev_err(w->dev, "link: HELLO failed (%d)\n", ret);
 		return;
@@ -267,6 +322,7 @@ static void connect_work(struct work_struct *work)
 {
 	struct xvl_win *w = container_of(to_delayed_work(work), struct xvl_win, connect_work);
 	unsigned long delay;
+	bool give_up;
 	int ret;
 
 	mutex_lock(&w->link_lock);
@@ -283,16 +339,25 @@ static void connect_work(struct work_struct *work)
 		w->link_up = true;
 		w->link_dead = false;
 	}
+	give_up = ret != 1 && w->reconnecting && time_after(jiffies, w->recover_until);
+	if (give_up)
+		w->reconnecting = false;
 	mutex_unlock(&w->link_lock);
 
 	if (ret == 1) {
 		setup_session(w);
 		return;
 	}
+	if (give_up) {
+		dev_err(w->dev, "link: the device side did not come back within %u ms\n",
+			reconnect_ms);
+		xvl_vdev_give_up(w, "the device side did not come back");
+		return;
+	}
 	/* A device side that sleeps until rung looks at the mailbox now. */
 	xvl_ring(w, XVL_MBOX_VEC_MAILBOX);
-	/* Nobody there yet: look every 20 ms for a second, then every 500 ms. */
-	delay = w->connect_tries++ < 50 ? msecs_to_jiffies(20) : msecs_to_jiffies(500);
+	/* Nobody there yet: look every 20 ms for a second, then every 500 ms (100 ms recovering). */
+	delay = msecs_to_jiffies(w->connect_tries++ < 50 ? 20 : w->reconnecting ? 100 : 500);
 	schedule_delayed_work(&w->connect_work, delay);
 }
 

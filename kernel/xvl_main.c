@@ -35,6 +35,10 @@ static unsigned int peer;
 module_param(peer, uint, 0444);
 MODULE_PARM_DESC(peer, "ivshmem peer id of the device side (doorbell target)");
 
+static unsigned int io_timeout_ms = 30000;
+module_param(io_timeout_ms, uint, 0644);
+MODULE_PARM_DESC(io_timeout_ms, "Fail a queue's requests when the device completes none for this long (ms)");
+
 static bool force_poll;
 module_param(force_poll, bool, 0444);
 MODULE_PARM_DESC(force_poll, "Poll the rings even when interrupt vectors exist");
@@ -84,6 +88,24 @@ int xvl_win_start_poller(struct xvl_win *w)
 	dev_info(w->dev, "no doorbell interrupts: polling the rings (%u..%u us)\n",
 		 XVL_POLL_MIN_US, XVL_POLL_MAX_US);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- watchdog */
+
+#define XVL_WATCHDOG_MS 500
+
+/*
+ * Twice a second: read the mailbox (which notices a device side that closed
+ * or restarted the session even when nothing rings) and look for stalled
+ * queues.
+ */
+static void xvl_watchdog(struct work_struct *work)
+{
+	struct xvl_win *w = container_of(to_delayed_work(work), struct xvl_win, watchdog);
+
+	xvl_link_kick(w);
+	xvl_win_check_stalls(w, msecs_to_jiffies(max(io_timeout_ms, 100U)));
+	schedule_delayed_work(&w->watchdog, msecs_to_jiffies(XVL_WATCHDOG_MS));
 }
 
 /* ---------------------------------------------------------------- interrupts */
@@ -140,6 +162,7 @@ int xvl_win_probe(struct xvl_win *w)
 	xvl_link_init(w);
 	spin_lock_init(&w->vq_lock);
 	INIT_WORK(&w->dead_work, xvl_vq_dead_work);
+	INIT_DELAYED_WORK(&w->watchdog, xvl_watchdog);
 
 	ret = xvl_win_format(&w->mem);
 	if (ret) {
@@ -163,6 +186,7 @@ int xvl_win_probe(struct xvl_win *w)
 	if (ret)
 		goto err_poller;
 	xvl_win_record(&w->mem, XVL_WIN_HEAP, 0xffff, 0xffff, w->heap_off, w->heap_len);
+	schedule_delayed_work(&w->watchdog, msecs_to_jiffies(XVL_WATCHDOG_MS));
 	dev_info(w->dev, "window %llu KiB, heap %llu KiB, %u vector(s)%s; waiting for the device side\n",
 		 w->mem.size >> 10, w->heap_len >> 10, w->nvec, w->poller ? ", polling" : "");
 	return 0;
@@ -181,7 +205,12 @@ err_heap:
 void xvl_win_remove(struct xvl_win *w)
 {
 	xvl_link_quiesce(w);
+	/* Requests held for a device side that is not back yet fail now. */
+	if (w->reconnecting)
+		xvl_vdev_give_up(w, "the transport is being removed");
+	/* The watchdog keeps failing stalled requests while the drivers let go. */
 	xvl_vdev_remove_all(w);
+	cancel_delayed_work_sync(&w->watchdog);
 	if (w->poller)
 		kthread_stop(w->poller);
 	w->poller = NULL;

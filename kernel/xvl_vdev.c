@@ -98,6 +98,16 @@ static u8 xvl_get_status(struct virtio_device *vdev)
 	return xd->broken ? xd->status | VIRTIO_CONFIG_S_NEEDS_RESET : xd->status;
 }
 
+static void for_each_vq(struct xvl_vdev *xd, void (*fn)(struct xvl_vq *q))
+{
+	unsigned int i;
+
+	mutex_lock(&xd->vqs_lock);
+	for (i = 0; i < xd->nvqs; i++)
+		fn(xd->vqs[i]);
+	mutex_unlock(&xd->vqs_lock);
+}
+
 static void break_queues(struct xvl_vdev *xd, const char *why)
 {
 	unsigned int i;
@@ -163,6 +173,7 @@ static int xvl_finalize_features(struct virtio_device *vdev)
 		return -EINVAL;
 	req.u.feat.dev = xd->index;
 	req.u.feat.features = vdev->features & xd->info.features;
+	xd->features = req.u.feat.features;
 	return xvl_link_call(xd->win, &req, &rsp);
 }
 
@@ -338,8 +349,10 @@ void xvl_vdev_event(struct xvl_win *w, const struct xvl_m_event *ev)
 		config_changed(xd);
 		break;
 	case XVL_EVENT_RESTART:
-		dev_err(&xd->vdev.dev, "the device restarted; restart is not supported yet\n");
-		break_queues(xd, "the device lost its state");
+		dev_warn(&xd->vdev.dev, "the device lost its state: setting it up again\n");
+		for_each_vq(xd, xvl_vq_stop);
+		if (xvl_vdev_recover(xd))
+			break_queues(xd, "the device did not come back after a restart");
 		break;
 	default:
 		dev_warn_ratelimited(&xd->vdev.dev, "EVENT with unknown code %u ignored\n",
@@ -347,15 +360,85 @@ void xvl_vdev_event(struct xvl_win *w, const struct xvl_m_event *ev)
 	}
 }
 
-/* The link broke: every device's requests fail from now on. */
-void xvl_vdev_link_lost(struct xvl_win *w, int err)
+/* The session ended: hold every device's requests until it is back (or we give up). */
+void xvl_vdev_link_lost(struct xvl_win *w)
 {
 	u32 i;
 
-	for (i = 0; i < XVL_MAX_DEVICES; i++) {
-		struct xvl_vdev *xd = w->vdevs[i];
+	for (i = 0; i < XVL_MAX_DEVICES; i++)
+		if (w->vdevs[i])
+			for_each_vq(w->vdevs[i], xvl_vq_stop);
+}
 
-		if (xd && !xd->broken)
-			break_queues(xd, "the link to the device side is gone");
+/* Recovery failed: every device's requests fail from now on. */
+void xvl_vdev_give_up(struct xvl_win *w, const char *why)
+{
+	u32 i;
+
+	for (i = 0; i < XVL_MAX_DEVICES; i++)
+		if (w->vdevs[i] && !w->vdevs[i]->broken)
+			break_queues(w->vdevs[i], why);
+}
+
+/* After a new session: is this still the device we set up? */
+bool xvl_vdev_same(const struct xvl_vdev *xd, const struct xvl_m_dev_info *info)
+{
+	return info->virtio_id == xd->info.virtio_id && info->num_queues == xd->info.num_queues &&
+	       info->config_len == xd->info.config_len &&
+	       (info->features & xd->features) == xd->features &&
+	       info->max_queue_size >= min_t(u16, xd->info.max_queue_size, XVL_QUEUE_SIZE_MAX) &&
+	       !strncmp(info->name, xd->info.name, sizeof(info->name));
+}
+
+static int raw_status(struct xvl_vdev *xd, u8 status)
+{
+	struct xvl_msg req = { .type = XVL_MSG_SET_STATUS }, rsp;
+	int ret;
+
+	req.u.st.dev = xd->index;
+	req.u.st.status = status;
+	ret = xvl_link_call(xd->win, &req, &rsp);
+	if (!ret && (rsp.u.st.dev != xd->index || (rsp.u.st.status & status) != status))
+		ret = -EIO;
+	return ret;
+}
+
+/*
+ * Set a device that lost its state up again as the driver had it: ATTACH
+ * (after a new session), the status, features and queues it had, then
+ * DRIVER_OK and the held requests resubmitted.  Its queues are stopped.
+ */
+int xvl_vdev_recover(struct xvl_vdev *xd)
+{
+	u8 st = xd->status, base = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+	struct xvl_msg req = { .type = XVL_MSG_SET_FEATURES }, rsp;
+	unsigned int i;
+	int ret;
+
+	ret = call_dev(xd, XVL_MSG_ATTACH, &rsp);
+	if (ret && ret != -EALREADY)
+		return ret;
+	if (!st)
+		return 0;
+	ret = raw_status(xd, st & base);
+	if (ret || !(st & VIRTIO_CONFIG_S_FEATURES_OK))
+		return ret;
+	req.u.feat.dev = xd->index;
+	req.u.feat.features = xd->features;
+	ret = xvl_link_call(xd->win, &req, &rsp);
+	if (!ret)
+		ret = raw_status(xd, st & (base | VIRTIO_CONFIG_S_FEATURES_OK));
+	mutex_lock(&xd->vqs_lock);
+	for (i = 0; !ret && i < xd->nvqs; i++) {
+		xvl_vq_reset_window(xd->vqs[i]);
+		ret = xvl_vq_announce(xd->vqs[i]);
 	}
+	if (!ret && (st & VIRTIO_CONFIG_S_DRIVER_OK))
+		ret = raw_status(xd, st);
+	for (i = 0; !ret && i < xd->nvqs; i++)
+		xvl_vq_resume(xd->vqs[i]);
+	mutex_unlock(&xd->vqs_lock);
+	if (!ret)
+		dev_info(&xd->vdev.dev, "device set up again after a restart of the device side\n");
+	return ret;
 }

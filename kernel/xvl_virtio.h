@@ -90,6 +90,8 @@ struct xvl_vq {
 	u32 *wlen;		/* per head: bytes the device may write */
 	u16 *last_w;		/* per head: its last device-writable descriptor */
 	unsigned int inflight;
+	u16 progress_mark;	/* win_used_seen at the last watchdog look */
+	unsigned long stall_since; /* jiffies; 0: not stalled */
 	bool dead;		/* the device lost this queue: fail everything */
 	bool stopped;		/* restart pending: hold chains, do not fail them */
 };
@@ -102,6 +104,7 @@ struct xvl_vdev {
 	u8 config[XVL_CONFIG_MAX];
 	u32 config_gen;
 	u8 status;
+	u64 features;			/* negotiated with the device side */
 	bool registered;
 	bool broken;
 	struct mutex vqs_lock;		/* vqs[], nvqs, broken */
@@ -142,6 +145,8 @@ struct xvl_win {
 	struct delayed_work connect_work;
 	struct work_struct event_work;
 	unsigned int connect_tries;
+	bool reconnecting;		/* session lost; devices held for recovery */
+	unsigned long recover_until;	/* jiffies */
 	spinlock_t ev_lock;
 	struct xvl_m_event ev[16];
 	unsigned int ev_head, ev_tail;
@@ -155,6 +160,7 @@ struct xvl_win {
 	struct xvl_vq __rcu *vq_table[XVL_MAX_VQS];
 	u16 next_call_vector;
 	struct work_struct dead_work;	/* completes requests of dead queues */
+	struct delayed_work watchdog;	/* link liveness and stalled queues */
 
 	/* polling when there are no interrupt vectors */
 	struct task_struct *poller;
@@ -187,15 +193,22 @@ void xvl_vq_destroy(struct xvl_vq *q);
 int xvl_vq_announce(struct xvl_vq *q);
 bool xvl_vq_poll(struct xvl_vq *q, bool in_irq);
 void xvl_vq_kill(struct xvl_vq *q, const char *why);
+void xvl_vq_stop(struct xvl_vq *q);
+void xvl_vq_reset_window(struct xvl_vq *q);
+void xvl_vq_resume(struct xvl_vq *q);
 irqreturn_t xvl_vq_irq(int irq, void *data);
 void xvl_vq_dead_work(struct work_struct *work);
+void xvl_win_check_stalls(struct xvl_win *w, unsigned long timeout);
 bool xvl_win_poll_vqs(struct xvl_win *w);
 
 /* xvl_vdev.c */
 int xvl_vdev_add(struct xvl_win *w, u32 index, const struct xvl_m_dev_info *info);
 void xvl_vdev_remove_all(struct xvl_win *w);
 void xvl_vdev_event(struct xvl_win *w, const struct xvl_m_event *ev);
-void xvl_vdev_link_lost(struct xvl_win *w, int err);
+void xvl_vdev_link_lost(struct xvl_win *w);
+void xvl_vdev_give_up(struct xvl_win *w, const char *why);
+int xvl_vdev_recover(struct xvl_vdev *xd);
+bool xvl_vdev_same(const struct xvl_vdev *xd, const struct xvl_m_dev_info *info);
 
 /* xvl_main.c */
 int xvl_win_probe(struct xvl_win *w);

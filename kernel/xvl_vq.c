@@ -246,6 +246,76 @@ void xvl_vq_kill(struct xvl_vq *q, const char *why)
 	schedule_work(&q->xd->win->dead_work);
 }
 
+/*
+ * Recovery (PROTOCOL.md section 5, RESTART), in three steps:
+ *  stop:   take what the old device instance completed, then hold every
+ *          chain (outstanding ones and new ones) away from the window;
+ *  reset:  zero the window rings, for a fresh SET_QUEUE;
+ *  resume: after DRIVER_OK, place every outstanding head in the fresh
+ *          avail ring again and let the queue run.
+ * Nothing completed is lost or completed twice: a head is returned to
+ * virtio_ring exactly once, by collect() or by fail_all().
+ */
+void xvl_vq_stop(struct xvl_vq *q)
+{
+	const char *why = NULL;
+	unsigned long flags;
+	unsigned int n = 0;
+
+	spin_lock_irqsave(&q->lock, flags);
+	if (!q->dead && !q->stopped)
+		n = collect(q, &why);
+	q->stopped = true;
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (n)
+		xvl_vq_deliver(q, false);
+	if (why)
+		xvl_vq_kill(q, why);
+}
+
+void xvl_vq_reset_window(struct xvl_vq *q)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	memset(q->wdesc, 0, q->wsize);
+	q->win_avail = 0;
+	q->win_used_seen = 0;
+	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+void xvl_vq_resume(struct xvl_vq *q)
+{
+	struct xvl_win *w = q->xd->win;
+	unsigned long flags, head;
+	unsigned int n = 0;
+	bool ring;
+
+	spin_lock_irqsave(&q->lock, flags);
+	if (q->dead) {
+		spin_unlock_irqrestore(&q->lock, flags);
+		return;
+	}
+	for_each_set_bit(head, q->outstanding, q->num) {
+		walk_chain(q, head, &q->wlen[head], &q->last_w[head]);
+		q->wavail->ring[q->win_avail % q->num] = cpu_to_le16(head);
+		q->win_avail++;
+		n++;
+	}
+	q->stopped = false;
+	q->stall_since = 0;
+	smp_store_release(&q->wavail->idx, cpu_to_le16(q->win_avail));
+	smp_mb();
+	ring = !(le16_to_cpu(READ_ONCE(q->wused->flags)) & VRING_USED_F_NO_NOTIFY);
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (n)
+		dev_info(&q->xd->vdev.dev, "queue %u: %u request(s) submitted again\n", q->index, n);
+	if (w->poller)
+		wake_up_process(w->poller);
+	else if (ring)
+		xvl_ring(w, q->kick_vector);
+}
+
 static bool xvl_vq_notify(struct virtqueue *vq)
 {
 	struct xvl_vq *q = vq->priv;
@@ -279,6 +349,44 @@ void xvl_vq_dead_work(struct work_struct *work)
 	struct xvl_win *w = container_of(work, struct xvl_win, dead_work);
 
 	xvl_win_poll_vqs(w);
+}
+
+/*
+ * A live device that holds requests and completes none of them for timeout
+ * jiffies is treated as gone: its requests fail (the block layer of this
+ * kernel would otherwise wait for them forever).
+ */
+static void check_stall(struct xvl_vq *q, unsigned long timeout)
+{
+	unsigned long flags;
+	bool stalled = false;
+
+	spin_lock_irqsave(&q->lock, flags);
+	if (q->dead || q->stopped || !q->inflight) {
+		q->stall_since = 0;
+	} else if (!q->stall_since || q->progress_mark != q->win_used_seen) {
+		q->progress_mark = q->win_used_seen;
+		q->stall_since = jiffies;
+	} else if (time_after(jiffies, q->stall_since + timeout)) {
+		stalled = true;
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (stalled)
+		xvl_vq_kill(q, "the device completed nothing it held within the I/O timeout");
+}
+
+void xvl_win_check_stalls(struct xvl_win *w, unsigned long timeout)
+{
+	unsigned int i;
+
+	rcu_read_lock();
+	for (i = 0; i < XVL_MAX_VQS; i++) {
+		struct xvl_vq *q = rcu_dereference(w->vq_table[i]);
+
+		if (q)
+			check_stall(q, timeout);
+	}
+	rcu_read_unlock();
 }
 
 /* Poll every queue of the window once.  Returns whether anything completed. */
