@@ -159,4 +159,103 @@ stop_server "$S2" >/dev/null 2>&1
 expect_eq "$(guest_sha bell)" "$(host_sha "$T/disk2.img")" "ivshmem-doorbell: the host's disk image holds what the guest wrote"
 clean_log bell "ivshmem-doorbell + xvl server: guest kernel log clean"
 
+# The guest's half of the restart scenarios: write the same 8 MiB pattern over
+# and over for 6 s (O_DIRECT, 64 KiB), then read it back; exit 3 when a write fails.
+cat >"$T/writer.sh" <<'EOF'
+#!/bin/sh
+trap 'dmesg | sed "s/^/DMESG: /"' EXIT
+P=/sys/module/xvl_virtio/parameters
+echo 1000 >$P/link_timeout_ms
+echo 3000 >$P/io_timeout_ms
+echo 4000 >$P/reconnect_ms
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/vda ] || { echo "GUEST: no /dev/vda"; exit 1; }
+dd if=/dev/urandom of=/tmp/pat bs=1M count=8 2>/dev/null
+echo "GUEST: writing"
+t0=$(date +%s)
+r=0
+while [ $(( $(date +%s) - t0 )) -lt 6 ]; do
+	if ! dd if=/tmp/pat of=/dev/vda bs=65536 oflag=direct conv=notrunc 2>/dev/null; then
+		echo "GUEST: write failed after $(( $(date +%s) - t0 )) s"
+		rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
+		exit 3
+	fi
+	r=$((r+1))
+done
+echo "GUEST: $r rounds written"
+echo 3 >/proc/sys/vm/drop_caches
+dd if=/dev/vda of=/tmp/back bs=65536 count=128 iflag=direct 2>/dev/null || exit 1
+cmp /tmp/pat /tmp/back || { echo "GUEST: readback differs"; exit 1; }
+echo "GUEST: readback equal"
+echo "GUEST-SHA $(sha256sum /tmp/pat | cut -d' ' -f1)"
+rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
+exit 0
+EOF
+chmod +x "$T/writer.sh"
+
+# writer_guest NAME WIN: boot the writer guest on window file WIN in the
+# background (GPID); returns once it is writing.
+writer_guest() {
+	"$G/initramfs.sh" "$T/$1.img" --module virtio_ring --module virtio --module virtio_blk \
+		--ko "$KO" --run "$T/writer.sh" >"$T/$1.mk.log" 2>&1
+	"$G/run.sh" --timeout 90 --log "$T/$1.log" "$T/$1.img" \
+		-object memory-backend-file,id=w,share=on,mem-path="$2",size=64M \
+		-device ivshmem-plain,memdev=w &
+	GPID=$!
+	for _ in $(seq 1 300); do
+		grep -aq "GUEST: writing" "$T/$1.log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# 4. the device side killed with SIGKILL under the write workload, then started again
+truncate -s 64M "$T/win3" "$T/disk3.img"
+SRV3=(server --link window --window "$T/win3" --dev name=d0,backend=file,path="$T/disk3.img")
+bg "$T/srv3.log" "$XVL" "${SRV3[@]}"
+S3=$BG_PID
+if writer_guest restart "$T/win3"; then
+	sleep 1.5
+	kill -KILL "$S3"; wait "$S3" 2>/dev/null
+	sleep 0.5
+	bg "$T/srv3b.log" "$XVL" "${SRV3[@]}"
+	S3=$BG_PID
+fi
+wait "$GPID"
+GRC=$?
+if [ "$GRC" = 0 ] && grep -aq "submitted again" "$T/restart.log"; then
+	ok "server kill -9 and restart under guest writes: requests resubmitted, no write failed, readback equal"
+else
+	fail "server kill -9 and restart under guest writes: requests resubmitted, no write failed, readback equal (guest $GRC)"
+	show_guest restart 40
+fi
+note "$(tr -d '\r' <"$T/restart.log" | grep -a 'rounds written\|submitted again' | sed 's/^DMESG: //' | tr '\n' ' ')"
+stop_server "$S3" >/dev/null 2>&1
+expect_eq "$(guest_sha restart)" "$(head -c 8388608 "$T/disk3.img" | sha256sum | cut -d' ' -f1)" \
+	"restart: the host's disk image holds the pattern the guest wrote"
+grep -aq "GUEST: unloaded" "$T/restart.log" && ok "restart: virtio_blk and the module unload" ||
+	fail "restart: virtio_blk and the module unload"
+clean_log restart "restart: guest kernel log clean"
+
+# 5. the device side killed for good: writes fail within a bounded time
+truncate -s 64M "$T/win4" "$T/disk4.img"
+bg "$T/srv4.log" "$XVL" server --link window --window "$T/win4" \
+	--dev name=d0,backend=file,path="$T/disk4.img"
+S4=$BG_PID
+if writer_guest gone "$T/win4"; then
+	sleep 1.5
+	kill -KILL "$S4"; wait "$S4" 2>/dev/null
+fi
+wait "$GPID"
+GRC=$?
+el=$(tr -d '\r' <"$T/gone.log" | sed -n 's/^GUEST: write failed after \([0-9]*\) s$/\1/p')
+if [ "$GRC" = 3 ] && [ -n "$el" ] && [ "$el" -le 9 ] && grep -aq "GUEST: unloaded" "$T/gone.log"; then
+	ok "server killed for good: guest writes fail with an I/O error (${el} s into the workload), module unloads"
+else
+	fail "server killed for good: guest writes fail with an I/O error, module unloads (guest $GRC, ${el:-?} s)"
+	show_guest gone 40
+fi
+clean_log gone "server gone: guest kernel log clean"
+
 finish
