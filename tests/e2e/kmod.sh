@@ -160,7 +160,7 @@ expect_eq "$(guest_sha bell)" "$(host_sha "$T/disk2.img")" "ivshmem-doorbell: th
 clean_log bell "ivshmem-doorbell + xvl server: guest kernel log clean"
 
 # The guest's half of the restart scenarios: write the same 8 MiB pattern over
-# and over for 6 s (O_DIRECT, 64 KiB), then read it back; exit 3 when a write fails.
+# and over for 7 s (O_DIRECT, 64 KiB), then read it back; exit 3 when a write fails.
 cat >"$T/writer.sh" <<'EOF'
 #!/bin/sh
 trap 'dmesg | sed "s/^/DMESG: /"' EXIT
@@ -175,7 +175,7 @@ dd if=/dev/urandom of=/tmp/pat bs=1M count=8 2>/dev/null
 echo "GUEST: writing"
 t0=$(date +%s)
 r=0
-while [ $(( $(date +%s) - t0 )) -lt 6 ]; do
+while [ $(( $(date +%s) - t0 )) -lt 7 ]; do
 	if ! dd if=/tmp/pat of=/dev/vda bs=65536 oflag=direct conv=notrunc 2>/dev/null; then
 		echo "GUEST: write failed after $(( $(date +%s) - t0 )) s"
 		rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
