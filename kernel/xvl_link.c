@@ -356,7 +356,7 @@ static void connect_work(struct work_struct *work)
 	}
 	/* A device side that sleeps until rung looks at the mailbox now. */
 	xvl_ring(w, XVL_MBOX_VEC_MAILBOX);
-	/* Nobody there yet: look every 20 ms for a second, then every 500 ms (100 ms recovering). */
+	/* Nobody there yet: every 20 ms for a second, then 500 ms (100 ms recovering). */
 	delay = msecs_to_jiffies(w->connect_tries++ < 50 ? 20 : w->reconnecting ? 100 : 500);
 	schedule_delayed_work(&w->connect_work, delay);
 }

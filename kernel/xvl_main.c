@@ -166,7 +166,8 @@ int xvl_win_probe(struct xvl_win *w)
 
 	ret = xvl_win_format(&w->mem);
 	if (ret) {
-		dev_err(w->dev, "window of %llu bytes cannot be formatted (%d)\n", w->mem.size, ret);
+		dev_err(w->dev, "window of %llu bytes cannot be formatted (%d)\n", w->mem.size,
+			ret);
 		return ret;
 	}
 	ret = xvl_heap_setup(w, mbox_off + mbox_len, w->mem.size);

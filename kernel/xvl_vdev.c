@@ -98,7 +98,7 @@ static u8 xvl_get_status(struct virtio_device *vdev)
 	return xd->broken ? xd->status | VIRTIO_CONFIG_S_NEEDS_RESET : xd->status;
 }
 
-static void for_each_vq(struct xvl_vdev *xd, void (*fn)(struct xvl_vq *q))
+static void apply_vqs(struct xvl_vdev *xd, void (*fn)(struct xvl_vq *q))
 {
 	unsigned int i;
 
@@ -350,7 +350,7 @@ void xvl_vdev_event(struct xvl_win *w, const struct xvl_m_event *ev)
 		break;
 	case XVL_EVENT_RESTART:
 		dev_warn(&xd->vdev.dev, "the device lost its state: setting it up again\n");
-		for_each_vq(xd, xvl_vq_stop);
+		apply_vqs(xd, xvl_vq_stop);
 		if (xvl_vdev_recover(xd))
 			break_queues(xd, "the device did not come back after a restart");
 		break;
@@ -367,7 +367,7 @@ void xvl_vdev_link_lost(struct xvl_win *w)
 
 	for (i = 0; i < XVL_MAX_DEVICES; i++)
 		if (w->vdevs[i])
-			for_each_vq(w->vdevs[i], xvl_vq_stop);
+			apply_vqs(w->vdevs[i], xvl_vq_stop);
 }
 
 /* Recovery failed: every device's requests fail from now on. */

@@ -93,8 +93,8 @@ static void fail_head(struct xvl_vq *q, u16 id)
 	if (q->xd->info.virtio_id == VIRTIO_ID_BLOCK && lw < q->num) {
 		struct vring_desc *d = &q->priv.desc[lw];
 		u32 dlen = le32_to_cpu(d->len);
-		u8 *status = dlen ? xvl_mem_ptr(&q->xd->win->mem, le64_to_cpu(d->addr) + dlen - 1, 1)
-				  : NULL;
+		u64 at = le64_to_cpu(d->addr) + dlen - 1;
+		u8 *status = dlen ? xvl_mem_ptr(&q->xd->win->mem, at, 1) : NULL;
 
 		/* The status byte is a bounce buffer: unmap copies it to the driver. */
 		if (status) {
@@ -125,6 +125,7 @@ static unsigned int fail_all(struct xvl_vq *q)
  */
 static bool submit(struct xvl_vq *q, const char **why)
 {
+	/* Pairs with virtio_ring's barrier before it publishes avail->idx. */
 	u16 idx = le16_to_cpu(smp_load_acquire(&q->priv.avail->idx));
 	u16 n = idx - q->priv_avail_seen;
 	bool published = false;
@@ -152,6 +153,7 @@ static bool submit(struct xvl_vq *q, const char **why)
 	}
 	if (!published)
 		return false;
+	/* Descriptors and ring entries before the index the device acquires. */
 	smp_store_release(&q->wavail->idx, cpu_to_le16(q->win_avail));
 	/* Publish, then read the device's flag (PROTOCOL.md 2: full fence). */
 	smp_mb();
@@ -161,6 +163,7 @@ static bool submit(struct xvl_vq *q, const char **why)
 /* Copy checked window used entries to the private ring.  q->lock held. */
 static unsigned int collect(struct xvl_vq *q, const char **why)
 {
+	/* Pairs with the device's release of used->idx: entries after it. */
 	u16 idx = le16_to_cpu(smp_load_acquire(&q->wused->idx));
 	u16 n = idx - q->win_used_seen, done = 0;
 
@@ -304,12 +307,15 @@ void xvl_vq_resume(struct xvl_vq *q)
 	}
 	q->stopped = false;
 	q->stall_since = 0;
+	/* As in submit(): ring entries before the index the device acquires... */
 	smp_store_release(&q->wavail->idx, cpu_to_le16(q->win_avail));
+	/* ...and a full fence before reading the device's flag. */
 	smp_mb();
 	ring = !(le16_to_cpu(READ_ONCE(q->wused->flags)) & VRING_USED_F_NO_NOTIFY);
 	spin_unlock_irqrestore(&q->lock, flags);
 	if (n)
-		dev_info(&q->xd->vdev.dev, "queue %u: %u request(s) submitted again\n", q->index, n);
+		dev_info(&q->xd->vdev.dev, "queue %u: %u request(s) submitted again\n", q->index,
+			 n);
 	if (w->poller)
 		wake_up_process(w->poller);
 	else if (ring)
