@@ -95,7 +95,8 @@ static u8 xvl_get_status(struct virtio_device *vdev)
 {
 	struct xvl_vdev *xd = to_xvl_vdev(vdev);
 
-	return xd->broken ? xd->status | VIRTIO_CONFIG_S_NEEDS_RESET : xd->status;
+	/* A reset device reads 0 even when broken (virtio core checks after remove). */
+	return xd->broken && xd->status ? xd->status | VIRTIO_CONFIG_S_NEEDS_RESET : xd->status;
 }
 
 static void apply_vqs(struct xvl_vdev *xd, void (*fn)(struct xvl_vq *q))
