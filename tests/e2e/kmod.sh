@@ -12,8 +12,12 @@
 #     mixed request sizes (512 B .. 1 MiB, O_DIRECT) reads back equal in the
 #     guest, and the host's disk image holds the same bytes; virtio_blk and
 #     the module unload with the device gone;
-#   - the device side killed with SIGKILL under a guest write workload: the
-#     guest's I/O ends (errors) within a bounded time, no hang, no oops;
+#   - the device side killed with SIGKILL under a guest write workload and
+#     started again: the requests it held are submitted again, no write fails,
+#     the data are equal; killed for good: writes fail within seconds;
+#   - a hostile device (tests/hostile/hostile_device.c --window) attacking the
+#     guest's used ring and link, case after case: the queue is killed and
+#     its I/O fails (or lengths are clamped), the module always unloads;
 #   - every guest's kernel log is checked for BUG|Oops|WARNING|soft lockup|KASAN.
 # TAP on stdout.
 set -u
@@ -257,5 +261,67 @@ else
 	show_guest gone 40
 fi
 clean_log gone "server gone: guest kernel log clean"
+
+# 6. a hostile device (tests/hostile/hostile_device.c speaking the mailbox)
+# attacking the guest: one case per load of the module, all in one guest.
+CASES="used_id_unsubmitted used_id_oob used_len_big used_idx_jump double_completion bad_status silent event_broken good"
+R=$E2E_ROOT
+if ! ${CC:-gcc} -std=gnu11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -I"$R/include" -I"$R/src/core" \
+	-I"$R/src/os" -I"$R/tests/hostile" "$R"/src/core/{window,virtq,proto,mailbox}.c "$R"/src/os/*.c \
+	"$R/tests/hostile/hostile_device.c" -o "$T/hostile_device" 2>"$T/hd.cc.log"; then
+	fail "build the hostile device"
+	head -n 10 "$T/hd.cc.log" | sed 's/^/#   /'
+	finish
+fi
+cat >"$T/hostile.sh" <<EOF
+#!/bin/sh
+trap 'dmesg | sed "s/^/DMESG: /"' EXIT
+rmmod xvl_virtio
+dd if=/dev/urandom of=/tmp/trig bs=512 count=1 2>/dev/null
+for c in $CASES; do
+	dmesg -c >/dev/null
+	insmod /lib/modules/xvl_virtio.ko io_timeout_ms=2000 link_timeout_ms=1000 reconnect_ms=2000 ||
+		{ echo "CASE \$c insmod-failed"; continue; }
+	i=0
+	while [ ! -b /dev/vda ] && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i+1)); done
+	if [ ! -b /dev/vda ]; then echo "CASE \$c no-vda"; rmmod xvl_virtio; continue; fi
+	# the hostile device serves honestly until this write (sector 1024), then attacks
+	dd if=/tmp/trig of=/dev/vda bs=512 seek=1024 count=1 oflag=direct conv=notrunc 2>/dev/null; t=\$?
+	dd if=/dev/vda of=/dev/null bs=4096 count=1 skip=16 iflag=direct 2>/dev/null; r1=\$?
+	dd if=/dev/vda of=/dev/null bs=4096 count=1 skip=32 iflag=direct 2>/dev/null; r2=\$?
+	k=0; dmesg | grep -q "its requests fail from now on" && k=1
+	rmmod xvl_virtio; u=\$?
+	echo "CASE \$c trig=\$t r1=\$r1 r2=\$r2 killed=\$k rmmod=\$u"
+	dmesg | grep -E "BUG|Oops|WARNING|soft lockup|KASAN" && echo "CASE-DIRTY \$c"
+done
+exit 0
+EOF
+chmod +x "$T/hostile.sh"
+truncate -s 64M "$T/win5"
+# the first case is taken by the module load in the guest's init
+bg "$T/hd.log" "$T/hostile_device" --window "$T/win5" good $CASES
+guest hostile "$T/hostile.sh" -object memory-backend-file,id=w,share=on,mem-path="$T/win5",size=64M \
+	-device ivshmem-plain,memdev=w
+case_line() { tr -d '\r' <"$T/hostile.log" | sed -n "s/^CASE $1 //p"; }
+# expect_case CASE R1 R2 KILLED: r = 0 (read worked) or x (read failed)
+expect_case() {
+	local got want
+	got=$(case_line "$1")
+	want="trig=0 r1=$2 r2=$3 killed=$4 rmmod=0"
+	got=$(echo "$got" | sed 's/r\([12]\)=[1-9][0-9]*/r\1=x/g')
+	expect_eq "$want" "$got" "hostile device, $1: $5"
+}
+expect_case used_id_unsubmitted x x 1 "queue killed, reads fail, module unloads"
+expect_case used_id_oob x x 1 "queue killed, reads fail, module unloads"
+expect_case used_len_big 0 0 0 "lengths clamped, reads work"
+expect_case used_idx_jump x x 1 "queue killed, reads fail, module unloads"
+expect_case double_completion x x 1 "queue killed, reads fail, module unloads"
+expect_case bad_status x 0 0 "the request with status 7 fails, the next works"
+expect_case silent x x 1 "requests fail after io_timeout_ms, module unloads"
+expect_case event_broken x x 1 "EVENT BROKEN kills the queue, module unloads"
+expect_case good 0 0 0 "the well-behaved control works"
+grep -aq "CASE-DIRTY" "$T/hostile.log" && fail "hostile device: a case left BUG/WARNING in the log" ||
+	ok "hostile device: no case left BUG/WARNING in the log"
+clean_log hostile "hostile device: guest kernel log clean"
 
 finish
