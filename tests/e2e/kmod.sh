@@ -198,11 +198,16 @@ exit 0
 EOF
 chmod +x "$T/writer.sh"
 
-# writer_guest NAME WIN: boot the writer guest on window file WIN in the
-# background (GPID); returns once it is writing.
+# writer_guest NAME WIN [SCRIPT [INITRAMFS ARGS]]: boot a guest running SCRIPT
+# (default writer.sh) on window file WIN in the background (GPID); returns
+# once it says it is writing.
 writer_guest() {
-	"$G/initramfs.sh" "$T/$1.img" --module virtio_ring --module virtio --module virtio_blk \
-		--ko "$KO" --run "$T/writer.sh" >"$T/$1.mk.log" 2>&1
+	local name=$1 win=$2 script=${3:-$T/writer.sh}
+	shift 2
+	[ $# -gt 0 ] && shift
+	"$G/initramfs.sh" "$T/$name.img" --module virtio_ring --module virtio --module virtio_blk \
+		--ko "$KO" --run "$script" "$@" >"$T/$name.mk.log" 2>&1
+	set -- "$name" "$win"
 	"$G/run.sh" --timeout 90 --log "$T/$1.log" "$T/$1.img" \
 		-object memory-backend-file,id=w,share=on,mem-path="$2",size=64M \
 		-device ivshmem-plain,memdev=w &
@@ -241,6 +246,62 @@ expect_eq "$(guest_sha restart)" "$(head -c 8388608 "$T/disk3.img" | sha256sum |
 grep -aq "GUEST: unloaded" "$T/restart.log" && ok "restart: virtio_blk and the module unload" ||
 	fail "restart: virtio_blk and the module unload"
 clean_log restart "restart: guest kernel log clean"
+
+# 4b. the same with ext4 mounted on /dev/vda, files written with fsync
+cat >"$T/fs.sh" <<'EOF'
+#!/bin/sh
+trap 'dmesg | sed "s/^/DMESG: /"' EXIT
+P=/sys/module/xvl_virtio/parameters
+echo 1000 >$P/link_timeout_ms
+echo 4000 >$P/reconnect_ms
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/vda ] || { echo "GUEST: no /dev/vda"; exit 1; }
+mkfs.ext4 -q -F /dev/vda >/dev/null 2>&1 || { echo "GUEST: mkfs failed"; exit 1; }
+mount -t ext4 /dev/vda /mnt || exit 1
+echo "GUEST: writing"
+t0=$(date +%s)
+n=0
+while [ $(( $(date +%s) - t0 )) -lt 7 ]; do
+	dd if=/dev/urandom of=/mnt/f$n bs=65536 count=4 conv=fsync 2>/dev/null ||
+		{ echo "GUEST: file $n failed"; exit 1; }
+	sha256sum /mnt/f$n >>/tmp/sums
+	n=$((n+1))
+done
+umount /mnt || { echo "GUEST: umount failed"; exit 1; }
+fsck.ext4 -fn /dev/vda >/tmp/fsck 2>&1 || { echo "GUEST: fsck found errors"; cat /tmp/fsck; exit 1; }
+echo "GUEST: fsck clean, $n files"
+echo 3 >/proc/sys/vm/drop_caches
+mount -t ext4 -o ro /dev/vda /mnt || exit 1
+sha256sum -c /tmp/sums >/tmp/check 2>&1 || { echo "GUEST: checksums differ"; grep -v OK /tmp/check | head; exit 1; }
+echo "GUEST: $n files verified"
+umount /mnt
+exit 0
+EOF
+chmod +x "$T/fs.sh"
+truncate -s 64M "$T/win6" "$T/disk6.img"
+SRV6=(server --link window --window "$T/win6" --dev name=d0,backend=file,path="$T/disk6.img")
+bg "$T/srv6.log" "$XVL" "${SRV6[@]}"
+S6=$BG_PID
+if writer_guest fsrestart "$T/win6" "$T/fs.sh" --bin /usr/sbin/mke2fs:/sbin/mkfs.ext4 \
+	--bin /usr/sbin/e2fsck:/sbin/fsck.ext4; then
+	sleep 1.5
+	kill -KILL "$S6"; wait "$S6" 2>/dev/null
+	sleep 0.5
+	bg "$T/srv6b.log" "$XVL" "${SRV6[@]}"
+	S6=$BG_PID
+fi
+wait "$GPID"
+GRC=$?
+if [ "$GRC" = 0 ] && grep -aq "device set up again" "$T/fsrestart.log"; then
+	ok "ext4 on /dev/vda across a server kill -9 and restart: fsck clean, every file's checksum equal"
+else
+	fail "ext4 on /dev/vda across a server kill -9 and restart: fsck clean, every file's checksum equal (guest $GRC)"
+	show_guest fsrestart 40
+fi
+note "$(tr -d '\r' <"$T/fsrestart.log" | grep -a 'files verified\|submitted again' | sed 's/^DMESG: //' | tr '\n' ' ')"
+stop_server "$S6" >/dev/null 2>&1
+clean_log fsrestart "ext4 restart: guest kernel log clean"
 
 # 5. the device side killed for good: writes fail within a bounded time
 truncate -s 64M "$T/win4" "$T/disk4.img"
