@@ -146,19 +146,21 @@ stop_server "$S1" >/dev/null 2>&1
 expect_eq "$(guest_sha plain)" "$(host_sha "$T/disk1.img")" "ivshmem-plain: the host's disk image holds what the guest wrote"
 clean_log plain "ivshmem-plain + xvl server: guest kernel log clean"
 
-# 3. ivshmem-doorbell: xvl server is QEMU's ivshmem server, MSI-X vectors both ways
+# 3. ivshmem-doorbell: xvl server is QEMU's ivshmem server, MSI-X vectors both ways;
+#    a 2-queue device in a 2-vCPU guest
 truncate -s 64M "$T/disk2.img"
 bg "$T/srv2.log" "$XVL" server --link window --window "ivshmem:$T/ivsh.sock,vectors=8" \
-	--dev name=d0,backend=file,path="$T/disk2.img"
+	--dev name=d0,backend=file,path="$T/disk2.img",queues=2
 S2=$BG_PID
 wait_sock "$T/ivsh.sock" "$S2"
 guest bell "$T/verify.sh" -chardev socket,path="$T/ivsh.sock",id=ivsh \
-	-device ivshmem-doorbell,chardev=ivsh,vectors=8
+	-device ivshmem-doorbell,chardev=ivsh,vectors=8 -smp 2
 if [ "$GRC" = 0 ]; then ok "ivshmem-doorbell + xvl server: /dev/vda verified in the guest, unloaded"; else
 	fail "ivshmem-doorbell + xvl server: /dev/vda verified in the guest, unloaded (guest $GRC)"
 	show_guest bell; sed 's/^/#   srv: /' "$T/srv2.log" | tail -n 8; fi
-grep -aq "8 vector(s)" "$T/bell.log" && ok "ivshmem-doorbell: the module runs on MSI-X vectors" ||
-	fail "ivshmem-doorbell: the module runs on MSI-X vectors"
+grep -aq "8 vector(s)" "$T/bell.log" && grep -aq "2/0/0 default/read/poll queues" "$T/bell.log" &&
+	ok "ivshmem-doorbell: the module runs on MSI-X vectors, virtio_blk on 2 queues" ||
+	fail "ivshmem-doorbell: the module runs on MSI-X vectors, virtio_blk on 2 queues"
 stop_server "$S2" >/dev/null 2>&1
 expect_eq "$(guest_sha bell)" "$(host_sha "$T/disk2.img")" "ivshmem-doorbell: the host's disk image holds what the guest wrote"
 clean_log bell "ivshmem-doorbell + xvl server: guest kernel log clean"
