@@ -14,6 +14,7 @@ PKGS=(
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
 	qemu-system-x86 busybox-static cpio qemu-system-arm
+	e2fsprogs
 )
 # The target's libraries for the aarch64 cross build of the whole stack (the
 # static xvl the arm64 guest test runs): multiarch -dev packages.
