@@ -291,14 +291,18 @@ int xvl_vdev_add(struct xvl_win *w, u32 index, const struct xvl_m_dev_info *info
 	xd->vdev.id.vendor = 0x1af4;
 	xd->vdev.id.device = info->virtio_id;
 	xd->vdev.config = &xvl_config_ops;
+	/* Visible to EVENTs and link loss already while the driver probes. */
+	w->vdevs[index] = xd;
 	ret = register_virtio_device(&xd->vdev);
 	if (ret) {
-		put_device(&xd->vdev.dev);
+		w->vdevs[index] = NULL;
+		flush_work(&w->event_work);
+		/* put_device() frees xd: detach first. */
 		call_dev(xd, XVL_MSG_DETACH, &rsp);
+		put_device(&xd->vdev.dev);
 		return ret;
 	}
 	xd->registered = true;
-	w->vdevs[index] = xd;
 	dev_info(&xd->vdev.dev, "xvloop device %u \"%s\": virtio id %u, %u queue(s)\n", index,
 		 info->name, info->virtio_id, info->num_queues);
 	return 0;
