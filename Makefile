@@ -10,13 +10,17 @@ export FUZZ_SMOKE
 # fio sources for the external ioengine (see scripts/fio-headers.sh);
 # FIO_SRC=none builds without them.
 FIO_SRC ?= .fio-src
+# `make install`: where to (meson prefix) and a staging root (empty: /).
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 # Pass -Dfio_src=... only once the tree has that meson option.
 HAVE_FIO_OPT := $(shell grep -qs "fio_src" meson_options.txt meson.options && echo yes)
 fio_opt = $$(if [ "$(HAVE_FIO_OPT)" = yes ] && [ "$(FIO_SRC)" != none ]; then p=$$(scripts/fio-headers.sh "$(FIO_SRC)") || exit 1; echo "-Dfio_src=$$p"; fi)
 
 .PHONY: all help deps build demo check build-asan build-aarch64 build-riscv64 \
-	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers clean distclean
+	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers install uninstall clean distclean \
+	module module-clean
 
 all: deps build
 
@@ -28,6 +32,8 @@ help:
 	@echo "make fuzz       build the libFuzzer targets, run each FUZZ_TIME=$(FUZZ_TIME) s"
 	@echo "make module     build kernel/xvl_virtio.ko (W=1) against the guest kernel's headers"
 	@echo "                (scripts/guest/kernel.sh --headers installs them; KBUILD=DIR overrides)"
+	@echo "make install    build ./build-install for PREFIX=$(PREFIX) and install it (DESTDIR honoured)"
+	@echo "make uninstall  remove what make install installed"
 	@echo "make clean      remove build directories (distclean: also .fio-src)"
 
 deps:
@@ -57,6 +63,7 @@ cross: build-aarch64 build-riscv64
 
 freestanding:
 	@scripts/freestanding.sh build-freestanding
+	@scripts/kernel-core.sh build-kernel-core
 
 fuzz-build: deps
 	@scripts/fuzz.sh build
@@ -73,6 +80,18 @@ module:
 module-clean:
 	$(MAKE) -C kernel clean
 
+# Its own build directory, so that ./build keeps its default prefix.
+install: deps
+	@opts="$(fio_opt)" && scripts/meson-setup.sh build-install --prefix="$(abspath $(PREFIX))" $$opts
+	$(NINJA) -C build-install
+	meson install -C build-install --no-rebuild $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+# Removes what the last `make install` installed (meson's install log).
+uninstall:
+	@[ -f build-install/meson-logs/install-log.txt ] || { echo "nothing installed from build-install"; exit 1; }
+	$(NINJA) -C build-install uninstall
+
 demo: all
 	./build/src/cli/xvl demo
 
@@ -82,7 +101,7 @@ check: deps
 	@tests/run.sh --build
 
 clean:
-	rm -rf build build-asan build-aarch64 build-aarch64-static build-riscv64 build-freestanding build-fuzz build-logs
+	rm -rf build build-asan build-aarch64 build-aarch64-static build-riscv64 build-freestanding build-kernel-core build-fuzz build-install build-logs
 
 distclean: clean
 	rm -rf .fio-src

@@ -8,6 +8,7 @@ PKGS=(
 	meson ninja-build pkg-config gcc clang
 	liburing-dev libjson-c-dev libseccomp-dev libconfig-dev libfuse3-dev fuse3 libnbd-dev
 	qemu-system-common qemu-utils fio
+	nbdkit nbdkit-plugin-dev libnbd-bin podman runc
 	dpdk dpdk-dev libdpdk-dev dpdk-doc
 	gnuplot-nox libclang-rt-14-dev
 	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
@@ -15,11 +16,12 @@ PKGS=(
 	valgrind dpkg-dev
 	qemu-system-x86 busybox-static cpio qemu-system-arm
 	e2fsprogs
+	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools
 )
 # The target's libraries for the aarch64 cross build of the whole stack (the
 # static xvl the arm64 guest test runs): multiarch -dev packages.
 FOREIGN_ARCH=arm64
-FOREIGN=(liburing-dev:arm64 libjson-c-dev:arm64 libconfig-dev:arm64 libseccomp-dev:arm64)
+FOREIGN=(liburing-dev:arm64 libjson-c-dev:arm64 libconfig-dev:arm64 libseccomp-dev:arm64 libfuse3-dev:arm64)
 
 missing=()
 for p in "${PKGS[@]}" "${FOREIGN[@]}"; do

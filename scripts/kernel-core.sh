@@ -40,7 +40,7 @@ module_exit(xvl_core_check_exit);
 MODULE_LICENSE("Dual MIT/GPL");
 C
 if make -s -C "$kdir" M="$out" modules >"$out/log" 2>&1 && [ -e "$out/xvl_core_check.ko" ]; then
-	echo "kernel-core: ok ($(basename "$(dirname "$(realpath "$kdir")")") $(basename "$(realpath "$kdir")"))"
+	echo "kernel-core: ok (built as a module against $(basename "$(realpath "$kdir")"))"
 else
 	cat "$out/log" >&2
 	echo "kernel-core: the core does not build as a kernel module" >&2

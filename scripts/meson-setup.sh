@@ -7,6 +7,12 @@ dir=$1; shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 want="$*"
+# A cross file that changed (another compiler, say) needs a fresh setup too.
+prev=""
+for a in "$@"; do
+	[ "$prev" = --cross-file ] && [ -f "$a" ] && want+=" $(sha1sum <"$a" | cut -c1-12)"
+	prev=$a
+done
 stamp="$dir/.xvl-setup-opts"
 
 if [ -f "$dir/build.ninja" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -15,7 +21,11 @@ fi
 rm -f "$stamp"
 if [ -f "$dir/build.ninja" ] && [ -f "$dir/meson-private/coredata.dat" ]; then
 	echo "meson: reconfiguring $dir ($want)"
-	meson setup --reconfigure "$dir" "$@" || { rm -rf "$dir"; meson setup "$dir" "$@"; }
+	# a cross file's compiler is fixed at the first setup: start over for it
+	case " $* " in
+	*" --cross-file "*) rm -rf "$dir"; meson setup "$dir" "$@" ;;
+	*) meson setup --reconfigure "$dir" "$@" || { rm -rf "$dir"; meson setup "$dir" "$@"; } ;;
+	esac
 else
 	echo "meson: setting up $dir ($want)"
 	rm -rf "$dir"

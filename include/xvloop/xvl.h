@@ -7,12 +7,30 @@
  * path) or straight to a vhost-user backend ("vhost-user:PATH", direct
  * mode).  Devices are opened on the client; each block device has one or
  * more queues.  A queue is used by one thread at a time; threads may share
- * a client (buffers and copies through the window are locked), but recovery (reconnect_ms, EVENT RESTART) sets every queue of a device
- * up again from whichever thread notices it first: give each thread its
- * own client when it needs recovery.
+ * a client, one queue each, also with recovery enabled (reconnect_ms,
+ * EVENT RESTART): link calls are serialised, and whichever thread notices
+ * a restart sets every queue up again while the other queues' calls wait
+ * (a thread asleep in xvl_blk_wait is woken).  Open and close devices, and
+ * close the client, while no other thread uses it.
+ *
+ * The client hands its window only to a peer running as its own uid, or
+ * as the uid in the environment variable XVL_SERVER_UID (checked with
+ * SO_PEERCRED on connect and on every reconnect).
  *
  * Errors are negative errno values; xvl_client_errmsg() says what went wrong
  * in words a user can act on.  Nothing here allocates on the I/O path.
+ *
+ * ABI: libxvloop.so.0 exports exactly the functions declared here (the
+ * version script src/client/libxvloop.map lists them).  The option structs
+ * grow at their end only: each starts with a size field that the caller sets
+ * to the sizeof() it was compiled with (start the initializer with
+ * XVL_CLIENT_OPTS_INIT / XVL_BLK_OPTS_INIT), so a program built today runs
+ * unchanged against a later 0.x library, whose new fields then keep their
+ * zero meaning.  A library older than the program refuses (-EINVAL) an
+ * option it does not know that is set (non-zero).  The structs the library
+ * fills (xvl_dev_desc, xvl_blk_info, xvl_blk_cpl) and xvl_blk_req are
+ * copied whole: they cannot grow within libxvloop.so.0 (a new field there
+ * needs a new function, or a new soname).
  */
 #ifndef XVLOOP_XVL_H
 #define XVLOOP_XVL_H
@@ -31,6 +49,7 @@ struct xvl_blk;
 /* ------------------------------------------------------------ client */
 
 struct xvl_client_opts {
+	size_t size;              /* sizeof(struct xvl_client_opts): XVL_CLIENT_OPTS_INIT */
 	const char *name;         /* shown by the server; default "xvl-client" */
 	const char *window;       /* window backing: "memfd" (default), "memfd-huge", "hugetlbfs:PATH", "shm:NAME" */
 	uint64_t window_size;     /* bytes; default 64 MiB (with window_fd: 0 = the file's size) */
@@ -51,14 +70,19 @@ struct xvl_client_opts {
 	 * environment variable XVL_RECONNECT_MS gives a value.
 	 */
 	unsigned reconnect_ms;
+	/* New fields go here, at the end; zero must mean the old behaviour. */
 };
+/* struct xvl_client_opts o = {XVL_CLIENT_OPTS_INIT, .name = "me"}; */
+#define XVL_CLIENT_OPTS_INIT .size = sizeof(struct xvl_client_opts)
 
 /*
  * Connect.  uri: "xvl:PATH" or "PATH" (xvloop server), "vhost-user:PATH"
- * (direct).  o may be NULL.  On failure err (if not NULL) gets the reason.
+ * (direct).  o may be NULL (all defaults); else o->size must be set
+ * (XVL_CLIENT_OPTS_INIT), or -EINVAL.  On failure err (if not NULL) gets the reason.
  */
 int xvl_client_connect(struct xvl_client **c, const char *uri, const struct xvl_client_opts *o,
 		       char *err, size_t errlen);
+/* Closes every device still open on c, then the link and the window.  NULL is a no-op. */
 void xvl_client_close(struct xvl_client *c);
 
 /* The last error message, for the client (valid until the next call). */
@@ -72,6 +96,7 @@ struct xvl_dev_desc {
 	uint64_t features;
 	char name[32];
 };
+/* How many devices the peer offers; device i (0 .. n-1) is described into d, else -ENODEV. */
 unsigned xvl_client_num_devices(const struct xvl_client *c);
 int xvl_client_device(const struct xvl_client *c, unsigned i, struct xvl_dev_desc *d);
 /* Index of the device called name, or -ENODEV. */
@@ -89,6 +114,7 @@ void xvl_buf_free(struct xvl_client *c, void *buf);
 /* ------------------------------------------------------------ block devices */
 
 struct xvl_blk_opts {
+	size_t size;            /* sizeof(struct xvl_blk_opts): XVL_BLK_OPTS_INIT */
 	int device;             /* index; -1 = the first block device */
 	uint16_t num_queues;    /* 0 = 1; capped to what the device offers */
 	uint16_t queue_size;    /* power of two, 0 = 256, at most 1024 */
@@ -101,7 +127,10 @@ struct xvl_blk_opts {
 	 * than a fast device's answer on some machines; 0: sleep at once.
 	 */
 	unsigned spin_us;
+	/* New fields go here, at the end; zero must mean the old behaviour. */
 };
+/* struct xvl_blk_opts o = {XVL_BLK_OPTS_INIT, .device = -1}; */
+#define XVL_BLK_OPTS_INIT .size = sizeof(struct xvl_blk_opts)
 
 struct xvl_blk_info {
 	uint64_t capacity;      /* bytes */
@@ -141,8 +170,12 @@ struct xvl_blk_cpl {
 	int result;             /* 0, -EIO (device error), -EOPNOTSUPP, -ENODEV (device broken or gone) */
 };
 
+/* Open a block device on c.  o may be NULL (the first block device, defaults);
+ * else o->size must be set (XVL_BLK_OPTS_INIT), or -EINVAL. */
 int xvl_blk_open(struct xvl_client *c, const struct xvl_blk_opts *o, struct xvl_blk **b);
+/* Closes b: the device stops using its queues before their memory is freed.  NULL is a no-op. */
 void xvl_blk_close(struct xvl_blk *b);
+/* What was negotiated at open: capacity, limits, queues, features. */
 void xvl_blk_get_info(const struct xvl_blk *b, struct xvl_blk_info *info);
 
 /* Queue a request on queue q; it is visible to the device at once, the

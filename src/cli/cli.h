@@ -8,6 +8,8 @@
 
 int cmd_server(int argc, char **argv);
 int cmd_blk(int argc, char **argv);
+int cmd_blk_mount(int argc, char **argv);
+int cmd_cdi(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);

@@ -1,15 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* xvl blk info|read|write|verify */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "blk_cmd.h"
 #include "cli.h"
 #include "workload.h"
 #include "xvloop/xvl.h"
@@ -27,16 +25,28 @@ static const char help[] =
 	"    xvl blk verify --connect URI [COMMON] [--seed N] [--size BYTES] [--ops N]\n"
 	"                   [--min BYTES] [--max BYTES] [--qd N] [--copy] [--no-fill]\n"
 	"                   [--no-final] [--time SECONDS]\n"
+	"    xvl blk mount  --connect URI [--device NAME] [--foreground] MOUNTPOINT\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    URI is xvl:SOCKET (or a plain path) for an xvloop server, the\n"
 	"    cross-compartment path, or vhost-user:SOCKET to drive a vhost-user-blk\n"
 	"    backend directly (no server in between; the window is the backend's only\n"
-	"    memory).\n"
+	"    memory).  The mailbox link (nothing but the window is shared; see\n"
+	"    xvl server --link window): window:PATH (a file both sides map, polling),\n"
+	"    ivshmem:SOCKET (window and eventfd doorbells from xvl server's ivshmem\n"
+	"    server), mbox: (window and doorbell handed over at spawn in\n"
+	"    XVL_WINDOW_FD and XVL_DOORBELL).\n"
 	"\n"
+	"    mount   serves the device(s) as regular files in a FUSE mount: see\n"
+	"            'xvl blk mount --help'.\n"
 	"    info    prints capacity, block size, queues, limits and negotiated features.\n"
 	"    read    copies LENGTH bytes at OFFSET to FILE (default: standard output).\n"
 	"    write   writes FILE, or LENGTH bytes of a pattern made from SEED, at OFFSET.\n"
+	"            A regular FILE must be a whole number of 512-byte sectors (or hold\n"
+	"            at least LENGTH bytes, of which the first LENGTH are written), so no\n"
+	"            device byte after it is overwritten; an empty FILE is refused.  A\n"
+	"            pipe or other stream that ends inside a sector has that sector\n"
+	"            completed from the device (read-modify-write, said on stderr).\n"
 	"    verify  fills the device (or its first SIZE bytes) with a pattern that names\n"
 	"            each sector and the write that put it there, runs OPS random reads and\n"
 	"            writes of MIN..MAX bytes on every queue with QD requests in flight per\n"
@@ -45,8 +55,10 @@ static const char help[] =
 	"            failed request.\n"
 	"\n"
 	"COMMON OPTIONS\n"
-	"    -c, --connect URI        the server or backend (required)\n"
-	"    -d, --device D           device index or name (default: the first block device)\n"
+	"    -c, --connect URI        the server or backend (default: $XVL_LINK, which the\n"
+	"                             partitioner and CDI specs from 'xvl cdi' set)\n"
+	"    -d, --device D           device index or name (default: $XVL_DEVICE when the\n"
+	"                             server came from $XVL_LINK, else the first block device)\n"
 	"    -Q, --queues N           queues to open (default 1)\n"
 	"    -S, --queue-size N       ring entries per queue, power of two <= 1024 (default 256)\n"
 	"    -p, --poll               busy-poll: no notifications (costs a core on each side)\n"
@@ -63,24 +75,6 @@ static const char help[] =
 	"    xvl blk info -c /run/xvl.sock\n"
 	"    xvl blk verify -c /run/xvl.sock --ops 20000 --min 512 --max 1M --qd 16 -Q 2\n"
 	"    xvl blk write -c vhost-user:/run/qsd.sock --offset 0 --input boot.img\n";
-
-struct blk_args {
-	const char *connect;
-	const char *device;
-	const char *input;
-	const char *output;
-	uint16_t queues;
-	uint16_t queue_size;
-	bool poll;
-	bool json;
-	uint64_t spin_us;
-	uint64_t window_size;
-	uint64_t reconnect_ms;
-	uint64_t offset;
-	uint64_t length;
-	bool have_offset;
-	struct wl_opts wl;
-};
 
 enum {
 	OPT_SEED = 256, OPT_SIZE, OPT_OPS, OPT_MIN, OPT_MAX, OPT_QD, OPT_COPY, OPT_NO_FILL,
@@ -137,7 +131,7 @@ static bool sector_multiple(const char *opt, const char *v, uint64_t n)
 }
 
 /* Refuse a range past the end of the device before sending anything. */
-static bool range_fits(const struct xvl_blk_info *in, uint64_t off, uint64_t len)
+bool blk_range_fits(const struct xvl_blk_info *in, uint64_t off, uint64_t len)
 {
 	if (off <= in->capacity && len <= in->capacity - off)
 		return true;
@@ -148,7 +142,7 @@ static bool range_fits(const struct xvl_blk_info *in, uint64_t off, uint64_t len
 }
 
 /* " (detail)" when the client library has more to say, else "". */
-static const char *detail(struct xvl_client *c, char *buf, size_t size)
+const char *blk_detail(struct xvl_client *c, char *buf, size_t size)
 {
 	const char *m = xvl_client_errmsg(c);
 	if (!m || !*m)
@@ -171,8 +165,10 @@ static bool parse_opt(struct blk_args *a, int opt)
 	case OPT_NO_FINAL: a->wl.final_check = false; return true;
 	case OPT_JSON: a->json = true; return true;
 	case 'Q':
-		if (!parse_uint("--queues", optarg, 16, &n) || !n)
-			return n ? false : (cli_fail(2, "blk", "--queues: at least 1"), false);
+		if (!parse_uint("--queues", optarg, 16, &n))
+			return false;
+		if (!n)
+			return cli_fail(2, "blk", "--queues: at least 1"), false;
 		a->queues = (uint16_t)n;
 		return true;
 	case 'S':
@@ -195,13 +191,21 @@ static bool parse_opt(struct blk_args *a, int opt)
 		return cli_size("blk", "--length", optarg, &a->length) &&
 		       sector_multiple("--length", optarg, a->length);
 	case OPT_SEED: return parse_uint("--seed", optarg, UINT64_MAX, &a->wl.seed);
-	case OPT_SIZE: return cli_size("blk", "--size", optarg, &a->wl.size);
+	case OPT_SIZE:
+		if (!cli_size("blk", "--size", optarg, &a->wl.size))
+			return false;
+		if (a->wl.size < 512 || a->wl.size % 512)
+			return cli_fail(2, "blk", "--size: %s is not a non-zero multiple of 512 "
+				       "(leave --size out to use the whole device)", optarg), false;
+		return true;
 	case OPT_OPS: return parse_uint("--ops", optarg, UINT64_MAX, &a->wl.random_ops);
 	case OPT_MIN: return parse_u32_size("--min", optarg, &a->wl.min_len);
 	case OPT_MAX: return parse_u32_size("--max", optarg, &a->wl.max_len);
 	case OPT_QD:
-		if (!parse_uint("--qd", optarg, 256, &n) || !n)
-			return n ? false : (cli_fail(2, "blk", "--qd: at least 1"), false);
+		if (!parse_uint("--qd", optarg, 256, &n))
+			return false;
+		if (!n)
+			return cli_fail(2, "blk", "--qd: at least 1"), false;
 		a->wl.qd = (unsigned)n;
 		return true;
 	case OPT_TIME:
@@ -230,7 +234,7 @@ static int resolve_device(struct xvl_client *c, const char *dev)
 
 static int open_blk(struct blk_args *a, struct xvl_client **c, struct xvl_blk **b)
 {
-	struct xvl_client_opts co = {.name = "xvl-blk", .window_size = a->window_size,
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-blk", .window_size = a->window_size,
 				     .reconnect_ms = (unsigned)a->reconnect_ms};
 	char err[300];
 	if (xvl_client_connect(c, a->connect, &co, err, sizeof(err)) < 0)
@@ -241,7 +245,7 @@ static int open_blk(struct blk_args *a, struct xvl_client **c, struct xvl_blk **
 		xvl_client_close(*c);
 		return 1;
 	}
-	struct xvl_blk_opts bo = {.device = dev, .num_queues = a->queues,
+	struct xvl_blk_opts bo = {XVL_BLK_OPTS_INIT, .device = dev, .num_queues = a->queues,
 				  .queue_size = a->queue_size, .poll = a->poll,
 				  .spin_us = (unsigned)a->spin_us};
 	if (xvl_blk_open(*c, &bo, b) < 0) {
@@ -306,107 +310,6 @@ static int do_info(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
 	return 0;
 }
 
-/* ------------------------------------------------------------ read / write */
-
-static int do_read(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
-{
-	if (!a->have_offset || !a->length)
-		return cli_fail(2, "blk", "read needs --offset and --length");
-	struct xvl_blk_info in;
-	xvl_blk_get_info(b, &in);
-	if (!range_fits(&in, a->offset, a->length))
-		return 1;
-	int fd = a->output ? open(a->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : 1;
-	if (fd < 0)
-		return cli_fail(1, "blk", "cannot create %s: %s", a->output, strerror(errno));
-	uint8_t *buf = xvl_buf_alloc(c, in.max_transfer);
-	int rc = buf ? 0 : -ENOMEM;
-	for (uint64_t done = 0; rc == 0 && done < a->length;) {
-		uint32_t n = (uint32_t)(a->length - done < in.max_transfer ? a->length - done
-									     : in.max_transfer);
-		rc = xvl_blk_read(b, a->offset + done, buf, n);
-		if (rc == 0 && write(fd, buf, n) != (ssize_t)n)
-			rc = -errno;
-		done += n;
-	}
-	xvl_buf_free(c, buf);
-	if (a->output)
-		close(fd);
-	char d[300];
-	if (rc < 0)
-		return cli_fail(1, "blk", "read failed: %s%s", strerror(-rc), detail(c, d, sizeof(d)));
-	return 0;
-}
-
-static int fill_from_input(int fd, uint8_t *buf, uint32_t n, uint64_t seed, uint64_t at)
-{
-	if (fd < 0) {
-		for (uint32_t i = 0; i < n; i += 8) {
-			uint64_t v = (at + i) * 0x9e3779b97f4a7c15ull ^ seed;
-			memcpy(buf + i, &v, 8);
-		}
-		return (int)n;
-	}
-	uint32_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, buf + got, n - got);
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			break;
-		got += (uint32_t)r;
-	}
-	return (int)got;
-}
-
-static int do_write(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
-{
-	if (!a->have_offset || (!a->input && !a->length))
-		return cli_fail(2, "blk", "write needs --offset and --input FILE or --length");
-	int fd = -1;
-	if (a->input) {
-		fd = open(a->input, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return cli_fail(1, "blk", "cannot open %s: %s", a->input, strerror(errno));
-	}
-	struct xvl_blk_info in;
-	xvl_blk_get_info(b, &in);
-	struct stat st;
-	uint64_t total = a->length;
-	if (!total && fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		total = ((uint64_t)st.st_size + 511) & ~511ull;
-	if (!range_fits(&in, a->offset, total)) {
-		if (fd >= 0)
-			close(fd);
-		return 1;
-	}
-	uint8_t *buf = xvl_buf_alloc(c, in.max_transfer);
-	int rc = buf ? 0 : -ENOMEM;
-	uint64_t done = 0;
-	while (rc == 0 && (!a->length || done < a->length)) {
-		uint64_t want = a->length ? a->length - done : in.max_transfer;
-		int n = fill_from_input(fd, buf, (uint32_t)(want < in.max_transfer ? want : in.max_transfer),
-					a->wl.seed, done);
-		if (n <= 0) {
-			rc = n;
-			break;
-		}
-		uint32_t len = ((uint32_t)n + 511) & ~511u; /* a short tail is padded with zeroes */
-		memset(buf + n, 0, len - (uint32_t)n);
-		rc = xvl_blk_write(b, a->offset + done, buf, len);
-		if (rc == 0)
-			done += len;
-	}
-	xvl_buf_free(c, buf);
-	if (fd >= 0)
-		close(fd);
-	char d[300];
-	if (rc < 0)
-		return cli_fail(1, "blk", "write failed at byte %llu: %s%s",
-				(unsigned long long)(a->offset + done), strerror(-rc), detail(c, d, sizeof(d)));
-	return 0;
-}
-
 /* ------------------------------------------------------------ verify */
 
 static int do_verify(struct blk_args *a, struct xvl_client *c, struct xvl_blk *b)
@@ -438,10 +341,12 @@ int cmd_blk(int argc, char **argv)
 				    .fill_len = 256 * 1024, .random_ops = 2000, .qd = 8,
 				    .fill = true, .final_check = true}};
 	if (argc < 2)
-		return cli_fail(2, "blk", "which one: info, read, write or verify? (xvl blk --help)");
+		return cli_fail(2, "blk", "which one: info, read, write, verify or mount? (xvl blk --help)");
 	const char *sub = argv[1];
 	if (!strcmp(sub, "--help") || !strcmp(sub, "-h"))
 		return cli_help(help);
+	if (!strcmp(sub, "mount"))
+		return cmd_blk_mount(argc - 1, argv + 1);
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:ps:W:R:o:L:i:O:h", longopts, NULL)) != -1) {
@@ -452,18 +357,25 @@ int cmd_blk(int argc, char **argv)
 	}
 	if (optind < argc - 1)
 		return cli_fail(2, "blk", "unexpected argument '%s'", argv[optind + 1]);
-	if (!a.connect)
-		return cli_fail(2, "blk", "--connect URI is required");
+	if (!a.connect) { /* what the partitioner or a CDI spec put in the environment */
+		a.connect = getenv("XVL_LINK");
+		if (!a.device)
+			a.device = getenv("XVL_DEVICE");
+	}
+	if (!a.connect || !*a.connect)
+		return cli_fail(2, "blk", "--connect URI is required (or XVL_LINK in the environment)");
+	if (a.device && !*a.device)
+		a.device = NULL;
 	if (a.wl.min_len > a.wl.max_len)
 		return cli_fail(2, "blk", "--min is larger than --max");
 	int (*fn)(struct blk_args *, struct xvl_client *, struct xvl_blk *) =
 		!strcmp(sub, "info")   ? do_info
-		: !strcmp(sub, "read")  ? do_read
-		: !strcmp(sub, "write") ? do_write
+		: !strcmp(sub, "read")  ? blk_do_read
+		: !strcmp(sub, "write") ? blk_do_write
 		: !strcmp(sub, "verify") ? do_verify
 					 : NULL;
 	if (!fn)
-		return cli_fail(2, "blk", "unknown subcommand '%s' (info, read, write, verify)", sub);
+		return cli_fail(2, "blk", "unknown subcommand '%s' (info, read, write, verify, mount)", sub);
 	struct xvl_client *c;
 	struct xvl_blk *b;
 	int rc = open_blk(&a, &c, &b);

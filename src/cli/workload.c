@@ -373,8 +373,12 @@ static int alloc_buffers(struct wl *w)
 	for (uint16_t q = 0; q < w->nq; q++) {
 		for (unsigned i = 0; i < w->qd; i++) {
 			uint8_t *p = w->o->copy ? aligned_alloc(4096, len) : xvl_buf_alloc(w->c, len);
-			if (!p)
+			if (!p) {
+				problem(w, "no room for %u x %u buffers of %u bytes in %s: use a larger "
+					"--window-size, or a smaller --qd, --queues or --max",
+					w->nq, w->qd, len, w->o->copy ? "memory" : "the window");
 				return -ENOMEM;
+			}
 			w->io[q][i].buf = p;
 		}
 	}
@@ -407,10 +411,15 @@ static int setup(struct wl *w)
 		w->qd = info.queue_size;
 	w->max_transfer = info.max_transfer;
 	w->rng = w->o->seed;
+	if (!w->sectors) {
+		problem(w, "the device (%llu bytes) is smaller than one 512-byte sector",
+			(unsigned long long)info.capacity);
+		return -EINVAL;
+	}
 	w->gen = calloc(w->sectors, sizeof(*w->gen));
 	w->busy = calloc(w->sectors, 1);
 	w->lat = malloc(LAT_SAMPLES * sizeof(*w->lat));
-	if (!w->sectors || !w->gen || !w->busy || !w->lat)
+	if (!w->gen || !w->busy || !w->lat)
 		return -ENOMEM;
 	return alloc_buffers(w);
 }

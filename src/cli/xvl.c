@@ -14,6 +14,8 @@ static const char usage[] =
 	"SYNOPSIS\n"
 	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]...\n"
 	"    xvl blk info|read|write|verify --connect URI [OPTIONS]\n"
+	"    xvl blk mount --connect URI [--device NAME] MOUNTPOINT\n"
+	"    xvl cdi --connect URI [--output FILE]\n"
 	"    xvl demo [--size BYTES] [--ops N] [--plain] [--keep]\n"
 	"    xvl run CONFIG | --default; xvl status [--json]; xvl stop\n"
 	"    xvl COMMAND --help\n"
@@ -28,13 +30,19 @@ static const char usage[] =
 	"\n"
 	"COMMANDS\n"
 	"    server   serve devices on a socket\n"
-	"    blk      use a block device: info, read, write, verify\n"
+	"    blk      use a block device: info, read, write, verify; mount it as a\n"
+	"             regular file (FUSE)\n"
+	"    cdi      write a Container Device Interface spec for a server's devices\n"
+	"             (podman/containerd --device xvloop.io/blk=NAME)\n"
 	"    demo     a device compartment with a file-backed disk and a driver\n"
 	"             compartment (through the partitioner) that writes and verifies a\n"
 	"             pattern; reports throughput and latency\n"
 	"    run      the partitioner: sandboxed compartments from one config, supervised\n"
 	"    status   show a running partitioner instance (--json)\n"
 	"    stop     tear a partitioner instance down\n"
+	"\n"
+	"    NBD: the nbdkit plugin 'nbdkit xvloop uri=xvl:SOCKET device=NAME'\n"
+	"    (build/src/nbdkit/nbdkit-xvloop-plugin.so) serves a device to any NBD client.\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 success, 1 runtime failure (the message says what failed), 2 bad usage.\n";
@@ -76,6 +84,8 @@ int main(int argc, char **argv)
 		return cmd_server(argc - 1, argv + 1);
 	if (!strcmp(cmd, "blk"))
 		return cmd_blk(argc - 1, argv + 1);
+	if (!strcmp(cmd, "cdi"))
+		return cmd_cdi(argc - 1, argv + 1);
 	if (!strcmp(cmd, "demo"))
 		return cmd_demo(argc - 1, argv + 1);
 	if (!strcmp(cmd, "run"))

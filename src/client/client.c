@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "opts.h"
 #include "virtio_blk.h"
+#include "xvl_atomic.h"
 
 #define DEFAULT_WINDOW_SIZE (64ull << 20)
 #define DEFAULT_TIMEOUT_MS 5000u
@@ -40,12 +42,27 @@ static void break_all(struct xvl_client *c, int reason, const char *why)
 			xvl_blk_mark_broken(c->open[i], reason, why);
 }
 
+bool xvl_client_link_dead(const struct xvl_client *c)
+{
+	return xvl_load_acquire(&c->link_dead);
+}
+
+int xvl_client_link_fd(const struct xvl_client *c)
+{
+	return c->mode == XVL_MODE_LINK ? xvl_load_relaxed(&c->sock) : -1;
+}
+
+static void set_link_dead(struct xvl_client *c, bool dead)
+{
+	xvl_store_release(&c->link_dead, dead);
+}
+
 /* With reconnection enabled the devices wait for xvl_client_recover instead of breaking. */
 static void link_died(struct xvl_client *c, const char *why)
 {
-	if (c->link_dead)
+	if (xvl_client_link_dead(c))
 		return;
-	c->link_dead = true;
+	set_link_dead(c, true);
 	if (!c->reconnect_ms)
 		break_all(c, -ENOTCONN, why);
 }
@@ -64,7 +81,6 @@ static int link_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms)
 			link_died(c, xvl_link_mbox_why(c));
 		return rc;
 	}
-
 	int pr = poll(&p, 1, timeout_ms);
 	if (pr == 0)
 		return -ETIMEDOUT;
@@ -121,12 +137,12 @@ static int link_send(struct xvl_client *c, struct xvl_msg *req, const int *fds, 
  * handled on the way.  Returns the reply's status (0 or a negative errno)
  * or a transport error, with c->eb saying which.
  */
-static int link_call(struct xvl_client *c, struct xvl_msg *req, const int *fds, unsigned nfds,
-		     struct xvl_msg *rep)
+static int link_call_locked(struct xvl_client *c, struct xvl_msg *req, const int *fds,
+			    unsigned nfds, struct xvl_msg *rep)
 {
 	const char *what = xvl_msg_name(req->type);
 
-	if (c->link_dead)
+	if (xvl_client_link_dead(c))
 		return xvl_err(&c->eb, -ENOTCONN, "%s: the link to the server is gone", what);
 	req->seq = ++c->seq;
 	int rc = link_send(c, req, fds, nfds);
@@ -157,19 +173,33 @@ static int link_call(struct xvl_client *c, struct xvl_msg *req, const int *fds, 
 	}
 }
 
+/* Threads sharing the client take turns: one call (request and reply) at a time. */
+static int link_call(struct xvl_client *c, struct xvl_msg *req, const int *fds, unsigned nfds,
+		     struct xvl_msg *rep)
+{
+	pthread_mutex_lock(&c->link_lock);
+	int rc = link_call_locked(c, req, fds, nfds, rep);
+	pthread_mutex_unlock(&c->link_lock);
+	return rc;
+}
+
+/* A thread busy with a link call reads (and handles) whatever arrives: do not wait for it. */
 int xvl_client_poll_link(struct xvl_client *c)
 {
 	if (c->mode != XVL_MODE_LINK)
 		return 0;
-	while (!c->link_dead) {
+	if (pthread_mutex_trylock(&c->link_lock) != 0)
+		return xvl_client_link_dead(c) ? -ENOTCONN : 0;
+	while (!xvl_client_link_dead(c)) {
 		struct xvl_msg m;
 		int rc = link_recv(c, &m, 0);
 		if (rc == -ETIMEDOUT)
-			return 0;
-		if (rc == 0 && m.type == XVL_MSG_EVENT)
+			break;
+		if (rc == 0 && m.type == XVL_MSG_EVENT && !xvl_msg_is_reply(&m))
 			handle_event(c, &m);
 	}
-	return -ENOTCONN;
+	pthread_mutex_unlock(&c->link_lock);
+	return xvl_client_link_dead(c) ? -ENOTCONN : 0;
 }
 
 /* ------------------------------------------------------------ connect */
@@ -205,12 +235,20 @@ static int link_enumerate(struct xvl_client *c)
 			return rc;
 		const struct xvl_m_dev_info *d = &rep.u.info;
 		if (d->dev != i || d->num_queues == 0 || d->max_queue_size == 0)
-			return xvl_err(&c->eb, -EPROTO, "server describes device %u inconsistently", i);
+			return xvl_err(&c->eb, -EPROTO,
+				       "server describes device %u inconsistently (%u queues of %u)", i,
+				       d->num_queues, d->max_queue_size);
+		/*
+		 * Never more than this client can hold, whatever the server says.
+		 * config_len is not kept: the driver reads fixed fields, at most
+		 * XVL_CONFIG_MAX bytes at a time, and GET_CONFIG checks each reply's length.
+		 */
 		c->dev[i] = (struct xvl_dev_desc){
 			.index = i,
 			.virtio_id = d->virtio_id,
-			.num_queues = d->num_queues,
-			.max_queue_size = d->max_queue_size,
+			.num_queues = d->num_queues < XVL_MAX_QUEUES ? d->num_queues : XVL_MAX_QUEUES,
+			.max_queue_size = d->max_queue_size < XVL_VQ_MAX_SIZE ? d->max_queue_size
+									      : XVL_VQ_MAX_SIZE,
 			.features = d->features,
 		};
 		snprintf(c->dev[i].name, sizeof(c->dev[i].name), "%s", d->name);
@@ -225,6 +263,59 @@ static int link_send_window(struct xvl_client *c)
 	return link_call(c, &req, &c->win.fd, 1, &rep);
 }
 
+/*
+ * Whoever listens at the path gets the window (all of this compartment's
+ * shared memory): it must run as the expected uid, on connect and on every
+ * reconnect.  SO_PEERCRED gives the uid the listener had when it called
+ * listen().
+ */
+static int check_peer(struct xvl_client *c, int sock, const char *path)
+{
+	uint32_t uid;
+	int rc = xvl_os_peer_uid(sock, &uid);
+	if (rc < 0)
+		return xvl_err(&c->eb, rc, "cannot tell who listens at '%s': %s", path, strerror(-rc));
+	if (uid != c->server_uid)
+		return xvl_err(&c->eb, -EPERM,
+			       "the peer listening at '%s' runs as uid %u, not uid %u; refusing to "
+			       "hand it the window (XVL_SERVER_UID names the server's uid)",
+			       path, uid, c->server_uid);
+	return 0;
+}
+
+static uint32_t expected_server_uid(void)
+{
+	const char *e = getenv("XVL_SERVER_UID");
+	char *end;
+	if (e && *e) {
+		unsigned long v = strtoul(e, &end, 10);
+		if (!*end && v <= UINT32_MAX)
+			return (uint32_t)v;
+	}
+	return (uint32_t)getuid();
+}
+
+/* Connect to path, check the peer, and install the socket as the link. */
+static int link_open(struct xvl_client *c)
+{
+	int s = xvl_os_connect(c->path, &c->eb);
+	if (s < 0)
+		return s;
+	int rc = check_peer(c, s, c->path);
+	if (rc < 0) {
+		close(s);
+		return rc;
+	}
+	pthread_mutex_lock(&c->link_lock);
+	if (c->sock >= 0)
+		close(c->sock);
+	xvl_store_relaxed(&c->sock, s);
+	link_nonblocking(c);
+	set_link_dead(c, false);
+	pthread_mutex_unlock(&c->link_lock);
+	return 0;
+}
+
 static int connect_link(struct xvl_client *c, const char *path, const char *name)
 {
 	c->mode = XVL_MODE_LINK;
@@ -237,11 +328,10 @@ static int connect_link(struct xvl_client *c, const char *path, const char *name
 			mrc = link_hello(c, name);
 		return mrc == 0 ? link_enumerate(c) : mrc;
 	}
-	c->sock = xvl_os_connect(path, &c->eb);
-	if (c->sock < 0)
-		return c->sock;
-	link_nonblocking(c);
-	int rc = link_hello(c, name);
+	int rc = link_open(c);
+	if (rc < 0)
+		return rc;
+	rc = link_hello(c, name);
 	if (rc == 0)
 		rc = link_enumerate(c);
 	if (rc == 0)
@@ -256,6 +346,9 @@ static int connect_vhost(struct xvl_client *c, const char *path)
 	int rc = xvl_vhost_connect(&c->vh, path, &c->eb);
 	if (rc < 0)
 		return rc;
+	rc = check_peer(c, c->vh.sock, path);
+	if (rc < 0)
+		return rc;
 	rc = xvl_vhost_set_mem_table(&c->vh, c->win.fd, c->win.mem.size, c->win.mem.base, &c->eb);
 	if (rc < 0)
 		return rc;
@@ -263,7 +356,7 @@ static int connect_vhost(struct xvl_client *c, const char *path)
 	c->dev[0] = (struct xvl_dev_desc){
 		.index = 0,
 		.virtio_id = XVL_VIRTIO_ID_BLOCK,
-		.num_queues = c->vh.num_queues,
+		.num_queues = c->vh.num_queues < XVL_MAX_QUEUES ? c->vh.num_queues : XVL_MAX_QUEUES,
 		.max_queue_size = XVL_VQ_MAX_SIZE,
 		.features = c->vh.features,
 	};
@@ -345,11 +438,21 @@ static const char *uri_path(const char *uri, enum xvl_mode *mode)
 int xvl_client_connect(struct xvl_client **out, const char *uri, const struct xvl_client_opts *o,
 		       char *err, size_t errlen)
 {
+	struct xvl_client_opts own;
+	char bad[256];
+	*out = NULL;
+	if (o && xvl_opts_take(&own, sizeof(own), o, XVL_CLIENT_OPTS_SIZE_0_1,
+			       "struct xvl_client_opts", bad, sizeof(bad)) < 0) {
+		if (err)
+			snprintf(err, errlen, "%s", bad);
+		return -EINVAL;
+	}
+	o = o ? &own : NULL;
+
 	struct xvl_client *c = calloc(1, sizeof(*c));
 	enum xvl_mode mode;
 	int rc;
 
-	*out = NULL;
 	if (!c) {
 		if (err)
 			snprintf(err, errlen, "out of memory");
@@ -358,6 +461,9 @@ int xvl_client_connect(struct xvl_client **out, const char *uri, const struct xv
 	c->sock = -1;
 	c->win.fd = -1;
 	pthread_mutex_init(&c->heap_lock, NULL);
+	pthread_mutex_init(&c->link_lock, NULL);
+	pthread_mutex_init(&c->recover_lock, NULL);
+	c->server_uid = expected_server_uid();
 	c->vh.sock = -1;
 	c->vh.inflight_fd = -1;
 	c->timeout_ms = o && o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -398,6 +504,8 @@ void xvl_client_close(struct xvl_client *c)
 	xvl_os_window_close(&c->win);
 	free(c->heap_meta);
 	pthread_mutex_destroy(&c->heap_lock);
+	pthread_mutex_destroy(&c->link_lock);
+	pthread_mutex_destroy(&c->recover_lock);
 	free(c);
 }
 
@@ -434,14 +542,20 @@ int xvl_client_find(const struct xvl_client *c, const char *name)
 
 /* ------------------------------------------------------------ reconnection */
 
-/* The devices this client has open must still be there, under the same names. */
+/*
+ * The devices this client has open must still be there, under the same
+ * names and features, with room for the queues open on them.
+ */
 static bool devices_unchanged(const struct xvl_client *c, const struct xvl_dev_desc *before)
 {
 	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++) {
 		if (!c->open[i])
 			continue;
+		struct xvl_blk_info in;
+		xvl_blk_get_info(c->open[i], &in);
 		if (i >= c->n_dev || strcmp(c->dev[i].name, before[i].name) ||
-		    c->dev[i].features != before[i].features)
+		    c->dev[i].features != before[i].features ||
+		    c->dev[i].num_queues < in.num_queues || c->dev[i].max_queue_size < in.queue_size)
 			return false;
 	}
 	return true;
@@ -452,7 +566,7 @@ static int relink(struct xvl_client *c)
 	struct xvl_dev_desc before[XVL_MAX_DEVICES];
 	memcpy(before, c->dev, sizeof(before));
 	if (c->mbox) {
-		c->link_dead = false;
+		set_link_dead(c, false);
 		int mrc = xvl_link_mbox_connect(c);
 		if (mrc == 0)
 			mrc = link_hello(c, c->name);
@@ -461,17 +575,13 @@ static int relink(struct xvl_client *c)
 		if (mrc == 0 && !devices_unchanged(c, before))
 			mrc = xvl_err(&c->eb, -ENODEV, "the server came back with other devices");
 		if (mrc < 0)
-			c->link_dead = true;
+			set_link_dead(c, true);
 		return mrc;
 	}
-	if (c->sock >= 0)
-		close(c->sock);
-	c->sock = xvl_os_connect(c->path, &c->eb);
-	if (c->sock < 0)
-		return c->sock;
-	link_nonblocking(c);
-	c->link_dead = false;
-	int rc = link_hello(c, c->name);
+	int rc = link_open(c);
+	if (rc < 0)
+		return rc;
+	rc = link_hello(c, c->name);
 	if (rc == 0)
 		rc = link_enumerate(c);
 	if (rc == 0 && !devices_unchanged(c, before))
@@ -479,7 +589,7 @@ static int relink(struct xvl_client *c)
 	if (rc == 0)
 		rc = link_send_window(c);
 	if (rc < 0)
-		c->link_dead = true;
+		set_link_dead(c, true);
 	return rc;
 }
 
@@ -493,18 +603,19 @@ static int relink_until(struct xvl_client *c, uint64_t deadline)
 			snprintf(why, sizeof(why), "server did not come back within %u ms", c->reconnect_ms);
 			break_all(c, -ENOTCONN, rc == -ENODEV ? "server came back with other devices" : why);
 			c->reconnect_ms = 0; /* once given up, stay down */
-			c->link_dead = true;
+			set_link_dead(c, true);
 			return -ENOTCONN;
 		}
 		usleep(20000);
 	}
-	c->n_reconnects++;
+	__atomic_add_fetch(&c->n_reconnects, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
+/* Runs with every queue lock held (blk_recover.c). */
 int xvl_client_recover(struct xvl_client *c)
 {
-	if (!c->link_dead || c->mode != XVL_MODE_LINK)
+	if (!xvl_client_link_dead(c) || c->mode != XVL_MODE_LINK)
 		return 0;
 	if (!c->reconnect_ms)
 		return -ENOTCONN;
@@ -513,21 +624,21 @@ int xvl_client_recover(struct xvl_client *c)
 	do {
 		if (relink_until(c, deadline) < 0)
 			return -ENOTCONN;
-		for (unsigned i = 0; i < XVL_MAX_DEVICES && !c->link_dead; i++)
+		for (unsigned i = 0; i < XVL_MAX_DEVICES && !xvl_client_link_dead(c); i++)
 			if (c->open[i])
 				xvl_blk_restart(c->open[i], true);
-	} while (c->link_dead);
+	} while (xvl_client_link_dead(c));
 	return 0;
 }
 
 unsigned xvl_client_reconnects(const struct xvl_client *c)
 {
-	return c->n_reconnects;
+	return xvl_load_relaxed(&c->n_reconnects);
 }
 
 unsigned xvl_client_restarts(const struct xvl_client *c)
 {
-	return c->n_restarts;
+	return xvl_load_relaxed(&c->n_restarts);
 }
 
 /* ------------------------------------------------------------ window heap */
@@ -655,11 +766,20 @@ static int vhost_stop_all(struct xvl_client *c, uint16_t nq)
 	return rc;
 }
 
+int xvl_dev_reset(struct xvl_client *c, uint32_t dev, uint16_t nq)
+{
+	if (c->mode == XVL_MODE_VHOST)
+		return c->vh.sock >= 0 ? vhost_stop_all(c, nq) : -ENOTCONN;
+	struct xvl_msg req = {.type = XVL_MSG_RESET}, rep;
+	req.u.dev.dev = dev;
+	return link_call(c, &req, NULL, 0, &rep);
+}
+
 int xvl_dev_detach(struct xvl_client *c, uint32_t dev, uint16_t nq)
 {
 	if (c->mode == XVL_MODE_VHOST)
 		return c->vh.sock >= 0 ? vhost_stop_all(c, nq) : 0;
-	if (c->link_dead)
+	if (xvl_client_link_dead(c))
 		return 0;
 	struct xvl_msg req = {.type = XVL_MSG_DETACH}, rep;
 	req.u.dev.dev = dev;

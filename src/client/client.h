@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Client internals shared by the connection (client.c) and the drivers
- * (blk.c).  The device-facing operations hide whether the peer is an
+ * Client internals shared by the connection (client.c) and the block
+ * driver (blk_setup.c, blk_io.c, blk_recover.c; see blk_int.h).  The device-facing operations hide whether the peer is an
  * xvloop server (link) or a vhost-user backend (direct).
  */
 #ifndef XVL_CLIENT_INT_H
@@ -27,11 +27,17 @@ struct xvl_link_mbox;
 
 struct xvl_client {
 	enum xvl_mode mode;
-	int sock;                 /* link socket (LINK); mailbox link: its vector 0's eventfd, or -1 */
+	int sock;                 /* link socket (LINK); atomic: sleepers poll it; mailbox link: its
+	                             vector 0's eventfd, or -1 */
 	struct xvl_link_mbox *mbox; /* LINK over the mailbox in the window (link_mbox.c), else NULL */
 	uint32_t seq;
 	unsigned timeout_ms;
-	bool link_dead;
+	bool link_dead;           /* atomic */
+	uint32_t server_uid;      /* the uid a peer must run as (XVL_SERVER_UID, else ours) */
+	/* One link call at a time (a reply is never taken by another thread's call);
+	 * innermost lock.  Recovery holds recover_lock, then every queue lock. */
+	pthread_mutex_t link_lock;
+	pthread_mutex_t recover_lock;
 	unsigned reconnect_ms;    /* 0: a lost link breaks the devices */
 	char path[108];           /* the server's socket, for reconnection */
 	char name[XVL_NAME_MAX];
@@ -63,6 +69,8 @@ int xvl_dev_set_features(struct xvl_client *c, uint32_t dev, uint64_t features);
 int xvl_dev_get_config(struct xvl_client *c, uint32_t dev, uint32_t off, void *buf, uint32_t len);
 int xvl_dev_set_status(struct xvl_client *c, uint32_t dev, uint32_t status);
 int xvl_dev_setup_queue(struct xvl_client *c, uint32_t dev, const struct xvl_queue_setup *qs);
+/* Reset the device (vhost: stop its rings); it has stopped touching the rings when this returns 0. */
+int xvl_dev_reset(struct xvl_client *c, uint32_t dev, uint16_t nq);
 /* Reset the device and release it; the device has stopped touching the rings when this returns. */
 int xvl_dev_detach(struct xvl_client *c, uint32_t dev, uint16_t nq);
 
@@ -71,6 +79,10 @@ int xvl_dev_detach(struct xvl_client *c, uint32_t dev, uint16_t nq);
  * and notice the server going away.  Returns 0, or -ENOTCONN once the link is gone.
  */
 int xvl_client_poll_link(struct xvl_client *c);
+/* Has the link died (not yet re-established)?  Any thread. */
+bool xvl_client_link_dead(const struct xvl_client *c);
+/* The link socket, for a sleeper's poll() (-1 in direct mode).  Any thread. */
+int xvl_client_link_fd(const struct xvl_client *c);
 
 /* Called by the client when the device reported broken or the link died. */
 void xvl_blk_mark_broken(struct xvl_blk *b, int reason, const char *why);
@@ -98,7 +110,7 @@ int xvl_link_mbox_connect(struct xvl_client *c);
 int xvl_link_mbox_send(struct xvl_client *c, const struct xvl_msg *m);
 int xvl_link_mbox_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms);
 const char *xvl_link_mbox_why(const struct xvl_client *c);
-/* SET_QUEUE on the mailbox link: POLL, or VECTORS with blk.c's descriptors made the vectors'. */
+/* SET_QUEUE on the mailbox link: POLL, or VECTORS with blk's descriptors made the vectors'. */
 int xvl_link_mbox_queue(struct xvl_client *c, uint32_t dev, const struct xvl_queue_setup *qs,
 			struct xvl_m_queue *mq);
 void xvl_link_mbox_close(struct xvl_client *c);

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "mailbox.h"
 
 struct xvl_link_mbox {
+	pthread_mutex_t lock;    /* threads sharing the client: one at a time in mb */
 	struct xvl_mbox mb;
 	struct xvl_doorbell db;
 	int ivsh_sock;           /* ivshmem: our connection to the server, -1 otherwise */
@@ -53,6 +55,7 @@ int xvl_link_mbox_create(struct xvl_client *c, const char *uri, uint64_t size)
 	if (!l)
 		return xvl_err(&c->eb, -ENOMEM, "out of memory");
 	l->ivsh_sock = -1;
+	pthread_mutex_init(&l->lock, NULL);
 	xvl_doorbell_init(&l->db);
 	c->mbox = l;
 	if (!strncmp(uri, "window:", 7)) {
@@ -106,8 +109,9 @@ static void wait_a_little(struct xvl_link_mbox *l, int left_ms)
 {
 	int fd = xvl_doorbell_fd(&l->db, XVL_MBOX_VEC_MAILBOX);
 	if (fd >= 0) {
+		/* Look again now and then even without a ring: a ring is a hint, the mailbox the truth. */
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		poll(&p, 1, left_ms);
+		poll(&p, 1, left_ms < 100 ? left_ms : 100);
 		return;
 	}
 	unsigned us = xvl_backoff_next(&l->backoff);
@@ -127,13 +131,17 @@ static int left_ms(uint64_t deadline)
 int xvl_link_mbox_connect(struct xvl_client *c)
 {
 	struct xvl_link_mbox *l = c->mbox;
+	pthread_mutex_lock(&l->lock);
 	xvl_mbox_connect(&l->mb);
+	pthread_mutex_unlock(&l->lock);
 	xvl_doorbell_ring(&l->db, XVL_MBOX_VEC_MAILBOX);
 	uint64_t deadline = xvl_os_now_ns() + (uint64_t)c->timeout_ms * 1000000ull;
 	xvl_backoff_reset(&l->backoff);
 	for (;;) {
 		xvl_doorbell_drain(&l->db, XVL_MBOX_VEC_MAILBOX);
+		pthread_mutex_lock(&l->lock);
 		int rc = xvl_mbox_connected(&l->mb);
+		pthread_mutex_unlock(&l->lock);
 		if (rc == 1)
 			return 0;
 		if (rc < 0)
@@ -152,7 +160,9 @@ int xvl_link_mbox_send(struct xvl_client *c, const struct xvl_msg *m)
 	uint64_t deadline = xvl_os_now_ns() + (uint64_t)c->timeout_ms * 1000000ull;
 	xvl_backoff_reset(&l->backoff);
 	for (;;) {
+		pthread_mutex_lock(&l->lock);
 		int rc = xvl_mbox_send(&l->mb, m);
+		pthread_mutex_unlock(&l->lock);
 		if (rc == 0) {
 			xvl_doorbell_ring(&l->db, XVL_MBOX_VEC_MAILBOX);
 			return 0;
@@ -174,7 +184,9 @@ int xvl_link_mbox_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms)
 	for (;;) {
 		/* Drain first, then look: a ring after the look wakes the next wait. */
 		xvl_doorbell_drain(&l->db, XVL_MBOX_VEC_MAILBOX);
+		pthread_mutex_lock(&l->lock);
 		int rc = xvl_mbox_recv(&l->mb, m);
+		pthread_mutex_unlock(&l->lock);
 		if (rc == 1)
 			return 0;
 		if (rc < 0)
@@ -233,6 +245,7 @@ void xvl_link_mbox_close(struct xvl_client *c)
 	xvl_doorbell_close(&l->db);
 	if (l->ivsh_sock >= 0)
 		close(l->ivsh_sock);
+	pthread_mutex_destroy(&l->lock);
 	free(l);
 	c->mbox = NULL;
 }

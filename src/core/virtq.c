@@ -249,10 +249,18 @@ static uint64_t sg_in_bytes(const struct xvl_sg *sg, unsigned n_out, unsigned n)
 	return sum;
 }
 
+/* Count one index step since the last decision, saturating at one full wrap. */
+static void count_step(uint32_t *moved)
+{
+	if (*moved < 0x10000u)
+		++*moved;
+}
+
 static void publish_avail(struct xvl_vq_drv *vq, uint16_t head)
 {
 	xvl_put16(&vq->avail->ring[vq->avail_idx & (vq->num - 1)], head);
 	vq->avail_idx++;
+	count_step(&vq->added);
 	/* Release: descriptors, tables and the ring entry are visible before the index. */
 	xvl_wr16_release(&vq->avail->idx, vq->avail_idx);
 }
@@ -287,15 +295,22 @@ int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_ou
 /*
  * Does the peer want to hear that our index moved from *last to now?  Our
  * index store must be visible before we sample its wishes (full fence).
+ * *moved counts the steps since the last decision: 65536 of them bring a
+ * 16-bit index back to *last, and the event-index test cannot tell that
+ * from no movement, so a full wrap always notifies.
  */
-static bool peer_wants_notify(bool event_idx, uint16_t *last, uint16_t now,
+static bool peer_wants_notify(bool event_idx, uint16_t *last, uint32_t *moved, uint16_t now,
 			      const uint16_t *peer_event, const uint16_t *peer_flags,
 			      uint16_t suppress_flag)
 {
 	uint16_t old = *last;
+	uint32_t steps = *moved;
 
 	xvl_mb();
 	*last = now;
+	*moved = 0;
+	if (steps >= 0x10000u)
+		return true;
 	if (now == old)
 		return false;
 	if (event_idx)
@@ -307,7 +322,7 @@ bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq)
 {
 	if (vq->broken)
 		return false;
-	return peer_wants_notify(vq->event_idx, &vq->kicked_idx, vq->avail_idx,
+	return peer_wants_notify(vq->event_idx, &vq->kicked_idx, &vq->added, vq->avail_idx,
 				 avail_event_of(vq->used, vq->num), &vq->used->flags,
 				 XVL_VRING_USED_F_NO_NOTIFY);
 }
@@ -616,6 +631,7 @@ int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
 	xvl_put32(&ue->id, head);
 	xvl_put32(&ue->len, len);
 	vq->used_idx++;
+	count_step(&vq->pushed);
 	vq->inflight--;
 	/* Release: the element is visible before the index that exposes it. */
 	xvl_wr16_release(&vq->used->idx, vq->used_idx);
@@ -626,7 +642,7 @@ bool xvl_vq_dev_notify_prepare(struct xvl_vq_dev *vq)
 {
 	if (vq->broken)
 		return false;
-	return peer_wants_notify(vq->event_idx, &vq->signalled_used, vq->used_idx,
+	return peer_wants_notify(vq->event_idx, &vq->signalled_used, &vq->pushed, vq->used_idx,
 				 used_event_of(vq->avail, vq->num), &vq->avail->flags,
 				 XVL_VRING_AVAIL_F_NO_INTERRUPT);
 }

@@ -103,6 +103,7 @@ struct xvl_vq_drv {
 	uint16_t num_free;
 	uint16_t avail_idx;   /* next avail index to publish (shadow) */
 	uint16_t kicked_idx;  /* avail idx at the last notification decision */
+	uint32_t added;       /* adds since then, saturating at 65536 (16-bit wrap guard) */
 	uint16_t last_used;   /* next used index to consume */
 	bool event_idx;
 	bool broken;
@@ -182,6 +183,7 @@ struct xvl_vq_dev {
 	uint16_t last_avail;     /* next avail index to consume */
 	uint16_t used_idx;       /* next used index to publish (shadow) */
 	uint16_t signalled_used; /* used idx at the last notification decision */
+	uint32_t pushed;         /* pushes since then, saturating at 65536 (16-bit wrap guard) */
 	uint16_t inflight;       /* popped, not yet pushed */
 	bool event_idx;
 	bool indirect;           /* VIRTIO_F_INDIRECT_DESC negotiated */

@@ -16,7 +16,10 @@
  * one thread at a time, which is the library's rule).  Sharing is needed
  * because a device has one driver at a time: a second connection to the
  * same xvloop device is refused (EBUSY) and a vhost-user backend serves one
- * frontend at a time.
+ * frontend at a time.  Sharing stays safe with recovery on (XVL_RECONNECT_MS,
+ * which the partitioner sets): the library serialises link calls and sets
+ * every queue up again with the other job threads' queue calls held off
+ * (tests/e2e/hostile_client.sh runs two job threads through server kills).
  *
  * Buffers.  zerocopy=1 (default) allocates fio's I/O buffers inside the
  * window (the iomem_alloc hook), so requests carry them without a copy;
@@ -297,7 +300,7 @@ static int conn_open(struct thread_data *td, const struct xvl_fio_opts *o, uint6
 	char err[256];
 	char name[32];
 	snprintf(name, sizeof(name), "fio-%d", (int)getpid());
-	struct xvl_client_opts co = {.name = name, .window = o->window, .window_size = window};
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = name, .window = o->window, .window_size = window};
 	struct xvl_client *c;
 	int rc = xvl_client_connect(&c, o->uri, &co, err, sizeof(err));
 	if (rc < 0) {
@@ -310,7 +313,7 @@ static int conn_open(struct thread_data *td, const struct xvl_fio_opts *o, uint6
 		xvl_client_close(c);
 		return -ENODEV;
 	}
-	struct xvl_blk_opts bo = {.device = dev, .num_queues = nq, .queue_size = qsize,
+	struct xvl_blk_opts bo = {XVL_BLK_OPTS_INIT, .device = dev, .num_queues = nq, .queue_size = qsize,
 				  .poll = o->poll != 0, .spin_us = o->spin_us};
 	struct xvl_blk *b;
 	rc = xvl_blk_open(c, &bo, &b);

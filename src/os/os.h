@@ -76,6 +76,8 @@ int xvl_os_listen(const char *path, struct xvl_errbuf *eb);
 int xvl_os_connect(const char *path, struct xvl_errbuf *eb);
 /* SOCK_STREAM connect, for vhost-user backends. */
 int xvl_os_connect_stream(const char *path, struct xvl_errbuf *eb);
+/* The uid of the process at the other end of a connected unix socket (SO_PEERCRED). */
+int xvl_os_peer_uid(int sock, uint32_t *uid);
 
 /* Send one message with up to XVL_OS_MAX_FDS descriptors (SCM_RIGHTS). 0 or -errno. */
 int xvl_os_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
@@ -98,6 +100,48 @@ int xvl_os_recv_exact(int sock, void *buf, size_t len, int *fds, unsigned max_fd
 int xvl_os_eventfd(void);                 /* non-blocking, close-on-exec */
 int xvl_os_eventfd_signal(int fd);        /* write 1 */
 uint64_t xvl_os_eventfd_drain(int fd);    /* read and return the counter, 0 if none */
+
+/*
+ * Is fd an eventfd?  1 yes, 0 no (a pipe, a memfd, a socket, another
+ * anonymous inode...), or -errno when it cannot be told.  Asks
+ * /proc/self/fd (readlink "anon_inode:[eventfd]").
+ */
+int xvl_os_is_eventfd(int fd);
+
+/*
+ * Eventfds that a peer passed in.  O_NONBLOCK lives on the open file
+ * description the peer shares, so the peer can clear it at any time and a
+ * plain read() or write() could then block for good (a counter at its
+ * maximum, or empty).  These calls run under a per-thread timer that
+ * interrupts a blocked call within XVL_OS_PEER_EFD_MS; an interrupted call
+ * is never retried.  The first guarded call arms the timer; the caller
+ * disarms it with xvl_os_guard_release before it sleeps (an event loop:
+ * once per pass) and before blocking calls of its own, which would see EINTR
+ * every XVL_OS_PEER_EFD_MS while it is armed.  A busy loop thus pays two
+ * timer calls per pass, not per eventfd call.
+ */
+#define XVL_OS_PEER_EFD_MS 20
+
+struct xvl_os_guard {
+	void *timer;  /* timer_t */
+	int ok;
+	int armed;
+};
+
+/* Set up the guard for the calling thread (installs a no-op handler for
+ * XVL_OS_GUARD_SIGNAL without SA_RESTART).  0 or -errno. */
+int xvl_os_guard_init(struct xvl_os_guard *g);
+void xvl_os_guard_fini(struct xvl_os_guard *g);
+/* Disarm the timer if a guarded call armed it (before sleeping). */
+void xvl_os_guard_release(struct xvl_os_guard *g);
+
+/* Add 1.  0; -EAGAIN when the counter is at its maximum (a wakeup is pending
+ * anyway: nothing to do, do not retry); -ETIMEDOUT when the write blocked
+ * (the peer made the eventfd blocking); other -errno. */
+int xvl_os_peer_eventfd_signal(struct xvl_os_guard *g, int fd);
+/* Read and return the counter in *v (0 when none).  0, -ETIMEDOUT when the
+ * read blocked (the peer made it blocking and emptied it), or -errno. */
+int xvl_os_peer_eventfd_drain(struct xvl_os_guard *g, int fd, uint64_t *v);
 
 /* Monotonic time in nanoseconds. */
 uint64_t xvl_os_now_ns(void);

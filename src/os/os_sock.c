@@ -297,3 +297,13 @@ int xvl_os_recv_exact(int sock, void *buf, size_t len, int *fds, unsigned max_fd
 		close_fds(fds, got);
 	return 0;
 }
+
+int xvl_os_peer_uid(int sock, uint32_t *uid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -errno;
+	*uid = (uint32_t)cr.uid;
+	return 0;
+}

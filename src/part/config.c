@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -231,6 +232,22 @@ static int socket_answers(const char *path)
 	return rc;
 }
 
+/* A disk image must be readable, a regular file or block device, and hold a sector. */
+static int disk_file_usable(struct cx *x, const config_setting_t *s, const char *p, const char *f)
+{
+	struct stat st;
+	if (access(f, R_OK) < 0 || stat(f, &st) < 0)
+		return bad(x, s, p, "cannot read '%s': %s", f, strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		return bad(x, s, p, "'%s' is a directory, not a disk image", f);
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return bad(x, s, p, "'%s' is not a regular file or block device", f);
+	if (S_ISREG(st.st_mode) && st.st_size < 512)
+		return bad(x, s, p, "'%s' is %lld bytes, smaller than one 512-byte sector", f,
+			   (long long)st.st_size);
+	return 0;
+}
+
 static int device_spec(struct cx *x, const config_setting_t *g, const char *p, const char *backend,
 		       const char *path, struct xp_device *d)
 {
@@ -287,11 +304,8 @@ static int device_paths(struct cx *x, const config_setting_t *g, const char *p, 
 	if (d->kind == XP_DEV_VHOST && (rc = socket_answers(path)) < 0)
 		return bad(x, ps, p, "vhost-user backend socket '%s' does not answer: %s", path,
 			   strerror(-rc));
-	if ((d->kind == XP_DEV_QSD && *d->image) || !strcmp(backend, "file")) {
-		const char *f = d->kind == XP_DEV_QSD ? d->image : path;
-		if (access(f, R_OK) < 0)
-			return bad(x, ps, p, "cannot read '%s': %s", f, strerror(errno));
-	}
+	if ((d->kind == XP_DEV_QSD && *d->image) || !strcmp(backend, "file"))
+		return disk_file_usable(x, ps, p, d->kind == XP_DEV_QSD ? d->image : path);
 	return 0;
 }
 
@@ -416,6 +430,28 @@ static int comp_role(struct cx *x, const config_setting_t *g, const char *p, str
 	return 0;
 }
 
+static bool is_executable(const char *f)
+{
+	struct stat st;
+	return stat(f, &st) == 0 && S_ISREG(st.st_mode) && access(f, X_OK) == 0;
+}
+
+/* The search the supervisor does when it starts the program ("xvl" is itself). */
+static bool program_found(const char *a0)
+{
+	if (strchr(a0, '/'))
+		return is_executable(a0);
+	const char *path = getenv("PATH");
+	char dirs[1024], f[XP_PATH_MAX + XP_ARG_MAX];
+	snprintf(dirs, sizeof(dirs), "%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
+	for (char *save, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(f, sizeof(f), "%s/%s", d, a0);
+		if (is_executable(f))
+			return true;
+	}
+	return false;
+}
+
 static int comp_program(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
 {
 	int rc = get_strings(x, g, p, "program", &k->argv[0][0], XP_ARG_MAX, XP_MAX_ARGS, &k->argc);
@@ -424,6 +460,10 @@ static int comp_program(struct cx *x, const config_setting_t *g, const char *p, 
 	if (k->role == XP_DRIVER && !k->argc)
 		return bad(x, config_setting_get_member(g, "program") ? config_setting_get_member(g, "program") : g,
 			   p, "a driver compartment needs 'program' (e.g. [\"xvl\", \"blk\", \"verify\", \"--connect\", \"{link}\"])");
+	if (k->argc && !x->offline && strcmp(k->argv[0], "xvl") && !program_found(k->argv[0]))
+		return bad(x, config_setting_get_member(g, "program"), p,
+			   "program '%s' is not an executable file%s", k->argv[0],
+			   strchr(k->argv[0], '/') ? "" : " on PATH");
 	return 0;
 }
 
@@ -449,13 +489,30 @@ static int comp_window(struct cx *x, const config_setting_t *g, const char *p, s
 	return 0;
 }
 
+/* link = "socket" (default) | "window": the driver's link runs in the mailbox of its window. */
+static int comp_link(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	char link[16] = "socket";
+	int rc = get_str(x, g, p, "link", false, link, sizeof(link));
+	if (rc < 0)
+		return rc;
+	const config_setting_t *s = config_setting_get_member(g, "link");
+	if (strcmp(link, "socket") && strcmp(link, "window"))
+		return bad(x, s, p, "'%s' (expected socket or window)", link);
+	k->link_window = !strcmp(link, "window");
+	if (k->link_window && k->role != XP_DRIVER)
+		return bad(x, s, p, "'link' belongs to a driver compartment (its window carries the link)");
+	return 0;
+}
+
 static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const char *p)
 {
 	static const char *const keys[] = {"name", "role", "program", "cpus", "memory", "window",
-					   "connect", "devices", "syscalls", NULL};
+					   "connect", "devices", "syscalls", "link", NULL};
 	struct xp_comp *k = &x->c->comps[idx];
+	k->mbox_driver = -1;
 	int rc = only_keys(x, g, p, keys,
-			   "name, role, program, cpus, memory, window, connect, devices, syscalls");
+			   "name, role, program, cpus, memory, window, connect, devices, syscalls, link");
 	if (rc == 0)
 		rc = get_str(x, g, p, "name", true, k->name, sizeof(k->name));
 	if (rc >= 0 && find_name(k->name, x->c->comps[0].name, sizeof(*k), (unsigned)idx) >= 0)
@@ -474,6 +531,8 @@ static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const ch
 		rc = comp_devices(x, g, p, k, idx);
 	if (rc >= 0)
 		rc = parse_syscalls(x, g, p, k);
+	if (rc >= 0)
+		rc = comp_link(x, g, p, k);
 	k->line = line_of(g);
 	k->server = -1;
 	return rc < 0 ? rc : 0;
@@ -613,7 +672,18 @@ static int comp_fn(struct cx *x, const config_setting_t *g, unsigned i, const ch
 
 static int connect_fn(struct cx *x, const config_setting_t *g, unsigned i, const char *p)
 {
-	return comp_connect(x, g, p, &x->c->comps[i]);
+	struct xp_comp *k = &x->c->comps[i];
+	int rc = comp_connect(x, g, p, k);
+	if (rc < 0 || !k->link_window)
+		return rc;
+	/* A device side serves one mailbox: the window of one driver. */
+	struct xp_comp *d = &x->c->comps[k->server];
+	if (d->mbox_driver >= 0)
+		return bad(x, config_setting_get_member(g, "link"), p,
+			   "device compartment '%s' already serves the mailbox link of '%s' (one per device side)",
+			   d->name, x->c->comps[d->mbox_driver].name);
+	d->mbox_driver = (int)i;
+	return 0;
 }
 
 static int parse_top(struct cx *x, const config_setting_t *root)

@@ -287,11 +287,11 @@ int xp_shell_exec(struct xp_shell *sh, const struct xp_go *g, const int *fds, un
 	} else {
 		char r[256];
 		long n = shell_reply(sh, r, sizeof(r), 5000);
+		/* the caller names the compartment (xp_err_prefix) */
 		if (n > 0)
-			rc = xvl_err(eb, -EIO, "compartment %s: %s", g->hostname, r);
+			rc = xvl_err(eb, -EIO, "%s", r);
 		else if (n < 0)
-			rc = xvl_err(eb, (int)n, "compartment %s: no word from execve: %s",
-				     g->hostname, strerror((int)-n));
+			rc = xvl_err(eb, (int)n, "no word from execve: %s", strerror((int)-n));
 	}
 	close(sh->ctl);
 	sh->ctl = -1;

@@ -10,7 +10,6 @@
  * device.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,58 +40,6 @@ void srv_blk_fill_config(struct srv_dev *d, uint16_t num_queues, uint32_t seg_ma
 	put_le(c + XVL_BLK_CFG_MAX_WZ_SEG, 1, 4);
 	c[XVL_BLK_CFG_WZ_UNMAP] = 1;
 	d->config_len = XVL_BLK_CFG_SIZE;
-}
-
-void srv_queue_notify(struct srv_queue *q)
-{
-	if (q->call_fd < 0 || !xvl_vq_dev_notify_prepare(&q->vq))
-		return;
-	xvl_os_eventfd_signal(q->call_fd);
-	q->dev->st_notifies++;
-}
-
-void srv_req_done(struct srv_req *r, uint8_t status)
-{
-	struct srv_queue *q = r->q;
-	struct srv_dev *d = q->dev;
-
-	r->busy = false;
-	q->inflight--;
-	if (d->broken || !q->enabled)
-		return; /* the driver has been told; the rings are no longer ours to write */
-	xvl_store_relaxed(r->status, status);
-	xvl_vq_dev_push(&q->vq, r->head, r->written + 1);
-	d->st_requests++;
-	if (status == XVL_BLK_S_OK)
-		d->st_bytes += r->bytes;
-	else
-		d->st_errors++;
-}
-
-void srv_dev_break(struct srv_dev *d, int reason, const char *fmt, ...)
-{
-	struct xvl_msg ev = {.type = XVL_MSG_EVENT};
-	va_list ap;
-
-	if (d->broken)
-		return;
-	d->broken = true;
-	d->status |= XVL_STATUS_NEEDS_RESET;
-	va_start(ap, fmt);
-	vsnprintf(ev.u.event.msg, sizeof(ev.u.event.msg), fmt, ap);
-	va_end(ap);
-	srv_log(d->srv, "device %s broken: %s", d->spec.name, ev.u.event.msg);
-	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++)
-		d->q[i].vq.broken = true;
-	if (!d->conn || d->conn->closing)
-		return;
-	ev.u.event.dev = d->index;
-	ev.u.event.code = XVL_EVENT_BROKEN;
-	ev.u.event.reason = reason;
-	uint8_t buf[XVL_MSG_MAX_SIZE];
-	int n = xvl_msg_encode(&ev, buf, sizeof(buf));
-	if (n > 0)
-		xvl_os_send(d->conn->fd, buf, (size_t)n, NULL, 0);
 }
 
 /* Copy the first len readable bytes of the chain into dst. */
@@ -191,7 +138,9 @@ static uint8_t parse_request(struct srv_dev *d, struct srv_req *r, const struct 
 			return XVL_BLK_S_IOERR;
 		r->sector = xvl_le64(z.sector);
 		r->bytes = (uint64_t)xvl_le32(z.num_sectors) * XVL_BLK_SECTOR_SIZE;
-		r->written = xvl_le32(z.flags) & 1; /* unmap flag, carried to the backend */
+		/* WRITE_ZEROES: the unmap flag, carried to the backend in written (the used
+		 * length does not come from it, see complete.c) */
+		r->written = r->type == XVL_BLK_T_WRITE_ZEROES ? (xvl_le32(z.flags) & 1) : 0;
 		uint8_t st = check_range(d, r->sector, r->bytes);
 		return st ?: 0xff;
 	}
@@ -255,7 +204,7 @@ void srv_queue_process(struct srv_queue *q)
 	for (;;) {
 		if (!q->poll)
 			xvl_vq_dev_disable_notify(&q->vq);
-		while (budget && !q->dev->broken) {
+		while (budget && srv_dev_running(q->dev)) {
 			int rc = xvl_vq_dev_pop(&q->vq, &e, SRV_MAX_SEGS + 2);
 			if (rc == 0)
 				break;
@@ -272,7 +221,7 @@ void srv_queue_process(struct srv_queue *q)
 			q->more = true;
 			return;
 		}
-		if (q->poll || q->dev->broken || !xvl_vq_dev_enable_notify(&q->vq))
+		if (q->poll || !srv_dev_running(q->dev) || !xvl_vq_dev_enable_notify(&q->vq))
 			return;
 	}
 }

@@ -200,7 +200,7 @@ void srv_bridge_relay(struct srv *s, struct srv_queue *q, bool from_client)
 	if (q->relay_call < 0 || !xvl_os_eventfd_drain(q->relay_call))
 		return;
 	if (d->vh_up && q->call_fd >= 0) {
-		xvl_os_eventfd_signal(q->call_fd);
+		xvl_os_peer_eventfd_signal(&d->srv->guard, q->call_fd); /* the client's: never blocks */
 		d->st_notifies++;
 	}
 }
@@ -373,18 +373,7 @@ static int timer_start(struct srv_dev *d)
 
 static void send_event(struct srv_dev *d, uint32_t code, int reason, const char *msg)
 {
-	struct xvl_msg ev = {.type = XVL_MSG_EVENT};
-	uint8_t buf[XVL_MSG_MAX_SIZE];
-
-	if (!d->conn || d->conn->closing || d->conn->fd < 0)
-		return;
-	ev.u.event.dev = d->index;
-	ev.u.event.code = code;
-	ev.u.event.reason = reason;
-	snprintf(ev.u.event.msg, sizeof(ev.u.event.msg), "%s", msg);
-	int n = xvl_msg_encode(&ev, buf, sizeof(buf));
-	if (n > 0)
-		xvl_os_send(d->conn->fd, buf, (size_t)n, NULL, 0);
+	srv_dev_event(d, code, reason, msg); /* queued, never blocks (conn.c) */
 }
 
 void srv_bridge_lost(struct srv_dev *d)

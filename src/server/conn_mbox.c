@@ -10,9 +10,10 @@
  * descriptors differ.
  *
  * Invariants: at most one live conn per mailbox (m->conn); a request is
- * taken from the mailbox only when its reply has a free slot; events that
- * find the ring full are held (m->held) and sent before further requests
- * are taken.  Nothing here blocks: a peer that stops answering only stops
+ * taken from the mailbox only when its reply has a free slot and nothing is
+ * held; messages that find the ring full (events, deferred replies) are
+ * held in order (m->held) and sent before further requests are taken; a
+ * driver that leaves 64 of them undelivered loses its session.  Nothing here blocks: a peer that stops answering only stops
  * its own link.
  */
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "doorbell.h"
@@ -169,9 +171,13 @@ void srv_mbox_destroy(struct srv *s)
 
 /* ------------------------------------------------------------ sessions */
 
+/* The peer's eventfd may be one it can make block: through the server's guard. */
 static void ring_peer(struct srv_mbox *m)
 {
-	xvl_doorbell_ring(&m->db, XVL_MBOX_VEC_MAILBOX);
+	if (m->db.kind == XVL_DB_EVENTFD && m->db.n_peer && m->db.peer[XVL_MBOX_VEC_MAILBOX] >= 0)
+		xvl_os_peer_eventfd_signal(&m->srv->guard, m->db.peer[XVL_MBOX_VEC_MAILBOX]);
+	else
+		xvl_doorbell_ring(&m->db, XVL_MBOX_VEC_MAILBOX);
 }
 
 static void end_session(struct srv_mbox *m, const char *why)
@@ -204,13 +210,15 @@ static void new_session(struct srv_mbox *m)
 	}
 	c->srv = s;
 	c->fd = -1;
+	c->born_ns = xvl_os_now_ns();
 	c->mbox = m;
 	c->win = m->win;
 	c->win.fd = -1; /* the conn borrows the mapping; conn_free leaves it alone */
 	c->has_window = true;
-	c->pending_detach_dev = -1;
 	c->next = s->conns;
 	s->conns = c;
+	s->n_conns++;
+	srv_tick_arm(s, true); /* the HELLO timeout applies here too */
 	m->conn = c;
 	m->n_held = 0;
 }
@@ -219,6 +227,12 @@ static void new_session(struct srv_mbox *m)
 static bool try_open(struct srv_mbox *m)
 {
 	struct xvl_errbuf eb;
+	struct stat st;
+	/* A window file the driver side has grown since: map it again at its new size. */
+	if (m->path && m->win_mapped && fstat(m->win.fd, &st) == 0 && (uint64_t)st.st_size != m->win.mem.size) {
+		xvl_os_window_close(&m->win);
+		m->win_mapped = false;
+	}
 	if (!m->win_mapped) {
 		if (xvl_os_window_open_path(&m->win, m->path, 0, &eb) < 0)
 			return false;
@@ -287,7 +301,7 @@ static bool serve_requests(struct srv_mbox *m)
 			break;
 		}
 		any = true;
-		srv_conn_dispatch(m->conn, &req);
+		srv_link_dispatch(m->conn, &req, NULL, 0);
 	}
 	return any;
 }
@@ -358,8 +372,9 @@ void srv_mbox_on_event(struct srv *s, struct srv_watch *w)
 		}
 		srv_watch(s, m->is.peer[slot].sock, &m->peer_w[slot], W_IVSH_PEER, m);
 		srv_log(s, "ivshmem: peer %u connected", m->is.peer[slot].id);
+		/* The window has one driver side: the peer that came last (it formats the window). */
 		if (m->peer_slot >= 0)
-			break; /* the window has one driver side: the first peer */
+			srv_unwatch(s, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX));
 		xvl_doorbell_close(&m->db);
 		if (xvl_ivsh_server_doorbell(&m->is, (unsigned)slot, &m->db) == 0) {
 			m->peer_slot = slot;
@@ -392,14 +407,19 @@ int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m)
 	struct srv_mbox *mb = c->mbox;
 	if (mb->conn != c)
 		return -ENOTCONN; /* a session that ended: its replies have nowhere to go */
-	int rc = xvl_mbox_send(&mb->mb, m);
-	if (rc == -EAGAIN && m->type == XVL_MSG_EVENT && mb->n_held < HELD_MAX) {
-		mb->held[mb->n_held++] = *m;
+	/* Order is kept: while anything is held, later messages queue behind it. */
+	int rc = mb->n_held ? -EAGAIN : xvl_mbox_send(&mb->mb, m);
+	if (rc == -EAGAIN) {
+		if (mb->n_held == HELD_MAX) {
+			end_session(mb, "does not drain its mailbox (64 replies and events held); link closed");
+			return -ENOBUFS;
+		}
+		mb->held[mb->n_held++] = *m; /* events, and deferred replies (DETACH) */
 		return 0;
 	}
 	if (rc == 0)
 		ring_peer(mb);
-	else if (rc != -EAGAIN)
+	else
 		link_error(mb, rc);
 	return rc;
 }

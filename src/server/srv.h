@@ -20,6 +20,10 @@ struct srv_dev;
 struct srv_queue;
 struct srv_conn;
 
+#define SRV_MAX_CONNS 256u  /* connections served at once; more are closed at accept */
+#define SRV_OUTQ_MAX 64u    /* messages queued for a client that does not read: more drop it */
+#define SRV_HELLO_MS 10000u /* a connection without an accepted HELLO by then is closed */
+
 /* What an epoll event is about: every watched fd has one of these as its data. */
 enum srv_watch_kind {
 	W_LISTEN,
@@ -33,6 +37,7 @@ enum srv_watch_kind {
 	W_MBOX,        /* the mailbox link's doorbell vector 0 */
 	W_IVSH_LISTEN, /* the ivshmem server's socket (window link) */
 	W_IVSH_PEER,   /* an ivshmem peer's socket: readable means it left */
+	W_TICK,        /* once a second while a connection awaits its HELLO */
 };
 
 struct srv_watch {
@@ -57,7 +62,8 @@ struct srv_req {
 struct srv_queue {
 	struct srv_dev *dev;
 	uint16_t index;
-	bool enabled;
+	bool configured;     /* SET_QUEUE with ENABLE accepted: rings, req[] and fds are set */
+	bool enabled;        /* being served (device RUNNING); see devstate.c */
 	bool poll;
 	bool more;           /* work left from the last round */
 	struct xvl_vq_dev vq;
@@ -80,6 +86,17 @@ struct srv_backend_ops {
 	void (*close)(struct srv_dev *d);
 };
 
+/*
+ * Device states (devstate.c holds the transitions and the invariants).
+ */
+enum srv_dev_state {
+	SRV_DEV_FREE,     /* no connection holds it */
+	SRV_DEV_SETUP,    /* attached; status bits being set, no queue served */
+	SRV_DEV_RUNNING,  /* DRIVER_OK: the configured queues are served */
+	SRV_DEV_STOPPED,  /* NEEDS_RESET (broken) or FAILED: nothing served until a reset */
+	SRV_DEV_DRAINING, /* reset/detach/close asked; requests still in flight */
+};
+
 struct srv_dev {
 	struct srv *srv;
 	unsigned index;
@@ -93,11 +110,15 @@ struct srv_dev {
 	uint32_t config_len;
 	uint64_t capacity;   /* bytes */
 	uint32_t block_size;
-	/* state set by the attached driver */
+	/* state set by the attached driver: the state machine of devstate.c */
+	enum srv_dev_state state;
 	struct srv_conn *conn;
 	uint64_t driver_features;
 	uint32_t status;
-	bool broken;
+	bool release_when_drained; /* DRAINING for DETACH or a closed link: free the device after */
+	bool reply_when_drained;   /* DRAINING for RESET/DETACH/SET_STATUS 0: answer then */
+	uint16_t pending_type;
+	uint32_t pending_seq;
 	struct srv_queue q[XVL_MAX_QUEUES];
 	/* backend state */
 	int fd;              /* file */
@@ -116,6 +137,18 @@ struct srv_dev {
 	uint64_t st_notifies;
 };
 
+enum srv_hello_state {
+	SRV_HELLO_AWAITED, /* nothing but HELLO is served */
+	SRV_HELLO_DONE,    /* a HELLO was accepted: other requests may follow */
+	SRV_HELLO_REFUSED, /* wrong major: the link stays unusable */
+};
+
+/* One encoded message waiting for the client to read its link. */
+struct srv_out {
+	uint16_t len;
+	uint8_t b[XVL_MSG_MAX_SIZE];
+};
+
 struct srv_mbox;
 
 struct srv_conn {
@@ -125,11 +158,13 @@ struct srv_conn {
 	char name[XVL_NAME_MAX];
 	struct xvl_os_window win;
 	bool has_window;
-	bool hello_ok;       /* a HELLO was accepted: other requests may follow */
-	bool closing;        /* peer gone; freed once no request is in flight */
-	uint32_t pending_detach_seq; /* DETACH/RESET reply waiting for in-flight requests */
-	uint16_t pending_detach_type;
-	int pending_detach_dev;
+	enum srv_hello_state hello;
+	uint64_t born_ns;    /* accept time, for the HELLO timeout */
+	bool closing;        /* link closed; freed once no device is held */
+	bool doomed;         /* close at the end of this loop pass (link failed, over the bound) */
+	/* replies and events the socket did not take yet (flow control, see conn.c) */
+	struct srv_out out[SRV_OUTQ_MAX];
+	unsigned out_head, out_count;
 	struct srv_watch w;
 	struct srv_conn *next;
 };
@@ -146,27 +181,14 @@ struct srv {
 	unsigned n_devs;
 	struct srv_dev dev[XVL_SERVER_MAX_DEVS];
 	struct srv_conn *conns;
-	struct srv_watch listen_w, signal_w, ring_w;
+	unsigned n_conns;
+	int tick_fd;          /* timerfd for the HELLO timeout */
+	bool tick_on;         /* armed: some connection awaits its HELLO */
+	struct srv_watch listen_w, signal_w, ring_w, tick_w;
 	unsigned poll_queues; /* enabled queues in poll mode: the loop spins while > 0 */
+	struct xvl_os_guard guard; /* for peers' eventfds */
 	struct srv_mbox *mbox; /* the window link, if any (conn_mbox.c) */
 };
-
-/* server.c, for the mailbox link */
-void srv_conn_dispatch(struct srv_conn *c, const struct xvl_msg *m);
-void srv_conn_close(struct srv_conn *c);
-
-/* conn_mbox.c: the mailbox link's side of a connection */
-int srv_mbox_setup(struct srv *s, struct xvl_errbuf *eb);
-/* Look at the mailbox: new sessions, requests, held events.  Cheap when idle. */
-void srv_mbox_poll(struct srv *s);
-void srv_mbox_on_event(struct srv *s, struct srv_watch *w);
-/* Microseconds the loop may sleep (-1: until an fd wakes it); busy: work was found. */
-long srv_mbox_idle_us(struct srv *s, bool busy);
-int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m);
-/* SET_QUEUE with VECTORS: the queue's kick and call eventfds (new descriptors), or -errno. */
-int srv_mbox_queue_fds(struct srv_conn *c, const struct xvl_m_queue *mq, int fds[2]);
-void srv_mbox_conn_closed(struct srv_conn *c);
-void srv_mbox_destroy(struct srv *s);
 
 /* Backends. */
 extern const struct srv_backend_ops srv_file_ops;
@@ -178,19 +200,83 @@ extern const struct srv_backend_ops srv_vhost_ops;
 void srv_blk_fill_config(struct srv_dev *d, uint16_t num_queues, uint32_t seg_max);
 /* Serve every available chain of q (bounded per call; sets q->more when cut short). */
 void srv_queue_process(struct srv_queue *q);
-/* Finish r with a virtio-blk status; pushes the used entry and notifies as needed. */
+
+/* Request completion (complete.c). */
+/* Finish r with a virtio-blk status; pushes the used entry when the queue is served. */
 void srv_req_done(struct srv_req *r, uint8_t status);
+/* Send a used-buffer notification on q if the driver wants one (never blocks). */
+void srv_queue_notify(struct srv_queue *q);
+/* Reap the file backends' io_uring completions. */
+void srv_reap_ring(struct srv *s);
+
+/* Device state machine (devstate.c). */
+bool srv_dev_running(const struct srv_dev *d);
 /* Mark the device broken (NEEDS_RESET), tell the driver, stop its queues. */
 void srv_dev_break(struct srv_dev *d, int reason, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Send a used-buffer notification on q if the driver wants one. */
-void srv_queue_notify(struct srv_queue *q);
+/* Reset the device as a SET_STATUS 0 would, without a reply (bridge restarts). */
+void srv_dev_reset(struct srv_dev *d);
+/* The last request of a DRAINING device finished. */
+void srv_dev_drained(struct srv_dev *d);
+/* The link of c closed: reset every device it holds. */
+void srv_dev_conn_closed(struct srv_conn *c);
+bool srv_conn_holds_devices(const struct srv_conn *c);
+/* A queue's kick eventfd fired (or hung up). */
+void srv_queue_kicked(struct srv_queue *q, uint32_t events);
+/* Link requests about a device's state; each returns the reply status. */
+int srv_dev_on_attach(struct srv_conn *c, const struct xvl_msg *m);
+int srv_dev_on_detach_or_reset(struct srv_conn *c, const struct xvl_msg *m, bool *deferred);
+int srv_dev_on_set_features(struct srv_conn *c, const struct xvl_msg *m);
+int srv_dev_on_set_queue(struct srv_conn *c, const struct xvl_msg *m, int *fds);
+int srv_dev_on_set_status(struct srv_conn *c, const struct xvl_msg *m, struct xvl_msg *rep,
+			  bool *deferred);
+int srv_dev_on_get_status(struct srv_conn *c, const struct xvl_msg *m, struct xvl_msg *rep);
+/* Stop serving a device whose queues are set up, for server shutdown. */
+void srv_dev_shutdown(struct srv_dev *d);
 
-/* io_uring helpers (server.c). */
+/* Connections and link I/O (conn.c). */
+void srv_conn_accept(struct srv *s);
+void srv_conn_event(struct srv_conn *c, uint32_t events);
+/* Queue m for the client; never blocks.  A client over SRV_OUTQ_MAX is dropped. */
+void srv_conn_send(struct srv_conn *c, const struct xvl_msg *m);
+/* Send EVENT code about device d to its holder, if it has a live link. */
+void srv_dev_event(struct srv_dev *d, uint32_t code, int reason, const char *msg);
+/* Free c once its link is closed and it holds no device. */
+void srv_conn_free_if_unused(struct srv_conn *c);
+/* Close links marked doomed during this loop pass; time out silent ones. */
+void srv_conns_reap(struct srv *s);
+void srv_conns_tick(struct srv *s);
+void srv_conns_close_all(struct srv *s);
+
+/* Close c's link now (the mailbox link's sessions end this way). */
+void srv_conn_close(struct srv_conn *c);
+
+/* The mailbox link's side of a connection (conn_mbox.c). */
+int srv_mbox_setup(struct srv *s, struct xvl_errbuf *eb);
+/* Look at the mailbox: new sessions, requests, held messages.  Cheap when idle. */
+void srv_mbox_poll(struct srv *s);
+void srv_mbox_on_event(struct srv *s, struct srv_watch *w);
+/* Microseconds the loop may sleep (-1: until an fd wakes it); busy: work was found. */
+long srv_mbox_idle_us(struct srv *s, bool busy);
+/* srv_conn_send for a mailbox session: never blocks; holds what the ring does not take. */
+int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m);
+/* SET_QUEUE with VECTORS: the queue's kick and call eventfds (new descriptors), or -errno. */
+int srv_mbox_queue_fds(struct srv_conn *c, const struct xvl_m_queue *mq, int fds[2]);
+void srv_mbox_conn_closed(struct srv_conn *c);
+void srv_mbox_destroy(struct srv *s);
+
+/* Link requests (link.c). */
+void srv_link_dispatch(struct srv_conn *c, const struct xvl_msg *m, int *fds, unsigned nfds);
+
+/* Loop helpers (server.c). */
 struct io_uring_sqe *srv_get_sqe(struct srv *s);
 /* Watch fd for input with w as its event data; unwatch before closing it. */
 int srv_watch(struct srv *s, int fd, struct srv_watch *w, enum srv_watch_kind kind, void *obj);
+/* Change what a watched fd is watched for (EPOLLIN, EPOLLOUT). */
+int srv_watch_events(struct srv *s, int fd, struct srv_watch *w, uint32_t events);
 void srv_unwatch(struct srv *s, int fd);
+/* Arm (or disarm) the once-a-second tick. */
+void srv_tick_arm(struct srv *s, bool on);
 
 /* vhost bridge (bridge.c): set up / tear down the backend's view of the client's queues. */
 int srv_bridge_start(struct srv_dev *d, struct xvl_errbuf *eb);
@@ -202,8 +288,6 @@ void srv_bridge_lost(struct srv_dev *d);
 void srv_bridge_retry(struct srv_dev *d);
 /* Read features and config again if the backend was not reachable before (DEV_INFO). */
 void srv_bridge_probe_if_needed(struct srv_dev *d);
-/* Reset the device as a SET_STATUS 0 would (server.c). */
-void srv_dev_reset(struct srv_dev *d);
 
 void srv_log(const struct srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

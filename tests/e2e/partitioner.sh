@@ -276,17 +276,24 @@ EOF
 } >"$T/bad.cfg"
 bad 3 "syntax error" "a syntax error"
 
-# A failure after some compartments started: all of it is undone.
-{ head_cfg; cat <<'EOF'
+# A failure after some compartments started: all of it is undone.  The
+# driver is an executable script whose interpreter does not exist: --check
+# passes it (it is there and executable), execve fails at start, after the
+# device compartment is up.
+printf '#!/nonexistent/interpreter\n' >"$T/badinterp"
+chmod +x "$T/badinterp"
+{ head_cfg; cat <<EOF
 windows = ( { name = "w"; size = "8M"; } );
 devices = ( { name = "r"; backend = "ram"; size = "8M"; } );
 compartments = ( { name = "d"; role = "device"; devices = ["r"]; },
-  { name = "app"; role = "driver"; window = "w"; program = ["/nonexistent/prog"]; } );
+  { name = "app"; role = "driver"; window = "w"; program = ["$T/badinterp"]; } );
 EOF
 } >"$T/bad.cfg"
+"$XVL" run --check "$T/bad.cfg" >/dev/null 2>&1 && ok "--check passes a driver whose interpreter is missing" ||
+	fail "--check refused the half-way config (the test below would not reach a start)"
 out=$("$XVL" run --quiet "$T/bad.cfg" 2>&1)
 rc=$?
-if [ $rc -ne 0 ] && [[ $out == *"/nonexistent/prog"* ]] && [ ! -e "$SD" ] &&
+if [ $rc -ne 0 ] && [[ $out == *"$T/badinterp"* ]] && [ ! -e "$SD" ] &&
 	! pgrep -f "$SD/d.sock" >/dev/null; then
 	ok "a start that fails half-way undoes everything: $out"
 else

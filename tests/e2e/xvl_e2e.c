@@ -64,8 +64,8 @@ static uint64_t mix(uint64_t x)
 static int open_blk(const char *uri, uint16_t nq, struct xvl_client **c, struct xvl_blk **b)
 {
 	char err[256];
-	struct xvl_client_opts co = {.name = "xvl-e2e", .window_size = 64ull << 20};
-	struct xvl_blk_opts bo = {.device = -1, .num_queues = nq, .queue_size = 64};
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-e2e", .window_size = 64ull << 20};
+	struct xvl_blk_opts bo = {XVL_BLK_OPTS_INIT, .device = -1, .num_queues = nq, .queue_size = 64};
 	const char *name = getenv("XVL_E2E_DEVICE");
 	int rc = xvl_client_connect(c, uri, &co, err, sizeof(err));
 

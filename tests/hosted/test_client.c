@@ -139,7 +139,7 @@ static void test_queue_fd(struct xvl_client *c, struct xvl_blk *b)
 
 static void test_read_only(struct xvl_client *c)
 {
-	struct xvl_blk_opts o = {.device = 1, .poll = true};
+	struct xvl_blk_opts o = {XVL_BLK_OPTS_INIT, .device = 1, .poll = true};
 	struct xvl_blk *b;
 	struct xvl_blk_info in;
 	uint8_t buf[4096];
@@ -166,7 +166,7 @@ int main(void)
 	}
 	CHECK(xvl_client_connect(&c, e.sock, NULL, err, sizeof(err)) == 0, "connect: %s", err);
 	CHECK(xvl_client_num_devices(c) == 2 && xvl_client_find(c, "mem1") == 1, "two devices");
-	struct xvl_blk_opts o = {.device = 0, .num_queues = 2};
+	struct xvl_blk_opts o = {XVL_BLK_OPTS_INIT, .device = 0, .num_queues = 2};
 	CHECK(xvl_blk_open(c, &o, &b) == 0, "open disk0 with 2 queues");
 	test_request_types(c, b);
 	test_queue_fd(c, b);

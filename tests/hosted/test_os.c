@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -326,6 +327,50 @@ static void test_misc(void)
 	CHECK(strlen(eb.msg) == sizeof(eb.msg) - 1, "long messages are truncated, terminated");
 }
 
+/* Peers' eventfds: what is one, and reads/writes that can never block for good. */
+static void test_peer_eventfds(void)
+{
+	struct xvl_os_guard g;
+	int p[2], e = xvl_os_eventfd(), mfd = memfd_create("t", MFD_CLOEXEC);
+	uint64_t v, max = 0xfffffffffffffffeull;
+
+	CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe");
+	CHECK(xvl_os_is_eventfd(e) == 1, "an eventfd is one");
+	CHECK(xvl_os_is_eventfd(p[0]) == 0 && xvl_os_is_eventfd(p[1]) == 0, "a pipe is not");
+	CHECK(xvl_os_is_eventfd(mfd) == 0, "a memfd is not");
+	CHECK(xvl_os_is_eventfd(-1) < 0, "a bad fd cannot be told");
+	CHECK(xvl_os_guard_init(&g) == 0, "guard set up");
+
+	CHECK(xvl_os_peer_eventfd_drain(&g, e, &v) == 0 && v == 0, "empty non-blocking: 0, nothing");
+	CHECK(xvl_os_peer_eventfd_signal(&g, e) == 0 && xvl_os_peer_eventfd_drain(&g, e, &v) == 0 &&
+		      v == 1, "signal then drain: 1");
+	CHECK(write(e, &max, sizeof(max)) == sizeof(max), "counter to its maximum");
+	CHECK(xvl_os_peer_eventfd_signal(&g, e) == -EAGAIN, "non-blocking at the maximum: -EAGAIN");
+
+	/* the peer cleared O_NONBLOCK (the open file description is shared) */
+	fcntl(e, F_SETFL, 0);
+	uint64_t t0 = xvl_os_now_ns();
+	int rc = xvl_os_peer_eventfd_signal(&g, e);
+	uint64_t ms = (xvl_os_now_ns() - t0) / 1000000;
+	CHECK(rc == -ETIMEDOUT && ms < 500, "blocking at the maximum: -ETIMEDOUT after %llu ms",
+	      (unsigned long long)ms);
+	CHECK(read(e, &v, sizeof(v)) == sizeof(v), "emptied");
+	t0 = xvl_os_now_ns();
+	rc = xvl_os_peer_eventfd_drain(&g, e, &v);
+	ms = (xvl_os_now_ns() - t0) / 1000000;
+	CHECK(rc == -ETIMEDOUT && ms < 500, "blocking and empty: drain -ETIMEDOUT after %llu ms",
+	      (unsigned long long)ms);
+	xvl_os_guard_release(&g);
+	t0 = xvl_os_now_ns();
+	usleep(60 * 1000); /* a released guard interrupts nothing */
+	CHECK(xvl_os_now_ns() - t0 >= 60000000ull, "released: sleeps are not interrupted");
+	xvl_os_guard_fini(&g);
+	close(e);
+	close(mfd);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/xvl-test-os-XXXXXX");
@@ -340,6 +385,7 @@ int main(void)
 	test_seqpacket();
 	test_stream();
 	test_misc();
+	test_peer_eventfds();
 	rmdir(tmpdir);
 	return tap_done();
 }

@@ -66,7 +66,7 @@ int main(int argc, char **argv)
 	 * (src/core/virtq.c, 2ab90e5); the status byte decides, nothing past the buffer is read */
 	bool good = !strcmp(cs, "good") || !strcmp(cs, "used_len_big");
 	bool bad_status = !strcmp(cs, "bad_status"), dbl = !strcmp(cs, "double_completion");
-	struct xvl_client_opts o = {.name = "hostile-client", .window_size = 4u << 20,
+	struct xvl_client_opts o = {XVL_CLIENT_OPTS_INIT, .name = "hostile-client", .window_size = 4u << 20,
 				    .timeout_ms = silent ? 1000 : 5000};
 	int rc = xvl_client_connect(&c, argv[1], &o, err, sizeof(err));
 	if (rc < 0) {

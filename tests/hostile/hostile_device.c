@@ -10,7 +10,19 @@
  * client's window and runs the device side of its queue.  Then, as CASE
  * says, it misbehaves on the used ring (see cases[] below).  It does not
  * check anything itself: tests/hostile/hostile_client.c does.  It exits
- * when the client goes away.
+ * when the client goes away (the cases that test reconnection accept a
+ * second client on the same socket first).
+ *
+ * Cases for issue 9 (driver side, recovery) exercise what the client takes
+ * from the server: DEV_INFO values (queues_32), config limits the split of
+ * data must obey (size_max_odd, size_max_small: every chain is checked
+ * against seg_max and size_max and failed with IOERR if it breaks them),
+ * restarts (held_overflow, restart_broken, restart_refuse, attach_busy,
+ * die_in_restart, fewer_queues), backend writes that land after the device broke
+ * (stale_write after EVENT BROKEN and stale_violation after a bad used id,
+ * with the link kept: RESET is answered only after the writes; stale_drop,
+ * after closing the link), and whoever listens at the path (impostor: the same
+ * device, run as uid 65534, reporting whether it was sent a window).
  *
  * With --window it is the device side of the mailbox link in the window
  * file PATH (PROTOCOL.md section 7; the queues polled), for a driver that
@@ -24,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "hostile_common.h"
 #include "mailbox.h"
@@ -47,6 +60,19 @@ enum hcase {
 	C_EVENT_BROKEN,        /* says EVENT BROKEN while requests are pending */
 	C_LINK_DROP,           /* closes the link while requests are pending */
 	C_GOOD,                /* behaves (control) */
+	C_QUEUES_32,           /* DEV_INFO: 32 queues, queue size 65535, config 4096 bytes */
+	C_SIZE_MAX_ODD,        /* size_max 175000: 1 MiB split at 172032 needs 7 segments */
+	C_SIZE_MAX_SMALL,      /* size_max 2048 with seg_max 3 */
+	C_HELD_OVERFLOW,       /* queue size 4; EVENT RESTART with the first two DRIVER_OK replies */
+	C_RESTART_BROKEN,      /* EVENT RESTART, then refuses SET_QUEUE and says EVENT BROKEN */
+	C_RESTART_REFUSE,      /* EVENT RESTART, then refuses SET_FEATURES */
+	C_ATTACH_BUSY,         /* drops the link, accepts again, ATTACH -EBUSY 5 times */
+	C_STALE_WRITE,         /* EVENT BROKEN, writes into the buffers 300 ms later, then answers */
+	C_STALE_DROP,          /* closes the link, writes into the buffers 300 ms later, exits */
+	C_IMPOSTOR,            /* good, but runs as uid 65534 */
+	C_DIE_IN_RESTART,      /* drops the link, accepts again, exits at the client's ATTACH */
+	C_STALE_VIOLATION,     /* used id out of range, writes into the buffers 300 ms later */
+	C_FEWER_QUEUES,        /* 2 queues; drops the link, comes back with 1 */
 };
 
 static const struct {
@@ -63,7 +89,34 @@ static const struct {
 	{"event_broken", C_EVENT_BROKEN},
 	{"link_drop", C_LINK_DROP},
 	{"good", C_GOOD},
+	{"queues_32", C_QUEUES_32},
+	{"size_max_odd", C_SIZE_MAX_ODD},
+	{"size_max_small", C_SIZE_MAX_SMALL},
+	{"held_overflow", C_HELD_OVERFLOW},
+	{"restart_broken", C_RESTART_BROKEN},
+	{"restart_refuse", C_RESTART_REFUSE},
+	{"attach_busy", C_ATTACH_BUSY},
+	{"stale_write", C_STALE_WRITE},
+	{"stale_drop", C_STALE_DROP},
+	{"impostor", C_IMPOSTOR},
+	{"die_in_restart", C_DIE_IN_RESTART},
+	{"stale_violation", C_STALE_VIOLATION},
+	{"fewer_queues", C_FEWER_QUEUES},
 };
+
+/* Cases that, once they have misbehaved, serve well (and check the limits). */
+static bool serves_after(enum hcase c)
+{
+	return c == C_BAD_STATUS || c == C_GOOD || c == C_USED_LEN_BIG || c == C_QUEUES_32 ||
+	       c == C_SIZE_MAX_ODD || c == C_SIZE_MAX_SMALL || c == C_HELD_OVERFLOW ||
+	       c == C_ATTACH_BUSY || c == C_IMPOSTOR;
+}
+
+static bool always_good(enum hcase c)
+{
+	return c == C_GOOD || c == C_QUEUES_32 || c == C_SIZE_MAX_ODD || c == C_SIZE_MAX_SMALL ||
+	       c == C_IMPOSTOR;
+}
 
 struct fake {
 	int sock;
@@ -86,7 +139,24 @@ struct fake {
 	struct xvl_seg segs[64][NSEG];
 	unsigned n_held;
 	bool misbehaved;
+	unsigned n_conn;        /* clients accepted so far */
+	unsigned n_restarts;    /* EVENT RESTARTs sent */
+	bool restarting;        /* an EVENT RESTART was sent: the next set-up is refused (some cases) */
+	unsigned busy_left;     /* ATTACHs still to answer -EBUSY */
+	bool got_window;
 };
+
+static bool within_limits(const struct fake *f, const struct xvl_vq_elem *e);
+
+static uint32_t cfg_seg_max(const struct fake *f)
+{
+	return f->c == C_SIZE_MAX_SMALL ? 3 : NSEG - 2;
+}
+
+static uint32_t cfg_size_max(const struct fake *f)
+{
+	return f->c == C_SIZE_MAX_ODD ? 175000u : f->c == C_SIZE_MAX_SMALL ? 2048u : 0;
+}
 
 static void reply(struct fake *f, const struct xvl_msg *req, struct xvl_msg *rep, int status)
 {
@@ -100,13 +170,74 @@ static void reply(struct fake *f, const struct xvl_msg *req, struct xvl_msg *rep
 		h_send(f->sock, rep, NULL, 0);
 }
 
-static void fill_config(uint8_t *cfg)
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void fill_config(const struct fake *f, uint8_t *cfg)
 {
 	memset(cfg, 0, XVL_BLK_CFG_SIZE);
 	uint64_t sectors = CAPACITY / XVL_BLK_SECTOR_SIZE;
 	for (int i = 0; i < 8; i++)
 		cfg[XVL_BLK_CFG_CAPACITY + i] = (uint8_t)(sectors >> (8 * i));
-	cfg[XVL_BLK_CFG_SEG_MAX] = NSEG - 2;
+	put32(cfg + XVL_BLK_CFG_SEG_MAX, cfg_seg_max(f));
+	put32(cfg + XVL_BLK_CFG_SIZE_MAX, cfg_size_max(f));
+}
+
+static void send_event(struct fake *f, uint32_t code)
+{
+	struct xvl_msg ev = {.type = XVL_MSG_EVENT};
+	ev.u.event = (struct xvl_m_event){.dev = 0, .code = code, .reason = -EIO};
+	snprintf(ev.u.event.msg, sizeof(ev.u.event.msg), "hostile device gives up");
+	if (f->mbox_mode)
+		xvl_mbox_send(&f->mb, &ev);
+	else
+		h_send(f->sock, &ev, NULL, 0);
+}
+
+static void dev_info(const struct fake *f, struct xvl_m_dev_info *d)
+{
+	*d = (struct xvl_m_dev_info){
+		.dev = 0, .virtio_id = XVL_VIRTIO_ID_BLOCK, .num_queues = 1, .max_queue_size = 256,
+		.config_len = XVL_BLK_CFG_SIZE,
+		.features = (1ull << XVL_F_VERSION_1) | (1ull << XVL_BLK_F_SEG_MAX) |
+			    (1ull << XVL_BLK_F_FLUSH)};
+	if (f->c == C_QUEUES_32) {
+		d->num_queues = 32;
+		d->max_queue_size = 65535;
+		d->config_len = 4096;
+		d->features |= 1ull << XVL_BLK_F_MQ;
+	}
+	if (cfg_size_max(f))
+		d->features |= 1ull << XVL_BLK_F_SIZE_MAX;
+	if (f->c == C_FEWER_QUEUES) {
+		d->num_queues = f->n_conn > 1 ? 1 : 2;
+		d->features |= 1ull << XVL_BLK_F_MQ;
+	}
+	if (f->c == C_HELD_OVERFLOW) {
+		d->max_queue_size = 4;
+		d->features |= 1ull << XVL_F_INDIRECT_DESC; /* 4 requests in 4 descriptors */
+	}
+	snprintf(d->name, sizeof(d->name), "evil");
+}
+
+/* Some cases refuse a step of the set-up that follows their EVENT RESTART. */
+static int refuse_after_restart(struct fake *f, const struct xvl_msg *m)
+{
+	if (!f->restarting)
+		return 0;
+	if (f->c == C_RESTART_REFUSE && m->type == XVL_MSG_SET_FEATURES) {
+		h_log("refusing SET_FEATURES after RESTART");
+		return -EIO;
+	}
+	if (f->c == C_RESTART_BROKEN && m->type == XVL_MSG_SET_QUEUE) {
+		h_log("refusing SET_QUEUE after RESTART, device broken");
+		send_event(f, XVL_EVENT_BROKEN);
+		return -EIO;
+	}
+	return 0;
 }
 
 static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned nfds)
@@ -114,8 +245,12 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 	struct xvl_msg rep = {0};
 	uint8_t cfg[XVL_BLK_CFG_SIZE];
 	struct xvl_errbuf eb;
-	int rc = 0;
+	int rc = refuse_after_restart(f, m);
 
+	if (rc < 0) {
+		reply(f, m, &rep, rc);
+		return;
+	}
 	switch (m->type) {
 	case XVL_MSG_HELLO:
 		rep.u.hello = (struct xvl_m_hello){.major = XVL_PROTO_MAJOR, .n_devices = 1};
@@ -126,24 +261,32 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 			rc = -ENODEV;
 			break;
 		}
-		rep.u.info = (struct xvl_m_dev_info){
-			.dev = 0, .virtio_id = XVL_VIRTIO_ID_BLOCK, .num_queues = 1,
-			.max_queue_size = 256, .config_len = XVL_BLK_CFG_SIZE,
-			.features = (1ull << XVL_F_VERSION_1) | (1ull << XVL_BLK_F_SEG_MAX) |
-				    (1ull << XVL_BLK_F_FLUSH)};
-		snprintf(rep.u.info.name, sizeof(rep.u.info.name), "evil");
+		dev_info(f, &rep.u.info);
+		break;
+	case XVL_MSG_ATTACH:
+		if (f->c == C_DIE_IN_RESTART && f->n_conn > 1) {
+			h_log("ATTACH on the second connection: dying for good");
+			exit(0);
+		}
+		if (f->busy_left) {
+			f->busy_left--;
+			h_log("ATTACH: -EBUSY (still draining the old connection)");
+			rc = -EBUSY;
+		}
 		break;
 	case XVL_MSG_SET_WINDOW:
-		if (f->mbox_mode || nfds != 1 || f->has_win) {
+		if (nfds != 1 || f->has_win) {
 			rc = -EBADMSG;
 			break;
 		}
 		rc = xvl_os_window_map(&f->win, fds[0], m->u.window.size, &eb);
 		fds[0] = -1;
 		f->has_win = rc == 0;
+		f->got_window = true;
+		h_log("window received");
 		break;
 	case XVL_MSG_GET_CONFIG:
-		fill_config(cfg);
+		fill_config(f, cfg);
 		if (m->u.cfg.off > sizeof(cfg) || m->u.cfg.len > sizeof(cfg) - m->u.cfg.off) {
 			rc = -ERANGE;
 			break;
@@ -156,9 +299,18 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 			rc = -EBADMSG;
 			break;
 		}
+		if (m->u.queue.queue != 0)
+			break; /* other queues are accepted and never served */
+		if (f->kick >= 0)
+			close(f->kick);
+		if (f->call >= 0)
+			close(f->call);
+		f->kick = f->call = -1;
+		f->queue_set = false;
+		f->n_held = 0;
 		f->l = (struct xvl_vq_layout){.num = m->u.queue.num, .desc = m->u.queue.desc,
 					      .avail = m->u.queue.avail, .used = m->u.queue.used};
-		rc = xvl_vq_dev_init(&f->vq, &f->win.mem, &f->l, false, false, 0, 0);
+		rc = xvl_vq_dev_init(&f->vq, &f->win.mem, &f->l, false, f->c == C_HELD_OVERFLOW, 0, 0);
 		if (rc == 0 && !f->mbox_mode) {
 			f->kick = fds[0];
 			f->call = fds[1];
@@ -168,8 +320,16 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 		break;
 	case XVL_MSG_SET_STATUS:
 		f->status = m->u.st.status;
-		if (f->status & XVL_STATUS_DRIVER_OK)
+		if (f->status & XVL_STATUS_DRIVER_OK) {
 			f->running = f->queue_set;
+			f->restarting = false;
+			if (f->c == C_HELD_OVERFLOW && f->n_restarts < 2) {
+				/* timed: at open, then while the client restarts with held completions */
+				f->n_restarts++;
+				h_log("EVENT RESTART %u, before the DRIVER_OK reply", f->n_restarts);
+				send_event(f, XVL_EVENT_RESTART);
+			}
+		}
 		if (f->status == 0)
 			f->running = false;
 		/* fall through */
@@ -198,6 +358,19 @@ static void signal_call(struct fake *f)
 		xvl_os_eventfd_signal(f->call);
 }
 
+/* --window: is e the driver's write of TRIGGER_SECTOR? */
+static bool is_trigger(const struct xvl_vq_elem *e)
+{
+	const uint8_t *h = e->n_out ? (const uint8_t *)e->seg[0].ptr : NULL;
+	uint64_t sector = 0;
+
+	if (!h || e->seg[0].len < 16 || h[0] != XVL_BLK_T_OUT)
+		return false;
+	for (int i = 0; i < 8; i++)
+		sector |= (uint64_t)h[8 + i] << (8 * i);
+	return sector == TRIGGER_SECTOR;
+}
+
 static void raw_used(struct fake *f, uint32_t id, uint32_t len, uint16_t new_idx)
 {
 	struct xvl_vring_used_elem *ue = &f->vq.used->ring[f->vq.used_idx & (f->l.num - 1)];
@@ -218,6 +391,11 @@ static uint8_t *status_of(const struct xvl_vq_elem *e)
 static void complete(struct fake *f, const struct xvl_vq_elem *e, uint8_t st)
 {
 	uint32_t written = 0;
+	if (!within_limits(f, e)) {
+		h_log("request of %u segments breaks seg_max %u / size_max %u: IOERR",
+		      e->n_out + e->n_in, cfg_seg_max(f), cfg_size_max(f));
+		st = XVL_BLK_S_IOERR;
+	}
 	for (unsigned i = e->n_out; i + 1 < (unsigned)e->n_out + e->n_in; i++) {
 		memset(e->seg[i].ptr, 0, e->seg[i].len);
 		written += e->seg[i].len;
@@ -229,28 +407,42 @@ static void complete(struct fake *f, const struct xvl_vq_elem *e, uint8_t st)
 
 static void send_broken(struct fake *f)
 {
-	struct xvl_msg ev = {.type = XVL_MSG_EVENT};
-	ev.u.event = (struct xvl_m_event){.dev = 0, .code = XVL_EVENT_BROKEN, .reason = -EIO};
-	snprintf(ev.u.event.msg, sizeof(ev.u.event.msg), "hostile device gives up");
-	if (f->mbox_mode)
-		xvl_mbox_send(&f->mb, &ev);
-	else
-		h_send(f->sock, &ev, NULL, 0);
+	send_event(f, XVL_EVENT_BROKEN);
 }
 
-/* --window: is e the driver's write of TRIGGER_SECTOR? */
-static bool is_trigger(const struct xvl_vq_elem *e)
+/* Does e obey the seg_max and size_max this device announced? */
+static bool within_limits(const struct fake *f, const struct xvl_vq_elem *e)
 {
-	const uint8_t *h = e->n_out ? (const uint8_t *)e->seg[0].ptr : NULL;
-	uint64_t sector = 0;
-
-	if (!h || e->seg[0].len < 16 || h[0] != XVL_BLK_T_OUT)
+	unsigned data = e->n_out + e->n_in - 2; /* minus header and status */
+	if (e->n_out + e->n_in < 2 || data > cfg_seg_max(f))
 		return false;
-	for (int i = 0; i < 8; i++)
-		sector |= (uint64_t)h[8 + i] << (8 * i);
-	return sector == TRIGGER_SECTOR;
+	for (unsigned i = 1; i + 1 < (unsigned)e->n_out + e->n_in; i++)
+		if (cfg_size_max(f) && e->seg[i].len > cfg_size_max(f))
+			return false;
+	return true;
 }
 
+/* What a backend still running after the device broke does: writes into the buffers. */
+static void stale_writes(struct fake *f)
+{
+	struct timespec ts = {0, 300 * 1000000L};
+	nanosleep(&ts, NULL);
+	for (unsigned i = 0; i < f->n_held; i++) {
+		const struct xvl_vq_elem *e = &f->held[i];
+		for (unsigned k = e->n_out; k + 1 < (unsigned)e->n_out + e->n_in; k++)
+			memset(e->seg[k].ptr, 0x5a, e->seg[k].len);
+	}
+	h_log("stale writes into %u requests' buffers done", f->n_held);
+}
+
+static void restart_device(struct fake *f)
+{
+	f->n_restarts++;
+	f->restarting = true;
+	f->running = false;
+	h_log("EVENT RESTART %u", f->n_restarts);
+	send_event(f, XVL_EVENT_RESTART);
+}
 /* The client announced how many requests to expect by submitting them: misbehave once 4 are held. */
 static void misbehave(struct fake *f)
 {
@@ -305,11 +497,65 @@ static void misbehave(struct fake *f)
 		h_log("dropping the link");
 		exit(0);
 	case C_GOOD:
+	case C_QUEUES_32:
+	case C_SIZE_MAX_ODD:
+	case C_SIZE_MAX_SMALL:
+	case C_IMPOSTOR:
 		for (unsigned i = 0; i < f->n_held; i++)
 			complete(f, &f->held[i], XVL_BLK_S_OK);
 		f->n_held = 0;
 		f->misbehaved = false; /* keep serving */
 		break;
+	case C_HELD_OVERFLOW:
+		/* The RESTARTs come with the DRIVER_OK replies (on_msg): the client, told before it
+		 * looks at the rings, finds these completions there when it restarts. */
+		for (unsigned i = 0; i < f->n_held; i++)
+			complete(f, &f->held[i], XVL_BLK_S_OK);
+		f->n_held = 0;
+		f->misbehaved = false;
+		break;
+	case C_RESTART_BROKEN:
+	case C_RESTART_REFUSE:
+		restart_device(f);
+		break;
+	case C_ATTACH_BUSY:
+		if (f->n_conn == 1) {
+			h_log("dropping the link; accepting again");
+			f->busy_left = 5;
+			shutdown(f->sock, SHUT_RDWR);
+			break;
+		}
+		for (unsigned i = 0; i < f->n_held; i++) /* the second connection is served well */
+			complete(f, &f->held[i], XVL_BLK_S_OK);
+		f->n_held = 0;
+		f->misbehaved = false;
+		break;
+	case C_STALE_WRITE:
+		send_broken(f);
+		stale_writes(f);
+		break;
+	case C_STALE_VIOLATION:
+		raw_used(f, f->l.num + 5u, 1, (uint16_t)(idx + 1));
+		stale_writes(f);
+		break;
+	case C_FEWER_QUEUES:
+		if (f->n_conn > 1) { /* one queue now: queue 0 is served, nothing else */
+			for (unsigned i = 0; i < f->n_held; i++)
+				complete(f, &f->held[i], XVL_BLK_S_OK);
+			f->n_held = 0;
+			f->misbehaved = false;
+			break;
+		}
+		/* fall through */
+	case C_DIE_IN_RESTART:
+		h_log("dropping the link; accepting again");
+		shutdown(f->sock, SHUT_RDWR);
+		break;
+	case C_STALE_DROP:
+		h_log("closing the link");
+		shutdown(f->sock, SHUT_RDWR);
+		stale_writes(f);
+		exit(0);
 	}
 }
 
@@ -330,14 +576,57 @@ static void serve(struct fake *f)
 			continue;
 		}
 		if (f->misbehaved) {
-			if (f->c == C_BAD_STATUS || f->c == C_GOOD || f->c == C_USED_LEN_BIG)
+			if (serves_after(f->c))
 				complete(f, e, XVL_BLK_S_OK);
 			continue; /* after misbehaving, stay quiet */
 		}
 		f->n_held++;
-		if (f->n_held >= f->threshold || f->c == C_GOOD)
+		if (f->n_held >= f->threshold || always_good(f->c) || (f->c == C_ATTACH_BUSY && f->n_conn > 1))
 			misbehave(f);
 	}
+}
+
+static void serve_link(struct fake *f)
+{
+	for (;;) {
+		struct pollfd p[2] = {{.fd = f->sock, .events = POLLIN},
+				      {.fd = f->running ? f->kick : -1, .events = POLLIN}};
+		if (poll(p, 2, 1000) < 0 && errno != EINTR)
+			h_die("poll: %s", strerror(errno));
+		if (p[0].revents) {
+			struct xvl_msg m;
+			int fds[XVL_OS_MAX_FDS];
+			unsigned nfds = 0;
+			int rc = h_recv(f->sock, &m, 0, fds, &nfds);
+			if (rc == -ENOTCONN || rc == -ECONNRESET || (rc < 0 && (p[0].revents & POLLHUP)))
+				return;
+			if (rc == 1)
+				on_msg(f, &m, fds, nfds);
+			for (unsigned i = 0; rc == 1 && i < nfds; i++)
+				if (fds[i] >= 0)
+					close(fds[i]);
+		}
+		if (f->running && (p[1].revents || always_good(f->c) || f->c == C_HELD_OVERFLOW)) {
+			xvl_os_eventfd_drain(f->kick);
+			serve(f);
+		}
+	}
+}
+
+/* Forget the client that went away (its window, queue and requests). */
+static void reset_state(struct fake *f)
+{
+	if (f->has_win)
+		xvl_os_window_close(&f->win);
+	if (f->kick >= 0)
+		close(f->kick);
+	if (f->call >= 0)
+		close(f->call);
+	close(f->sock);
+	f->kick = f->call = -1;
+	f->has_win = f->queue_set = f->running = f->misbehaved = false;
+	f->n_held = 0;
+	f->status = 0;
 }
 
 static enum hcase case_of(const char *name)
@@ -420,38 +709,23 @@ int main(int argc, char **argv)
 		}
 	if (!found)
 		h_die("unknown case %s", argv[2]);
+	if (f.c == C_IMPOSTOR && (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)))
+		h_die("cannot become uid 65534: %s", strerror(errno));
 	int ls = xvl_os_listen(argv[1], &eb);
 	if (ls < 0)
 		h_die("%s", eb.msg);
-	f.sock = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-	if (f.sock < 0)
-		h_die("accept: %s", strerror(errno));
-	for (;;) {
-		struct pollfd p[2] = {{.fd = f.sock, .events = POLLIN},
-				      {.fd = f.running ? f.kick : -1, .events = POLLIN}};
-		if (poll(p, 2, 1000) < 0 && errno != EINTR)
-			h_die("poll: %s", strerror(errno));
-		if (p[0].revents) {
-			struct xvl_msg m;
-			int fds[XVL_OS_MAX_FDS];
-			unsigned nfds = 0;
-			int rc = h_recv(f.sock, &m, 0, fds, &nfds);
-			if (rc == -ENOTCONN || rc == -ECONNRESET)
-				break;
-			if (rc == 1)
-				on_msg(&f, &m, fds, nfds);
-			for (unsigned i = 0; rc == 1 && i < nfds; i++)
-				if (fds[i] >= 0)
-					close(fds[i]);
-		}
-		if (f.running && (p[1].revents || f.c == C_GOOD)) {
-			xvl_os_eventfd_drain(f.kick);
-			serve(&f);
-		}
+	/* attach_busy: a second client (the same one reconnecting) is served on a fresh state */
+	bool again = f.c == C_ATTACH_BUSY || f.c == C_DIE_IN_RESTART || f.c == C_FEWER_QUEUES;
+	unsigned max_conn = again ? 2 : 1;
+	while (f.n_conn < max_conn) {
+		f.sock = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+		if (f.sock < 0)
+			h_die("accept: %s", strerror(errno));
+		f.n_conn++;
+		serve_link(&f);
+		reset_state(&f);
 	}
-	h_log("client gone");
-	xvl_os_window_close(&f.win);
-	close(f.sock);
+	h_log("client gone%s", f.got_window ? " (it had sent a window)" : " (it never sent a window)");
 	close(ls);
 	unlink(argv[1]);
 	return 0;

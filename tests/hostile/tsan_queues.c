@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tsan_queues: %s\n", err);
 		return 1;
 	}
-	struct xvl_blk_opts o = {.device = atoi(argv[2]), .num_queues = (uint16_t)nt};
+	struct xvl_blk_opts o = {XVL_BLK_OPTS_INIT, .device = atoi(argv[2]), .num_queues = (uint16_t)nt};
 	if (xvl_blk_open(c, &o, &b) < 0) {
 		fprintf(stderr, "tsan_queues: open: %s\n", xvl_client_errmsg(c));
 		return 1;

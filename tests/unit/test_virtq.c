@@ -643,6 +643,38 @@ static void test_wrap(void)
 	}
 }
 
+/*
+ * Exactly 65536 adds (pushes) between two kick (notify) decisions bring the
+ * 16-bit index back to where the last decision saw it; the peer asked for a
+ * notification in between and must still get one (Linux's virtio_ring kicks
+ * unconditionally at 65535 added for the same reason).
+ */
+static void test_wrap_65536(void)
+{
+	for (unsigned ev = 0; ev < 2; ev++) {
+		struct env v;
+		uint64_t token;
+		uint32_t len;
+		bool ok = env_setup(&v, 8, ev, false);
+		xvl_vq_drv_kick_prepare(&v.drv);
+		xvl_vq_dev_notify_prepare(&v.dev);
+		for (unsigned i = 0; ok && i < 65536; i++)
+			ok = add_chain(&v, 0, 1, 1, i) == 0 && pop(&v) == 1 &&
+			     xvl_vq_dev_push(&v.dev, v.e.head, 0) == 0 &&
+			     xvl_vq_drv_get_used(&v.drv, &token, &len) == 1;
+		CHECK(ok, "wrap 65536 (event_idx %u): 65536 requests through an 8-entry ring", ev);
+		/* each peer still waits for the notification it asked for at index 0 */
+		xvl_wr16(avail_event(&v), 0);
+		xvl_wr16(used_event(&v), 0);
+		CHECK(v.drv.avail_idx == 0 && xvl_vq_drv_kick_prepare(&v.drv),
+		      "wrap 65536 (event_idx %u): the driver still kicks", ev);
+		CHECK(xvl_vq_dev_notify_prepare(&v.dev),
+		      "wrap 65536 (event_idx %u): the device still notifies", ev);
+		CHECK(!xvl_vq_drv_kick_prepare(&v.drv) && !xvl_vq_dev_notify_prepare(&v.dev),
+		      "wrap 65536 (event_idx %u): and not again with nothing new", ev);
+	}
+}
+
 /* ------------------------------------------------------------ event idx */
 
 static void test_event_idx(void)
@@ -1060,5 +1092,6 @@ int main(void)
 	test_hostile_driver();
 	test_hostile_device();
 	test_wrap();
+	test_wrap_65536();
 	return tap_done();
 }
