@@ -178,8 +178,8 @@ static void drain_mailbox(struct xvl_win *w)
 static void event_work(struct work_struct *work)
 {
 	struct xvl_win *w = container_of(work, struct xvl_win, event_work);
+	bool lost, first, give_up;
 	struct xvl_m_event ev;
-	bool lost;
 
 	if (READ_ONCE(w->removing))
 		return;
@@ -188,20 +188,35 @@ static void event_work(struct work_struct *work)
 		xvl_vdev_event(w, &ev);
 
 	mutex_lock(&w->link_lock);
-	lost = w->link_dead && !w->reconnecting && !w->removing;
-	if (lost) {
-		/* A new session; the devices wait for it up to reconnect_ms. */
+	lost = w->link_dead && !w->connecting && !w->removing && !w->gave_up;
+	first = lost && !w->reconnecting;
+	give_up = lost && !first && time_after(jiffies, w->recover_until);
+	if (first) {
+		/* The devices wait for a new session up to reconnect_ms. */
 		w->reconnecting = true;
 		w->recover_until = jiffies + msecs_to_jiffies(reconnect_ms);
+	}
+	if (give_up) {
+		w->reconnecting = false;
+		w->gave_up = true;
+	} else if (lost) {
+		/* Lost first, or again while recovering: a new session either way. */
+		w->connecting = true;
 		w->connect_tries = 0;
 		xvl_mbox_connect(&w->mb);
 	}
 	mutex_unlock(&w->link_lock);
-	if (lost) {
+	if (first) {
 		xvl_vdev_link_lost(w);
 		dev_info(w->dev, "link: holding requests up to %u ms for the device side to come back\n",
 			 reconnect_ms);
-		mod_delayed_work(system_wq, &w->connect_work, 0);
+	}
+	if (give_up) {
+		dev_err(w->dev, "link: the device side kept breaking the link; giving up\n");
+		xvl_vdev_give_up(w, "the device side did not come back");
+	} else if (lost) {
+		/* Again and again: not faster than every 50 ms. */
+		mod_delayed_work(system_wq, &w->connect_work, first ? 0 : msecs_to_jiffies(50));
 	}
 }
 
@@ -281,6 +296,17 @@ static int recover_session(struct xvl_win *w)
 	return 0;
 }
 
+static bool session_lost(struct xvl_win *w)
+{
+	bool lost;
+
+	mutex_lock(&w->link_lock);
+	lost = w->link_dead;
+	mutex_unlock(&w->link_lock);
+	return lost;
+}
+
+/* A session is up: enumerate, or set up again what the lost one had. */
 static void setup_session(struct xvl_win *w)
 {
 	struct xvl_m_dev_info info;
@@ -288,28 +314,31 @@ static void setup_session(struct xvl_win *w)
 	int ret;
 
 	ret = hello(w);
-	if (!ret && w->reconnecting) {
+	if (!ret && w->reconnecting)
 		ret = recover_session(w);
-		mutex_lock(&w->link_lock);
-		/* Lost again meanwhile: event_work starts over (within the same deadline). */
-		if (!ret || !w->link_dead)
-			w->reconnecting = false;
-		mutex_unlock(&w->link_lock);
-		if (!ret) {
-			dev_info(w->dev, "link: device side back, requests resubmitted\n");
-			return;
-		}
-		if (w->link_dead)
-			return;
-		dev_err(w->dev, "link: recovery failed (%d)\n", ret);
-		xvl_vdev_give_up(w, "the device side came back without this device");
-		return;
-	}
 	if (ret) {
-		dev_err(w->dev, "link: HELLO failed (%d)\n", ret);
+		/* The link broke again: event_work starts over, within the same deadline. */
+		if (session_lost(w))
+			return;
+		dev_err(w->dev, "link: %s failed (%d)\n", w->reconnecting ? "recovery" : "HELLO",
+			ret);
+		if (w->reconnecting)
+			xvl_vdev_give_up(w, "the device side came back without this device");
+		mutex_lock(&w->link_lock);
+		w->reconnecting = false;
+		w->gave_up = true;
+		mutex_unlock(&w->link_lock);
 		return;
 	}
+	if (w->reconnecting)
+		dev_info(w->dev, "link: device side back, requests resubmitted\n");
+	mutex_lock(&w->link_lock);
+	w->reconnecting = false;
+	mutex_unlock(&w->link_lock);
+	/* Devices seen for the first time (all of them, unless this is a recovery). */
 	for (i = 0; i < w->n_devices; i++) {
+		if (w->vdevs[i])
+			continue;
 		ret = dev_info_of(w, i, &info);
 		if (!ret)
 			ret = xvl_vdev_add(w, i, &info);
@@ -338,10 +367,14 @@ static void connect_work(struct work_struct *work)
 	if (ret == 1) {
 		w->link_up = true;
 		w->link_dead = false;
+		w->connecting = false;
 	}
 	give_up = ret != 1 && w->reconnecting && time_after(jiffies, w->recover_until);
-	if (give_up)
+	if (give_up) {
 		w->reconnecting = false;
+		w->connecting = false;
+		w->gave_up = true;
+	}
 	mutex_unlock(&w->link_lock);
 
 	if (ret == 1) {

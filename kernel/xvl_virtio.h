@@ -146,6 +146,8 @@ struct xvl_win {
 	struct work_struct event_work;
 	unsigned int connect_tries;
 	bool reconnecting;		/* session lost; devices held for recovery */
+	bool connecting;		/* a new session asked for, not up yet */
+	bool gave_up;			/* recovery failed: no more sessions */
 	unsigned long recover_until;	/* jiffies */
 	spinlock_t ev_lock;
 	struct xvl_m_event ev[16];

@@ -328,7 +328,9 @@ clean_log gone "server gone: guest kernel log clean"
 
 # 6. a hostile device (tests/hostile/hostile_device.c speaking the mailbox)
 # attacking the guest: one case per load of the module, all in one guest.
-CASES="used_id_unsubmitted used_id_oob used_len_big used_idx_jump double_completion bad_status silent event_broken good"
+CASES="used_id_unsubmitted used_id_oob used_len_big used_idx_jump double_completion bad_status silent
+	event_broken held_overflow restart_broken restart_refuse mbox_garbage good"
+CASES=$(echo $CASES)
 R=$E2E_ROOT
 if ! ${CC:-gcc} -std=gnu11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -I"$R/include" -I"$R/src/core" \
 	-I"$R/src/os" -I"$R/tests/hostile" "$R"/src/core/{window,virtq,proto,mailbox}.c "$R"/src/os/*.c \
@@ -340,6 +342,7 @@ fi
 cat >"$T/hostile.sh" <<EOF
 #!/bin/sh
 trap 'dmesg | sed "s/^/DMESG: /"' EXIT
+echo
 rmmod xvl_virtio
 dd if=/dev/urandom of=/tmp/trig bs=512 count=1 2>/dev/null
 for c in $CASES; do
@@ -366,7 +369,7 @@ truncate -s 64M "$T/win5"
 bg "$T/hd.log" "$T/hostile_device" --window "$T/win5" good $CASES
 guest hostile "$T/hostile.sh" -object memory-backend-file,id=w,share=on,mem-path="$T/win5",size=64M \
 	-device ivshmem-plain,memdev=w
-case_line() { tr -d '\r' <"$T/hostile.log" | sed -n "s/^CASE $1 //p"; }
+case_line() { tr -d '\r' <"$T/hostile.log" | sed -n "s/.*CASE $1 //p"; }
 # expect_case CASE R1 R2 KILLED: r = 0 (read worked) or x (read failed)
 expect_case() {
 	local got want
@@ -383,6 +386,10 @@ expect_case double_completion x x 1 "queue killed, reads fail, module unloads"
 expect_case bad_status x 0 0 "the request with status 7 fails, the next works"
 expect_case silent x x 1 "requests fail after io_timeout_ms, module unloads"
 expect_case event_broken x x 1 "EVENT BROKEN kills the queue, module unloads"
+expect_case held_overflow 0 0 0 "EVENT RESTART twice at DRIVER_OK: set up again, reads work"
+expect_case restart_broken x x 1 "EVENT RESTART, then SET_QUEUE refused: queue killed, module unloads"
+expect_case restart_refuse x x 1 "EVENT RESTART, then SET_FEATURES refused: queue killed, module unloads"
+expect_case mbox_garbage x x 1 "mailbox index a ring ahead, again at every session: link broken, given up after reconnect_ms"
 expect_case good 0 0 0 "the well-behaved control works"
 grep -aq "CASE-DIRTY" "$T/hostile.log" && fail "hostile device: a case left BUG/WARNING in the log" ||
 	ok "hostile device: no case left BUG/WARNING in the log"

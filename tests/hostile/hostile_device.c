@@ -73,6 +73,7 @@ enum hcase {
 	C_DIE_IN_RESTART,      /* drops the link, accepts again, exits at the client's ATTACH */
 	C_STALE_VIOLATION,     /* used id out of range, writes into the buffers 300 ms later */
 	C_FEWER_QUEUES,        /* 2 queues; drops the link, comes back with 1 */
+	C_MBOX_GARBAGE,        /* --window: moves its mailbox producer index a ring ahead (socket: silent) */
 };
 
 static const struct {
@@ -98,6 +99,7 @@ static const struct {
 	{"attach_busy", C_ATTACH_BUSY},
 	{"stale_write", C_STALE_WRITE},
 	{"stale_drop", C_STALE_DROP},
+	{"mbox_garbage", C_MBOX_GARBAGE},
 	{"impostor", C_IMPOSTOR},
 	{"die_in_restart", C_DIE_IN_RESTART},
 	{"stale_violation", C_STALE_VIOLATION},
@@ -490,6 +492,12 @@ static void misbehave(struct fake *f)
 		break;
 	case C_SILENT:
 		break;
+	case C_MBOX_GARBAGE:
+		/* The driver must break the link (and only it); it will come again. */
+		if (f->mbox_mode)
+			xvl_store_release((uint32_t *)(void *)(f->mb.base + XVL_MBOX_OFF_RSP_PROD),
+					  f->mb.tx + 1000u);
+		break;
 	case C_EVENT_BROKEN:
 		send_broken(f);
 		break;
@@ -665,8 +673,8 @@ static void run_window(struct fake *f, const char *path, char **cv, int cn)
 		/* A fresh device for this format of the window, misbehaving as the next case says. */
 		f->c = case_of(cv[next++]);
 		f->status = 0;
-		f->queue_set = f->running = f->armed = f->misbehaved = false;
-		f->n_held = 0;
+		f->queue_set = f->running = f->armed = f->misbehaved = f->restarting = false;
+		f->n_held = f->n_restarts = f->busy_left = 0;
 		f->threshold = 1;
 		h_log("window generation %llu: case %s", (unsigned long long)f->mb.generation,
 		      cv[next - 1]);
