@@ -101,6 +101,16 @@ dd if=/dev/vda of=/tmp/back bs=32768 count=128 iflag=direct 2>/dev/null || { ech
 cmp /tmp/pat /tmp/back || { echo "GUEST: readback differs"; exit 1; }
 echo "GUEST: readback equal"
 echo "GUEST-SHA $(sha256sum /tmp/pat | cut -d' ' -f1)"
+# "xvltwo" on the kernel command line: the server offers a second device
+if grep -q xvltwo /proc/cmdline; then
+	i=0
+	while [ ! -b /dev/vdb ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+fi
+if [ -b /dev/vdb ]; then
+	dd if=/tmp/pat of=/dev/vdb bs=65536 count=16 oflag=direct 2>/dev/null &&
+	dd if=/dev/vdb of=/tmp/back2 bs=65536 count=16 iflag=direct 2>/dev/null &&
+	head -c 1048576 /tmp/pat | cmp - /tmp/back2 && echo "GUEST: vdb equal"
+fi
 rmmod virtio_blk || exit 1
 rmmod xvl_virtio || exit 1
 lsmod | grep -q xvl_virtio && exit 1
@@ -136,15 +146,17 @@ guest_sha() { tr -d '\r' <"$T/$1.log" | sed -n 's/^GUEST-SHA //p'; }
 # 2. ivshmem-plain: a shm file, both sides poll
 truncate -s 64M "$T/win1" "$T/disk1.img"
 bg "$T/srv1.log" "$XVL" server --link window --window "$T/win1" \
-	--dev name=d0,backend=file,path="$T/disk1.img"
+	--dev name=d0,backend=file,path="$T/disk1.img" --dev name=r1,backend=ram,size=16M
 S1=$BG_PID
-guest plain "$T/verify.sh" -object memory-backend-file,id=w,share=on,mem-path="$T/win1",size=64M \
+XVL_GUEST_APPEND=xvltwo guest plain "$T/verify.sh" -object memory-backend-file,id=w,share=on,mem-path="$T/win1",size=64M \
 	-device ivshmem-plain,memdev=w
 if [ "$GRC" = 0 ]; then ok "ivshmem-plain + xvl server: /dev/vda verified in the guest, unloaded"; else
 	fail "ivshmem-plain + xvl server: /dev/vda verified in the guest, unloaded (guest $GRC)"
 	show_guest plain; sed 's/^/#   srv: /' "$T/srv1.log" | tail -n 8; fi
 stop_server "$S1" >/dev/null 2>&1
 expect_eq "$(guest_sha plain)" "$(host_sha "$T/disk1.img")" "ivshmem-plain: the host's disk image holds what the guest wrote"
+grep -aq "GUEST: vdb equal" "$T/plain.log" && ok "ivshmem-plain: a second device of the server is /dev/vdb, verified" ||
+	fail "ivshmem-plain: a second device of the server is /dev/vdb, verified"
 clean_log plain "ivshmem-plain + xvl server: guest kernel log clean"
 
 # 3. ivshmem-doorbell: xvl server is QEMU's ivshmem server, MSI-X vectors both ways;
