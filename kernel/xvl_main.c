@@ -43,9 +43,10 @@ static bool force_poll;
 module_param(force_poll, bool, 0444);
 MODULE_PARM_DESC(force_poll, "Poll the rings even when interrupt vectors exist");
 
+/* Ring the device side's vector (queues in POLL mode are never rung: see xvl_vq.c). */
 void xvl_ring(struct xvl_win *w, u16 vector)
 {
-	if (w->bell && !w->poller)
+	if (w->bell)
 		w->bell->ring(w, vector);
 }
 
@@ -85,7 +86,7 @@ int xvl_win_start_poller(struct xvl_win *w)
 	if (IS_ERR(t))
 		return PTR_ERR(t);
 	w->poller = t;
-	dev_info(w->dev, "no doorbell interrupts: polling the rings (%u..%u us)\n",
+	dev_info(w->dev, "polling the rings every %u..%u us\n",
 		 XVL_POLL_MIN_US, XVL_POLL_MAX_US);
 	return 0;
 }
