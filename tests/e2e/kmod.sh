@@ -178,6 +178,25 @@ stop_server "$S2" >/dev/null 2>&1
 expect_eq "$(guest_sha bell)" "$(host_sha "$T/disk2.img")" "ivshmem-doorbell: the host's disk image holds what the guest wrote"
 clean_log bell "ivshmem-doorbell + xvl server: guest kernel log clean"
 
+# 3b. ivshmem-doorbell with the queues polled (force_poll): the mailbox vector is still rung
+sed '2a rmmod xvl_virtio; insmod /lib/modules/xvl_virtio.ko force_poll=1' "$T/verify.sh" >"$T/pollbell.sh"
+chmod +x "$T/pollbell.sh"
+rm -f "$T/ivsh.sock"
+bg "$T/srv2b.log" "$XVL" server --link window --window "ivshmem:$T/ivsh.sock,vectors=8" \
+	--dev name=d0,backend=file,path="$T/disk2.img"
+S2=$BG_PID
+wait_sock "$T/ivsh.sock" "$S2"
+guest pollbell "$T/pollbell.sh" -chardev socket,path="$T/ivsh.sock",id=ivsh \
+	-device ivshmem-doorbell,chardev=ivsh,vectors=8
+if [ "$GRC" = 0 ] && grep -aq "polling the rings" "$T/pollbell.log"; then
+	ok "ivshmem-doorbell, force_poll=1: /dev/vda verified with polled queues"
+else
+	fail "ivshmem-doorbell, force_poll=1: /dev/vda verified with polled queues (guest $GRC)"
+	show_guest pollbell
+fi
+stop_server "$S2" >/dev/null 2>&1
+clean_log pollbell "ivshmem-doorbell, force_poll=1: guest kernel log clean"
+
 # The guest's half of the restart scenarios: write the same 8 MiB pattern over
 # and over for 7 s (O_DIRECT, 64 KiB), then read it back; exit 3 when a write fails.
 cat >"$T/writer.sh" <<'EOF'
