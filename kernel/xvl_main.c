@@ -162,6 +162,7 @@ int xvl_win_probe(struct xvl_win *w)
 
 	xvl_link_init(w);
 	spin_lock_init(&w->vq_lock);
+	w->next_vector = 1;
 	INIT_WORK(&w->dead_work, xvl_vq_dead_work);
 	INIT_DELAYED_WORK(&w->watchdog, xvl_watchdog);
 

@@ -160,7 +160,8 @@ struct xvl_win {
 	/* queues of all devices, for interrupt and poll dispatch (RCU) */
 	spinlock_t vq_lock;
 	struct xvl_vq __rcu *vq_table[XVL_MAX_VQS];
-	u16 next_call_vector;
+	u8 qvec[XVL_MAX_DEVICES][XVL_MAX_QUEUES]; /* each queue's vector; 0: none yet */
+	u16 next_vector;		/* the next one to hand out (from 1) */
 	struct work_struct dead_work;	/* completes requests of dead queues */
 	struct delayed_work watchdog;	/* link liveness and stalled queues */
 

@@ -460,14 +460,35 @@ static void table_del(struct xvl_win *w, struct xvl_vq *q)
 	synchronize_rcu();
 }
 
-static void pick_vectors(struct xvl_vq *q)
+/*
+ * Each queue gets a vector of its own, the same number on both sides, the
+ * first time it is set up, and keeps it across resets and restarts
+ * (PROTOCOL.md 7.6: the device side takes a queue's vector as that queue's
+ * notification).  Polled queues use none.  -ENXIO when none is left.
+ */
+static int pick_vectors(struct xvl_vq *q)
 {
 	struct xvl_win *w = q->xd->win;
-	u32 peer = xvl_mbox_peer_vectors(&w->mb);
-	u16 n = w->next_call_vector++;
+	u32 limit = min_t(u32, w->nvec, xvl_mbox_peer_vectors(&w->mb));
+	u8 *v = &w->qvec[q->xd->index][q->index];
 
-	q->call_vector = w->nvec > 1 ? 1 + n % (w->nvec - 1) : 0;
-	q->kick_vector = peer > 1 ? 1 + n % (peer - 1) : 0;
+	if (w->poller) {
+		q->call_vector = 0;
+		q->kick_vector = 0;
+		return 0;
+	}
+	if (!*v) {
+		if (w->next_vector >= limit) {
+			dev_err(&q->xd->vdev.dev,
+				"queue %u: no doorbell vector left (%u on this side, %u on the device side): give the link more vectors\n",
+				q->index, w->nvec, xvl_mbox_peer_vectors(&w->mb));
+			return -ENXIO;
+		}
+		*v = w->next_vector++;
+	}
+	q->call_vector = *v;
+	q->kick_vector = *v;
+	return 0;
 }
 
 static void free_vq_mem(struct xvl_vq *q)
@@ -488,6 +509,7 @@ struct xvl_vq *xvl_vq_create(struct xvl_vdev *xd, unsigned int index, unsigned i
 			     vq_callback_t *callback, const char *name, bool ctx)
 {
 	struct xvl_win *w = xd->win;
+	int ret = -ENOMEM;
 	struct vring wr;
 	struct xvl_vq *q;
 	void *wmem;
@@ -523,15 +545,17 @@ struct xvl_vq *xvl_vq_create(struct xvl_vdev *xd, unsigned int index, unsigned i
 	if (!q->vq)
 		goto err;
 	q->vq->priv = q;
-	pick_vectors(q);
-	if (table_add(w, q)) {
+	ret = pick_vectors(q);
+	if (!ret)
+		ret = table_add(w, q);
+	if (ret) {
 		vring_del_virtqueue(q->vq);
 		goto err;
 	}
 	return q;
 err:
 	free_vq_mem(q);
-	return ERR_PTR(-ENOMEM);
+	return ERR_PTR(ret);
 }
 
 void xvl_vq_destroy(struct xvl_vq *q)
