@@ -158,7 +158,8 @@ static int link_call_locked(struct xvl_client *c, struct xvl_msg *req, const int
 				       c->timeout_ms);
 		if (rc < 0)
 			return xvl_err(&c->eb, rc, "%s: %s", what,
-				       rc == -ENOTCONN ? "server closed the link" : strerror(-rc));
+				       c->mbox ? xvl_link_mbox_why(c) /* says which mailbox and why */
+				       : rc == -ENOTCONN ? "server closed the link" : strerror(-rc));
 		if (rep->type == XVL_MSG_EVENT && !xvl_msg_is_reply(rep)) {
 			handle_event(c, rep);
 			continue;

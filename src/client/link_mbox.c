@@ -35,6 +35,9 @@ struct xvl_link_mbox {
 	struct xvl_doorbell db;
 	int ivsh_sock;           /* ivshmem: our connection to the server, -1 otherwise */
 	char what[160];          /* "mailbox in PATH" for messages */
+	char why[320];           /* the last error, with what */
+	uint8_t vec_of[XVL_MAX_DEVICES][XVL_MAX_QUEUES]; /* a queue's vector, 0 = none yet */
+	unsigned next_vec;       /* the next vector to give out */
 	struct xvl_backoff backoff;
 };
 
@@ -200,17 +203,35 @@ int xvl_link_mbox_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms)
 
 const char *xvl_link_mbox_why(const struct xvl_client *c)
 {
-	const struct xvl_link_mbox *l = c->mbox;
+	struct xvl_link_mbox *l = c->mbox;
 	const char *why = xvl_mbox_why(&l->mb);
-	return *why ? why : "the device side closed the mailbox link or restarted";
+	snprintf(l->why, sizeof(l->why), "%s: %s", l->what,
+		 *why ? why : "the device side closed the link or restarted");
+	return l->why;
 }
 
-/* Queue q of device d: vector 1 + (d * 16 + q) mod (n - 1), or 0 when n == 1. */
-static uint16_t queue_vector(unsigned n, uint32_t dev, uint16_t q)
+/*
+ * The vector of queue q of device d (PROTOCOL.md 7.6): the next unused one
+ * (1, 2, ...) the first time the queue is set up, the same one ever after
+ * (resets, reconnections).  Both sides here treat a queue's vector as that
+ * queue's own notification, so when none is left the queue is refused (-1)
+ * rather than given a shared one.
+ */
+static int queue_vector(struct xvl_link_mbox *l, uint32_t dev, uint16_t q)
 {
-	if (n <= 1)
-		return 0;
-	return (uint16_t)(1 + (dev * XVL_MAX_QUEUES + q) % (n - 1));
+	if (dev >= XVL_MAX_DEVICES || q >= XVL_MAX_QUEUES)
+		return -1;
+	if (l->vec_of[dev][q])
+		return l->vec_of[dev][q];
+	unsigned n = l->db.n_own < xvl_mbox_peer_vectors(&l->mb) ? l->db.n_own : xvl_mbox_peer_vectors(&l->mb);
+	if (l->db.n_peer < n)
+		n = l->db.n_peer;
+	if (l->next_vec < 1)
+		l->next_vec = 1;
+	if (l->next_vec >= n)
+		return -1;
+	l->vec_of[dev][q] = (uint8_t)l->next_vec++;
+	return l->vec_of[dev][q];
 }
 
 int xvl_link_mbox_queue(struct xvl_client *c, uint32_t dev, const struct xvl_queue_setup *qs,
@@ -221,17 +242,19 @@ int xvl_link_mbox_queue(struct xvl_client *c, uint32_t dev, const struct xvl_que
 		mq->flags |= XVL_QUEUE_F_POLL;
 		return 0;
 	}
-	uint16_t kick = queue_vector(xvl_mbox_peer_vectors(&l->mb), dev, qs->queue);
-	uint16_t call = queue_vector(l->db.n_own, dev, qs->queue);
-	if (kick >= l->db.n_peer || l->db.peer[kick] < 0 || xvl_doorbell_fd(&l->db, call) < 0)
-		return xvl_err(&c->eb, -ENXIO, "%s: no doorbell vector for queue %u", l->what, qs->queue);
+	int kick = queue_vector(l, dev, qs->queue), call = kick;
+	if (kick < 0 || l->db.peer[kick] < 0 || xvl_doorbell_fd(&l->db, (unsigned)call) < 0)
+		return xvl_err(&c->eb, -ENXIO, "%s: no doorbell vector left for queue %u of device %u "
+			       "(%u vectors here, %u on the device side, vector 0 is the mailbox's): give "
+			       "the link more vectors (ivshmem: vectors=N) or use fewer queues",
+			       l->what, qs->queue, dev, l->db.n_own, xvl_mbox_peer_vectors(&l->mb));
 	/* blk.c kicks and waits on its own descriptors: make them the vectors' eventfds. */
 	if (dup3(l->db.peer[kick], qs->kick_fd, O_CLOEXEC) < 0 ||
-	    dup3(xvl_doorbell_fd(&l->db, call), qs->call_fd, O_CLOEXEC) < 0)
+	    dup3(xvl_doorbell_fd(&l->db, (unsigned)call), qs->call_fd, O_CLOEXEC) < 0)
 		return xvl_err(&c->eb, -errno, "%s: dup3: %s", l->what, strerror(errno));
 	mq->flags |= XVL_QUEUE_F_VECTORS;
-	mq->kick_vector = kick;
-	mq->call_vector = call;
+	mq->kick_vector = (uint16_t)kick;
+	mq->call_vector = (uint16_t)call;
 	return 0;
 }
 

@@ -5,9 +5,9 @@
  * server; the client's messages arrive in the mailbox inside it; queue
  * notifications are doorbell vectors, which on this host are always
  * eventfds (or nothing: polling).  A session of the mailbox is one
- * struct srv_conn, exactly like one socket connection: server.c serves it
- * through the same dispatch(); only sending, SET_WINDOW and SET_QUEUE's
- * descriptors differ.
+ * struct srv_conn, exactly like one socket connection: link.c serves it
+ * through the same srv_link_dispatch(); only sending (conn.c hands it to
+ * srv_mbox_send), SET_WINDOW and SET_QUEUE's descriptors differ.
  *
  * Invariants: at most one live conn per mailbox (m->conn); a request is
  * taken from the mailbox only when its reply has a free slot and nothing is
@@ -56,6 +56,7 @@ struct srv_mbox {
 	uint64_t last_work_ns;
 	uint64_t last_requests;      /* the devices' request count when last looked at */
 	uint64_t next_look_ns;       /* polling: not before this */
+	int waiting_for;             /* the xvl_mbox_open error last logged, 0 none */
 };
 
 static bool polling(const struct srv_mbox *m)
@@ -212,8 +213,7 @@ static void new_session(struct srv_mbox *m)
 	c->fd = -1;
 	c->born_ns = xvl_os_now_ns();
 	c->mbox = m;
-	c->win = m->win;
-	c->win.fd = -1; /* the conn borrows the mapping; conn_free leaves it alone */
+	c->win = m->win; /* borrowed (conn_free leaves it alone); the fd is for a vhost-user bridge */
 	c->has_window = true;
 	c->next = s->conns;
 	s->conns = c;
@@ -241,6 +241,7 @@ static bool try_open(struct srv_mbox *m)
 	int rc = xvl_mbox_open(&m->mb, &m->win.mem, m->db.n_own);
 	if (rc == 0) {
 		m->opened = true;
+		m->waiting_for = 0;
 		srv_log(m->srv, "%s: device side ready (instance %u)", m->what, m->mb.instance);
 		return true;
 	}
@@ -250,9 +251,9 @@ static bool try_open(struct srv_mbox *m)
 						  [EPROTONOSUPPORT] = "its mailbox version is not 1"};
 		unsigned e = (unsigned)-rc;
 		const char *w = e < sizeof(why) / sizeof(why[0]) && why[e] ? why[e] : strerror(e);
-		if (m->last_work_ns != 1) /* once per state, not per look */
+		if (m->waiting_for != rc) /* once per state, not per look */
 			srv_log(m->srv, "%s: waiting: %s", m->what, w);
-		m->last_work_ns = 1;
+		m->waiting_for = rc;
 	}
 	return false;
 }

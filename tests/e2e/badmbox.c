@@ -13,6 +13,12 @@
  *   reply     a reply where requests travel
  *   junk      random bytes as a message
  *
+ *   badmbox --device WINDOW
+ *
+ * A hostile device side: waits for a driver to lay out WINDOW, accepts its
+ * session, takes its HELLO and answers with a slot whose length is 9999;
+ * then waits 3 s for the driver to close the session.  Prints PASS/FAIL.
+ *
  *   badmbox --storm SOCKET SECONDS
  *
  * Connects to an ivshmem server as a peer and rings every vector of the
@@ -26,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,8 +85,56 @@ static int storm(const char *sock, int secs)
 	return 0;
 }
 
+static int bad_device(const char *path)
+{
+	uint64_t end = now_ms() + 10000;
+	struct xvl_mbox mb;
+	struct xvl_msg m;
+	int rc = -EAGAIN;
+	void *p = MAP_FAILED;
+	while (now_ms() < end) {
+		int fd = open(path, O_RDWR);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= (off_t)XVL_WIN_MIN_SIZE) {
+			p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			struct xvl_mem w = {.base = p, .size = (uint64_t)st.st_size};
+			if (p != MAP_FAILED && (rc = xvl_mbox_open(&mb, &w, 0)) == 0)
+				break;
+			if (p != MAP_FAILED)
+				munmap(p, (size_t)st.st_size);
+		}
+		if (fd >= 0)
+			close(fd);
+		usleep(2000);
+	}
+	if (rc != 0)
+		return fail("device", "no driver laid out the window");
+	while (xvl_mbox_accept(&mb) != 1)
+		if (now_ms() > end)
+			return fail("device", "no session");
+		else
+			usleep(500);
+	while ((rc = xvl_mbox_recv(&mb, &m)) == 0 && now_ms() < end)
+		usleep(200);
+	if (rc != 1 || m.type != XVL_MSG_HELLO)
+		return fail("device", "no HELLO");
+	uint8_t *slot = mb.base + XVL_MBOX_OFF_SLOTS + (uint64_t)mb.n_slots * XVL_MBOX_SLOT_SIZE +
+			(mb.tx & (mb.n_slots - 1)) * XVL_MBOX_SLOT_SIZE;
+	xvl_wr32((uint32_t *)(void *)slot, 9999);
+	xvl_wr32((uint32_t *)(void *)(slot + 4), mb.session);
+	xvl_wr32((uint32_t *)(void *)(mb.base + XVL_MBOX_OFF_RSP_PROD), mb.tx + 1);
+	for (end = now_ms() + 3000; now_ms() < end; usleep(1000))
+		if (xvl_mbox_recv(&mb, &m) == -ECONNRESET) {
+			printf("PASS device: the driver closed the session\n");
+			return 0;
+		}
+	return fail("device", "the driver kept the session");
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--device"))
+		return bad_device(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "--storm"))
 		return storm(argv[2], atoi(argv[3]));
 	if (argc != 3) {
