@@ -65,6 +65,42 @@ if [ "$arch" != "$(dpkg --print-architecture)" ] && [ ! -x "$dest/busybox" ]; th
 	rm -rf "$tmp"
 fi
 
+# A foreign architecture's headers: linux-headers-KVER:ARCH cannot be
+# installed beside the host's (it depends on linux-kbuild-6.1:ARCH and
+# gcc-12:ARCH, which would replace the host's amd64 ones), so it is unpacked
+# into .guest/ARCH/headers with its scripts/ and tools/ pointed at the host's
+# own linux-kbuild of the same version; the common headers (Architecture:
+# all, every arch/*/include) are the host's installed ones.  Build with
+# make -C KBUILD ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- (KBUILD_ARGS).
+kbuild=/usr/src/linux-headers-$kver kbuild_args=""
+if [ $headers -eq 1 ] && [ "$arch" != "$(dpkg --print-architecture)" ]; then
+	common=linux-headers-${kver%-cloud-$arch}-common
+	kb=linux-kbuild-$(echo "$kver" | cut -d. -f1,2)
+	for p in "$common" "$kb" "gcc-12-$(echo "$arch" | sed 's/arm64/aarch64/')-linux-gnu"; do
+		dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed && continue
+		log "installing $p"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 "$p" >&2
+	done
+	kbuild=$dest/headers/usr/src/linux-headers-$kver
+	if [ ! -f "$dest/headers.$kver.stamp" ]; then
+		log "fetching linux-headers-$kver:$arch (unpacked, not installed)"
+		tmp=$(mktemp -d)
+		(cd "$tmp" && apt-get download -q "linux-headers-$kver:$arch" >&2)
+		rm -rf "$dest/headers"
+		dpkg -x "$tmp"/linux-headers-*.deb "$dest/headers"
+		rm -rf "$tmp"
+		for l in scripts tools; do
+			rm -f "$kbuild/$l"
+			ln -s "/usr/lib/$kb/$l" "$kbuild/$l"
+		done
+		touch "$dest/headers.$kver.stamp"
+	fi
+	case $arch in
+	arm64) kbuild_args="ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-" ;;
+	*) kbuild_args="ARCH=$arch" ;;
+	esac
+	headers=2
+fi
 if [ $headers -eq 1 ]; then
 	hpkg=linux-headers-$kver
 	if ! dpkg-query -W -f='${db:Status-Status}' "$hpkg" 2>/dev/null | grep -qx installed; then
@@ -77,5 +113,6 @@ fi
 echo "GUEST_VMLINUZ=$dest/root/boot/vmlinuz-$kver"
 echo "GUEST_MODULES=$dest/root/lib/modules/$kver"
 echo "GUEST_KVER=$kver"
-[ $headers -eq 1 ] && echo "KBUILD=/usr/src/linux-headers-$kver"
+[ $headers -ge 1 ] && echo "KBUILD=$kbuild"
+[ $headers -eq 2 ] && echo "KBUILD_ARGS=\"$kbuild_args\""
 exit 0
