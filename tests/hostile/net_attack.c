@@ -30,6 +30,8 @@
  *   spoof      port s (spoof=on): a foreign source MAC is dropped, its own
  *              passes, MAC_ADDR_SET is refused
  *   rate       N 64-byte frames a -> c; prints "# RATE frames/s"
+ *   tapecho    device 0 is a tap device: answer ARP and ICMP echo for
+ *              10.99.0.2 for N seconds (the tap's kernel side pings it)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -770,6 +772,74 @@ static void case_spoof(void)
 	port_close(&b);
 }
 
+/* Answer ARP for IP and ICMP echo requests to it on device dev for secs seconds: the
+ * far end of a tap.  Prints how many requests were answered. */
+static void case_tapecho(uint32_t dev, unsigned secs)
+{
+	struct port t;
+	static uint8_t f[70000];
+	const uint8_t ip[4] = {10, 99, 0, 2};
+	unsigned arp = 0, echo = 0, other = 0;
+	port_open(&t, "t", dev, BASE_F, 2048, true);
+	printf("# tapecho: answering for 10.99.0.2 as %02x:%02x:%02x:%02x:%02x:%02x\n", t.mac[0],
+	       t.mac[1], t.mac[2], t.mac[3], t.mac[4], t.mac[5]);
+	printf("READY\n");
+	fflush(stdout);
+	uint64_t end = xvl_os_now_ns() + secs * 1000000000ull;
+	struct xvl_net_hdr h, h0 = {0};
+	while (xvl_os_now_ns() < end) {
+		int n = rx_one(&t, &h, f, sizeof(f), 100);
+		if (n < 0)
+			h_die("rx ring broke");
+		kick(&t, 0);
+		if (n < 42) {
+			other += n > 0;
+			continue;
+		}
+		uint8_t *eth = f, *pl = f + 14;
+		if (eth[12] == 0x08 && eth[13] == 0x06 && pl[7] == 1 && !memcmp(pl + 24, ip, 4)) {
+			uint8_t rep[42];
+			memcpy(rep, eth + 6, 6);
+			memcpy(rep + 6, t.mac, 6);
+			rep[12] = 0x08; rep[13] = 0x06;
+			memcpy(rep + 14, pl, 6);
+			rep[20] = 0; rep[21] = 2;
+			memcpy(rep + 22, t.mac, 6);
+			memcpy(rep + 28, ip, 4);
+			memcpy(rep + 32, pl + 8, 10); /* sender MAC + IP become target */
+			tx_one(&t, &h0, rep, 42);
+			arp++;
+		} else if (eth[12] == 0x08 && eth[13] == 0x00 && pl[9] == 1 &&
+			   !memcmp(pl + 16, ip, 4) && pl[20] == 8) {
+			uint32_t ihl = (pl[0] & 15u) * 4u, tot = (uint32_t)pl[2] << 8 | pl[3];
+			if (tot + 14 > (uint32_t)n || ihl < 20 || tot < ihl + 8)
+				continue;
+			uint8_t mac[6], a4[4];
+			memcpy(mac, eth, 6);
+			memcpy(eth, eth + 6, 6);
+			memcpy(eth + 6, mac, 6);
+			memcpy(a4, pl + 12, 4);
+			memcpy(pl + 12, pl + 16, 4);
+			memcpy(pl + 16, a4, 4);
+			uint8_t *icmp = pl + ihl;
+			icmp[0] = 0;
+			icmp[2] = icmp[3] = 0;
+			uint16_t cs = (uint16_t)~fold(sum16(0, icmp, tot - ihl));
+			icmp[2] = (uint8_t)(cs >> 8);
+			icmp[3] = (uint8_t)cs;
+			tx_one(&t, &h0, f, 14 + tot);
+			echo++;
+		} else {
+			other++;
+		}
+	}
+	printf("# tapecho: %u ARP requests and %u echo requests answered, %u other frames\n", arp,
+	       echo, other);
+	result(echo > 0, "tapecho: echo requests came through the tap and were answered",
+	       "%u answered", echo);
+	port_close(&t);
+}
+
 int main(int argc, char **argv)
 {
 	h_prog = "net_attack";
@@ -792,6 +862,8 @@ int main(int argc, char **argv)
 		case_rxoutside();
 	else if (!strcmp(c, "txwrite"))
 		case_txwrite();
+	else if (!strcmp(c, "tapecho"))
+		case_tapecho(0, n);
 	else if (!strcmp(c, "spoof"))
 		case_spoof();
 	else

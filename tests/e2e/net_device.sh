@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The server's virtio-net devices (issue 13, device side) against a raw
+# hostile driver peer, tests/hostile/net_attack.c.  TAP.
+#
+# Each case gets a fresh `xvl server` (the ASan/UBSan build when build-asan
+# exists) with switch ports a, b, c, s (spoof=on) and a RAM blk device next
+# to them.  Besides the peer's PASS/FAIL lines, after each case: the blk
+# device is still served (xvl blk verify) and the server exits with status 0
+# and no sanitizer report.  Then, when run as root with ip(8): a tap device
+# in a fresh network namespace, pinged from the namespace's kernel with the
+# peer answering on the driver side.  The switch's frame rate (64-byte
+# frames, one peer process driving both ports) is printed as a note.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+R=$E2E_ROOT
+[ -x "$XVL" ] || { echo "1..0 # SKIP no xvl binary at $XVL"; exit 0; }
+SRV=${XVL_SERVER_BIN:-$R/build-asan/src/cli/xvl}
+[ -x "$SRV" ] || SRV=$XVL
+CC=${CC:-gcc}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}:abort_on_error=0
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+
+F=(-std=gnu11 -g -O2 -Wall -Wextra -Wno-unused-function -D_GNU_SOURCE -I"$R/include"
+	-I"$R/src/core" -I"$R/src/os" -I"$R/tests/hostile")
+if ! "$CC" "${F[@]}" "$R"/src/core/window.c "$R"/src/core/virtq.c "$R"/src/core/proto.c \
+	"$R"/src/core/net.c "$R"/src/os/os_misc.c "$R"/src/os/os_window.c "$R"/src/os/os_sock.c \
+	"$R/tests/hostile/net_attack.c" -o "$T/attack" 2>"$T/cc.log"; then
+	fail "build tests/hostile/net_attack.c"
+	sed 's/^/#   /' "$T/cc.log" | grep -E 'error' | head -20
+	finish
+fi
+ok "build tests/hostile/net_attack.c"
+note "server: $SRV"
+
+# report FILE CASE: the peer's verdict lines as TAP
+report() {
+	while read -r verdict rest; do
+		case $verdict in
+		PASS) ok "$2: ${rest#*: }" ;;
+		FAIL) fail "$2: ${rest#*: }" ;;
+		'#') note "$2: $rest" ;;
+		esac
+	done <"$1"
+}
+
+# stop_checked PID LOG WHAT: SIGTERM, exit 0 and no sanitizer report
+stop_checked() {
+	local sp=$1 rc=0
+	kill -TERM "$sp" 2>/dev/null
+	for _ in $(seq 50); do alive "$sp" || break; sleep 0.1; done
+	if alive "$sp"; then
+		kill -KILL "$sp"
+		rc=124
+	fi
+	wait "$sp" 2>/dev/null || rc=$?
+	if [ $rc -eq 0 ] && ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$2"; then
+		ok "$3: server exits cleanly, no sanitizer report"
+	else
+		fail "$3: server exit status $rc or sanitizer report"
+		grep -E -A8 'ERROR: |runtime error:' "$2" | head -20 | sed 's/^/#   /'
+	fi
+}
+
+run_case() {
+	local c=$1 n=${2:-}
+	rm -f "$T/s.sock"
+	"$SRV" server -l "$T/s.sock" -d "name=a,type=net,backend=switch" \
+		-d "name=b,type=net,backend=switch" -d "name=c,type=net,backend=switch" \
+		-d "name=s,type=net,backend=switch,spoof=on" -d "name=ram1,backend=ram,size=16M" \
+		>"$T/srv.log" 2>&1 &
+	local sp=$!
+	E2E_PIDS+=("$sp")
+	if ! wait_sock "$T/s.sock" "$sp"; then
+		fail "$c: server did not start"
+		sed 's/^/#   /' "$T/srv.log" | tail -5
+		return
+	fi
+	timeout -k 1 30 "$T/attack" "$T/s.sock" "$c" $n >"$T/a.out" 2>"$T/a.err"
+	local rc=$?
+	report "$T/a.out" "$c"
+	[ $rc -eq 0 ] || fail "$c: peer exit status $rc: $(grep -m1 FAIL "$T/a.err")"
+	if alive "$sp" && timeout -k 1 10 "$XVL" blk verify -c "$T/s.sock" -d ram1 --size 1M \
+		--ops 200 >"$T/v.log" 2>&1; then
+		ok "$c: the blk device next to the net devices is served afterwards"
+	else
+		fail "$c: the blk device next to the net devices is served afterwards$(alive "$sp" || echo ' (SERVER DIED)')"
+		tail -n 3 "$T/v.log" | sed 's/^/#   /'
+	fi
+	stop_checked "$sp" "$T/srv.log" "$c"
+	if [ "$c" = badtx ] && grep -q 'frame dropped: tx frame of 1519 bytes' "$T/srv.log"; then
+		ok "badtx: the server log says why a frame was dropped"
+	elif [ "$c" = badtx ]; then
+		fail "badtx: the server log says why a frame was dropped"
+	fi
+}
+
+for c in ${NET_CASES:-forward badtx ctrl norefill:2000 rxoutside txwrite spoof rate:200000}; do
+	run_case "${c%%:*}" "$(case $c in *:*) echo "${c#*:}";; esac)"
+done
+
+# tap: a namespace of our own, its kernel pings the peer through the device
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v ping >/dev/null ||
+	[ ! -c /dev/net/tun ]; then
+	skip "tap: needs root, ip, ping and /dev/net/tun"
+	finish
+fi
+NS=xvl-netdev-$$
+if ! ip netns add "$NS" 2>"$T/ns.log"; then
+	skip "tap: cannot create a network namespace ($(head -1 "$T/ns.log"))"
+	finish
+fi
+cleanup_ns() { ip netns del "$NS" 2>/dev/null; e2e_cleanup; }
+trap cleanup_ns EXIT
+rm -f "$T/t.sock"
+ip netns exec "$NS" "$SRV" server -l "$T/t.sock" -d "name=t,type=net,backend=tap,ifname=xvt0" \
+	-d "name=t2,type=net,backend=tap,ifname=xvt1,queues=2" >"$T/tsrv.log" 2>&1 &
+TSP=$!
+E2E_PIDS+=("$TSP")
+if ! wait_sock "$T/t.sock" "$TSP"; then
+	fail "tap: server did not start"
+	sed 's/^/#   /' "$T/tsrv.log" | tail -5
+	finish
+fi
+ok "tap: server opened a single-queue and a two-queue (IFF_MULTI_QUEUE) tap"
+ip netns exec "$NS" ip link set lo up
+ip netns exec "$NS" ip addr add 10.99.0.1/24 dev xvt0
+ip netns exec "$NS" ip link set xvt0 up
+"$T/attack" "$T/t.sock" tapecho 5 >"$T/te.out" 2>"$T/te.err" &
+TE=$!
+E2E_PIDS+=("$TE")
+for _ in $(seq 100); do grep -q '^READY' "$T/te.out" && break; sleep 0.05; done
+if ip netns exec "$NS" ping -c 5 -i 0.2 -W 1 10.99.0.2 >"$T/ping.log" 2>&1; then
+	ok "tap: ping from the namespace's kernel to the driver through the device ($(grep -o 'rtt.*' "$T/ping.log"))"
+else
+	fail "tap: ping from the namespace's kernel to the driver through the device"
+	sed 's/^/#   /' "$T/ping.log" | tail -3
+fi
+if ip netns exec "$NS" ping -c 3 -s 1400 -i 0.2 -W 1 10.99.0.2 >"$T/ping2.log" 2>&1; then
+	ok "tap: 1428-byte pings too"
+else
+	fail "tap: 1428-byte pings too"
+fi
+wait "$TE"
+report "$T/te.out" tap
+stop_checked "$TSP" "$T/tsrv.log" tap
+finish
