@@ -132,6 +132,8 @@ static void dev_reset_now(struct srv_dev *d)
 {
 	if (d->spec.kind == XVL_BK_VHOST)
 		srv_bridge_stop(d);
+	if (d->net)
+		srv_net_reset(d);
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++)
 		queue_clear(&d->q[i]);
 	d->status = 0;
@@ -250,6 +252,8 @@ static int dev_start(struct srv_dev *d)
 		if (rc < 0)
 			return rc;
 	}
+	if (d->net)
+		srv_net_start(d);
 	return 0;
 }
 

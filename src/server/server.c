@@ -110,6 +110,9 @@ static const struct srv_backend_ops *backend_ops(enum xvl_backend_kind k)
 		return &srv_ram_ops;
 	case XVL_BK_VHOST:
 		return &srv_vhost_ops;
+	case XVL_BK_SWITCH:
+	case XVL_BK_TAP:
+		return &srv_net_ops; /* virtio-net: netdev.c */
 	}
 	return NULL;
 }
@@ -142,7 +145,7 @@ static int dev_open(struct srv *s, unsigned i, const struct xvl_dev_spec *spec,
 	int rc = d->ops->open(d, eb);
 	if (rc < 0)
 		return rc;
-	if (spec->kind != XVL_BK_VHOST) {
+	if (spec->kind != XVL_BK_VHOST && spec->type != XVL_DEV_NET) {
 		d->features |= (1ull << XVL_BLK_F_SEG_MAX) | (1ull << XVL_BLK_F_BLK_SIZE);
 		if (d->num_queues > 1)
 			d->features |= 1ull << XVL_BLK_F_MQ;
@@ -162,7 +165,10 @@ static bool service_queues(struct srv *s)
 			struct srv_queue *q = &d->q[j];
 			if (!q->enabled || (!q->poll && !q->more))
 				continue;
-			srv_queue_process(q);
+			if (d->net)
+				srv_net_queue_process(q);
+			else
+				srv_queue_process(q);
 			busy |= q->more;
 		}
 	}
@@ -180,7 +186,7 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 {
 	/* Requests and the vhost bridge may make blocking calls they retry on EINTR
 	 * (a backend's handshake): the eventfd guard must not be ticking then. */
-	if (w->kind != W_KICK && w->kind != W_RING && w->kind != W_RELAY_CALL)
+	if (w->kind != W_KICK && w->kind != W_RING && w->kind != W_RELAY_CALL && w->kind != W_TAP)
 		xvl_os_guard_release(&s->guard);
 	switch (w->kind) {
 	case W_LISTEN:
@@ -212,6 +218,9 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 		break;
 	case W_VHOST_TIMER:
 		srv_bridge_retry(w->obj);
+		break;
+	case W_TAP:
+		srv_tap_event(w);
 		break;
 	}
 }

@@ -20,6 +20,13 @@ enum xvl_backend_kind {
 	XVL_BK_NULL,
 	XVL_BK_RAM,
 	XVL_BK_VHOST,
+	XVL_BK_SWITCH, /* net: a port of the server's built-in L2 switch */
+	XVL_BK_TAP,    /* net: a tap interface in the server's network namespace */
+};
+
+enum xvl_dev_type {
+	XVL_DEV_BLK, /* the default */
+	XVL_DEV_NET,
 };
 
 /* One device as given on the command line or in a config file. */
@@ -34,10 +41,20 @@ struct xvl_dev_spec {
 	bool read_only;
 	bool relay;          /* vhost: relay notifications through the server */
 	unsigned reconnect_ms; /* vhost: how long to wait for a lost backend, default 10000 */
+	/* type=net */
+	enum xvl_dev_type type;
+	char sw[16];         /* switch: the switch's name, default "sw0" */
+	char ifname[16];     /* tap: the interface */
+	uint8_t mac[6];
+	bool has_mac;        /* else 52:54:00 + 3 bytes from the name */
+	uint16_t mtu;        /* 0: 1500 */
+	bool spoof;          /* switch: drop frames whose source MAC is not the port's */
 };
 
 /*
- * Parse "name=disk0,backend=file,path=disk.img,direct=on,ro=on,queues=4,size=1G".
+ * Parse "name=disk0,backend=file,path=disk.img,direct=on,ro=on,queues=4,size=1G"
+ * or "name=net0,type=net,backend=switch,switch=sw0,mac=52:54:00:12:34:56,mtu=1500,queues=2"
+ * (net: queues = queue pairs).
  * Unknown keys and bad values are refused with a message naming them.
  */
 int xvl_dev_spec_parse(struct xvl_dev_spec *d, const char *text, struct xvl_errbuf *eb);

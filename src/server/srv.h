@@ -35,6 +35,7 @@ enum srv_watch_kind {
 	W_VHOST,       /* a vhost backend's socket: readable means it went away */
 	W_VHOST_TIMER, /* retry timer while a lost vhost backend is awaited */
 	W_TICK,        /* once a second while a connection awaits its HELLO */
+	W_TAP,         /* a net device's tap fd (obj: its srv_net; the pair from the watch) */
 };
 
 struct srv_watch {
@@ -127,6 +128,7 @@ struct srv_dev {
 	int vh_timer;        /* timerfd while a lost backend is awaited, else -1 */
 	uint64_t vh_deadline_ns;
 	struct srv_watch vh_timer_w;
+	struct srv_net *net; /* type=net: the net device's state (srv_net.h), else NULL */
 	/* counters */
 	uint64_t st_requests;
 	uint64_t st_bytes;
@@ -264,6 +266,13 @@ void srv_bridge_lost(struct srv_dev *d);
 void srv_bridge_retry(struct srv_dev *d);
 /* Read features and config again if the backend was not reachable before (DEV_INFO). */
 void srv_bridge_probe_if_needed(struct srv_dev *d);
+
+/* virtio-net devices (netdev.c, netsw.c, backend_tap.c; internals in srv_net.h). */
+void srv_net_queue_process(struct srv_queue *q);
+void srv_net_start(struct srv_dev *d);
+void srv_net_reset(struct srv_dev *d);
+void srv_tap_event(struct srv_watch *w);
+extern const struct srv_backend_ops srv_net_ops;
 
 void srv_log(const struct srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
