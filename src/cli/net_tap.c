@@ -203,9 +203,13 @@ int net_do_tap(struct net_args *a, struct xvl_client *c, struct xvl_net *n)
 	}
 	struct xvl_net_stats st;
 	xvl_net_get_stats(n, &st);
-	fprintf(stderr, "xvl net: tap %s: %llu frames out, %llu in, %llu dropped here, %llu by checks\n",
+	fprintf(stderr,
+		"xvl net: tap %s: %llu frames out, %llu in, %llu dropped here, %llu by checks "
+		"(%llu lengths, %llu num_buffers, %llu headers)\n",
 		a->ifname, (unsigned long long)st.tx_frames, (unsigned long long)st.rx_frames,
-		(unsigned long long)dropped, (unsigned long long)st.rx_dropped);
+		(unsigned long long)dropped, (unsigned long long)st.rx_dropped,
+		(unsigned long long)st.rx_bad_len, (unsigned long long)st.rx_bad_buffers,
+		(unsigned long long)st.rx_bad_hdr);
 	close(fd);
 	return rc;
 }

@@ -66,6 +66,13 @@ struct net_queue {
 	uint16_t *unposted;  /* buffers not on the ring (to repost) */
 	uint16_t n_unposted;
 	uint8_t *merge;      /* NET_MERGE_BYTES private, joined frames */
+	/* A frame spread over buffers the device had not all returned yet (resumed next burst). */
+	bool pend;
+	bool pend_bad;       /* too long: its buffers are taken and dropped */
+	struct xvl_net_hdr pend_h;
+	uint16_t pend_left;  /* buffers still to come */
+	uint32_t pend_have;  /* bytes joined at merge + pend_off */
+	uint32_t pend_off;
 	uint64_t len_clamped_seen;
 	struct xvl_net_stats st;
 };

@@ -215,39 +215,53 @@ static void fill_meta(struct xvl_net_frame *f, const struct xvl_net_hdr *h)
 }
 
 /*
- * The rest of a frame spread over nb buffers, its first (head, first bytes
- * already at dst) taken: joined into dst.  Returns the total length, or 0
- * when the device returned fewer buffers than it said or too many bytes
- * (every buffer taken goes back to the ring either way).
+ * The rest of the pending frame (spread over several buffers): joined at
+ * merge + pend_off as the device returns its buffers, which go back to the
+ * ring at once.  1: the frame is whole and good (in *f), 0: it was dropped,
+ * -1: buffers are still missing (the device may publish them one by one:
+ * resumed by the next burst) or the ring broke.
  */
-static uint32_t rx_join(struct xvl_net *n, struct net_queue *q, uint16_t nb, uint8_t *dst,
-			uint32_t have)
+static int rx_continue(struct xvl_net *n, struct net_queue *q, struct xvl_net_frame *f)
 {
-	bool bad = false;
-	for (uint16_t i = 1; i < nb; i++) {
+	uint8_t *dst = q->merge + q->pend_off;
+	while (q->pend_left) {
 		uint64_t token;
 		uint32_t len;
 		int rc = xvl_vq_drv_get_used(&q->vq, &token, &len);
 		if (rc < 0) {
+			q->pend = false;
 			xvl_net_mark_broken(n, -EPROTO, "device broke a receive ring");
-			return 0;
 		}
-		if (rc == 0) { /* fewer buffers than num_buffers said */
-			q->st.rx_bad_buffers++;
-			return 0;
-		}
+		if (rc <= 0)
+			return -1;
 		uint16_t b = (uint16_t)token;
 		q->unposted[q->n_unposted++] = b;
-		if (rx_len_clamped(q) || (uint64_t)have + len > NET_MAX_GSO_FRAME) {
-			if (!bad)
+		q->pend_left--;
+		if (rx_len_clamped(q) || (uint64_t)q->pend_have + len > NET_MAX_GSO_FRAME) {
+			if (!q->pend_bad)
 				q->st.rx_bad_len++;
-			bad = true;
+			q->pend_bad = true;
 		}
-		if (!bad)
-			memcpy(dst + have, win_ptr(n, q->bufs_off + (uint64_t)b * q->buf_size), len);
-		have += len;
+		if (q->pend_bad)
+			continue;
+		memcpy(dst + q->pend_have, win_ptr(n, q->bufs_off + (uint64_t)b * q->buf_size), len);
+		q->pend_have += len;
 	}
-	return bad ? 0 : have;
+	q->pend = false;
+	if (!q->pend_bad && xvl_net_frame_check(&q->pend_h, q->pend_have, &n->accept) != XVL_NET_FRAME_OK) {
+		q->pend_bad = true;
+		q->st.rx_bad_hdr++;
+	}
+	if (q->pend_bad) {
+		q->st.rx_dropped++;
+		return 0;
+	}
+	f->data = dst;
+	f->len = q->pend_have;
+	fill_meta(f, &q->pend_h);
+	q->st.rx_frames++;
+	q->st.rx_bytes += f->len;
+	return 1;
 }
 
 /* Take one used entry and make a frame of it.  1: a frame, 0: dropped, -1: nothing more. */
@@ -290,19 +304,18 @@ static int rx_one(struct xvl_net *n, struct net_queue *q, struct xvl_net_frame *
 			rx_drop(q, b, &q->st.rx_bad_len);
 			return 0;
 		}
-		uint8_t *dst = q->merge + *merge_used;
-		memcpy(dst, buf + XVL_NET_HDR_SIZE, flen);
+		memcpy(q->merge + *merge_used, buf + XVL_NET_HDR_SIZE, flen);
 		q->unposted[q->n_unposted++] = b;
-		uint32_t total = rx_join(n, q, h.num_buffers, dst, flen);
-		if (total == 0 || xvl_net_frame_check(&h, total, &n->accept) != XVL_NET_FRAME_OK) {
-			if (total)
-				q->st.rx_bad_hdr++;
-			q->st.rx_dropped++;
-			return 0;
-		}
-		f->data = dst;
-		f->len = total;
-		*merge_used += total;
+		q->pend = true;
+		q->pend_bad = false;
+		q->pend_h = h;
+		q->pend_left = (uint16_t)(h.num_buffers - 1);
+		q->pend_have = flen;
+		q->pend_off = *merge_used;
+		int r = rx_continue(n, q, f);
+		if (r == 1)
+			*merge_used += f->len;
+		return r;
 	}
 	fill_meta(f, &h);
 	q->st.rx_frames++;
@@ -335,6 +348,19 @@ static int rx_burst_locked(struct xvl_net *n, struct net_queue *q, struct xvl_ne
 	rx_look_at_link(n, q);
 	unsigned got = 0, taken = 0;
 	uint32_t merge_used = 0;
+	if (q->pend) { /* the last burst left a frame whose buffers were not all back */
+		memmove(q->merge, q->merge + q->pend_off, q->pend_have);
+		q->pend_off = 0;
+		int r = rx_continue(n, q, &frames[0]);
+		if (r < 0 && net_broken(n))
+			return -ENODEV;
+		if (r < 0) {
+			net_rx_refill(n, q);
+			return 0;
+		}
+		got = (unsigned)r;
+		merge_used = r ? frames[0].len : 0;
+	}
 	/* Bounded: max used entries (plus one frame's buffers each), and room to join a frame. */
 	while (got < max && taken < max + q->num && !net_broken(n) &&
 	       merge_used <= NET_MERGE_BYTES - NET_MAX_GSO_FRAME) {
