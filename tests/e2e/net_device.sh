@@ -9,7 +9,10 @@
 # and no sanitizer report.  Then, when run as root with ip(8): a tap device
 # in a fresh network namespace, pinged from the namespace's kernel with the
 # peer answering on the driver side.  The switch's frame rate (64-byte
-# frames, one peer process driving both ports) is printed as a note.
+# frames, one peer process driving both ports) is printed as a note.  With
+# the driver side (xvl net): ping and perf between two switch ports, and two
+# driver compartments (network namespaces with `xvl net tap`) whose kernels
+# ping and iperf3 each other through the switch.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -99,19 +102,94 @@ for c in ${NET_CASES:-forward badtx ctrl norefill:2000 rxoutside txwrite spoof r
 	run_case "${c%%:*}" "$(case $c in *:*) echo "${c#*:}";; esac)"
 done
 
-# tap: a namespace of our own, its kernel pings the peer through the device
+# The driver side (xvl net, src/client) through the switch: two devices, a responder on one.
+rm -f "$T/w.sock"
+"$SRV" server -l "$T/w.sock" -d "name=a,type=net,backend=switch" -d "name=b,type=net,backend=switch" \
+	>"$T/wsrv.log" 2>&1 &
+WSP=$!
+E2E_PIDS+=("$WSP")
+if wait_sock "$T/w.sock" "$WSP" && "$XVL" net --help >/dev/null 2>&1; then
+	"$XVL" net ping -c "$T/w.sock" -d a --responder >"$T/resp.log" 2>&1 &
+	RESP=$!
+	E2E_PIDS+=("$RESP")
+	sleep 0.3
+	if timeout -k 1 15 "$XVL" net ping -c "$T/w.sock" -d b --count 5 --interval-ms 50 \
+		>"$T/np.log" 2>&1 && grep -q '5 received' "$T/np.log"; then
+		ok "switch: xvl net ping b -> a ($(tail -1 "$T/np.log"))"
+	else
+		fail "switch: xvl net ping b -> a"
+		tail -n 3 "$T/np.log" | sed 's/^/#   /'
+	fi
+	if timeout -k 1 30 "$XVL" net perf -c "$T/w.sock" -d b --sizes 64,1500 --time 1 \
+		>"$T/perf.log" 2>&1; then
+		ok "switch: xvl net perf b -> a ran"
+		sed 's/^/# perf: /' "$T/perf.log"
+	else
+		fail "switch: xvl net perf b -> a"
+		tail -n 3 "$T/perf.log" | sed 's/^/#   /'
+	fi
+	kill -TERM "$RESP" 2>/dev/null
+	wait "$RESP" 2>/dev/null
+else
+	skip "switch: the driver side's xvl net is not in this build"
+fi
+
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v ping >/dev/null ||
 	[ ! -c /dev/net/tun ]; then
-	skip "tap: needs root, ip, ping and /dev/net/tun"
+	skip "netns: needs root, ip, ping and /dev/net/tun"
 	finish
 fi
 NS=xvl-netdev-$$
+NSA=xvl-nda-$$
+NSB=xvl-ndb-$$
 if ! ip netns add "$NS" 2>"$T/ns.log"; then
-	skip "tap: cannot create a network namespace ($(head -1 "$T/ns.log"))"
+	skip "netns: cannot create a network namespace ($(head -1 "$T/ns.log"))"
 	finish
 fi
-cleanup_ns() { ip netns del "$NS" 2>/dev/null; e2e_cleanup; }
+cleanup_ns() { for n in "$NS" "$NSA" "$NSB"; do ip netns del "$n" 2>/dev/null; done; e2e_cleanup; }
 trap cleanup_ns EXIT
+
+# Two driver compartments (network namespaces, each with the driver side's tap
+# front-end on its own switch port): their kernels ping and iperf3 each other.
+if "$XVL" net --help >/dev/null 2>&1 && ip netns add "$NSA" && ip netns add "$NSB"; then
+	ip netns exec "$NSA" "$XVL" net tap -c "$T/w.sock" -d a --ifname xn0 >"$T/ta.log" 2>&1 &
+	E2E_PIDS+=("$!")
+	ip netns exec "$NSB" "$XVL" net tap -c "$T/w.sock" -d b --ifname xn0 >"$T/tb.log" 2>&1 &
+	E2E_PIDS+=("$!")
+	for _ in $(seq 50); do
+		ip netns exec "$NSA" ip link show xn0 >/dev/null 2>&1 &&
+			ip netns exec "$NSB" ip link show xn0 >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	ip netns exec "$NSA" ip addr add 10.98.0.1/24 dev xn0
+	ip netns exec "$NSB" ip addr add 10.98.0.2/24 dev xn0
+	ip netns exec "$NSA" ip link set lo up
+	ip netns exec "$NSB" ip link set lo up
+	if ip netns exec "$NSA" ping -c 5 -i 0.2 -W 2 10.98.0.2 >"$T/ping-ab.log" 2>&1; then
+		ok "switch: kernel ping between two driver compartments ($(grep -o 'rtt.*' "$T/ping-ab.log"))"
+	else
+		fail "switch: kernel ping between two driver compartments"
+		tail -n 3 "$T/ping-ab.log" "$T/ta.log" "$T/tb.log" | sed 's/^/#   /'
+	fi
+	if command -v iperf3 >/dev/null; then
+		ip netns exec "$NSB" iperf3 -s -1 >"$T/iperf-s.log" 2>&1 &
+		E2E_PIDS+=("$!")
+		sleep 0.5
+		if ip netns exec "$NSA" timeout -k 1 20 iperf3 -c 10.98.0.2 -t 3 >"$T/iperf.log" 2>&1; then
+			ok "switch: iperf3 TCP between two driver compartments ($(grep receiver "$T/iperf.log" | grep -o '[0-9.]* [GM]bits/sec'))"
+		else
+			fail "switch: iperf3 TCP between two driver compartments"
+			tail -n 3 "$T/iperf.log" | sed 's/^/#   /'
+		fi
+	else
+		skip "switch: iperf3 is not installed (scripts/deps.sh)"
+	fi
+else
+	skip "switch: two driver compartments need xvl net and ip netns"
+fi
+stop_checked "$WSP" "$T/wsrv.log" "switch with the driver side"
+
+# tap backend: a namespace of our own, its kernel pings the peer through the device
 rm -f "$T/t.sock"
 ip netns exec "$NS" "$SRV" server -l "$T/t.sock" -d "name=t,type=net,backend=tap,ifname=xvt0" \
 	-d "name=t2,type=net,backend=tap,ifname=xvt1,queues=2" >"$T/tsrv.log" 2>&1 &
