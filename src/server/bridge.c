@@ -87,6 +87,8 @@ static int probe_read(struct srv_dev *d, struct xvl_vhost *v, struct xvl_errbuf 
 	uint8_t cfg[XVL_BLK_CFG_SIZE];
 	uint64_t features = v->features & BRIDGE_FEATURES;
 	uint16_t nq = 1;
+	if (d->spec.type == XVL_DEV_NET)
+		return srv_bridge_net_probe(d, v, eb); /* bridge_net.c */
 	int rc = xvl_vhost_get_config(v, 0, cfg, sizeof(cfg), eb);
 
 	if (rc < 0)
@@ -247,7 +249,7 @@ static int session_open(struct srv_dev *d, uint16_t nq, uint16_t qsize, struct x
 	if (nq > d->vh.num_queues)
 		return xvl_err(eb, -EINVAL, "vhost-user backend %s: GET_QUEUE_NUM: %u queue(s), the "
 			       "client set up %u", d->spec.path, d->vh.num_queues, nq);
-	rc = xvl_vhost_set_features(&d->vh, d->driver_features, eb);
+	rc = xvl_vhost_set_features(&d->vh, srv_bridge_features(d), eb);
 	if (rc == 0)
 		rc = xvl_vhost_set_mem_table(&d->vh, w->fd, w->mem.size, w->mem.base, eb);
 	if (rc == 0)

@@ -266,6 +266,10 @@ void srv_bridge_lost(struct srv_dev *d);
 void srv_bridge_retry(struct srv_dev *d);
 /* Read features and config again if the backend was not reachable before (DEV_INFO). */
 void srv_bridge_probe_if_needed(struct srv_dev *d);
+/* type=net (bridge_net.c): features, queues and config space from a net backend; the
+ * driver's features as passed on to the backend (blk: all of them). */
+int srv_bridge_net_probe(struct srv_dev *d, const struct xvl_vhost *v, struct xvl_errbuf *eb);
+uint64_t srv_bridge_features(const struct srv_dev *d);
 
 /* virtio-net devices (netdev.c, netsw.c, backend_tap.c; internals in srv_net.h). */
 void srv_net_queue_process(struct srv_queue *q);
