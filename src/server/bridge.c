@@ -393,6 +393,7 @@ void srv_bridge_lost(struct srv_dev *d)
 	}
 	if (!d->conn || d->conn->closing)
 		return;
+	srv_bridge_net_link(d, false);
 	if (wait_for_backend(d) < 0)
 		srv_dev_break(d, -ECONNRESET, "vhost-user backend %s went away", d->spec.path);
 }
@@ -417,6 +418,7 @@ static void bridge_restart(struct srv_dev *d)
 	srv_log(d->srv, "device %s: vhost-user backend %s is back; client %s sets the device up "
 		"again", d->spec.name, d->spec.path, d->conn ? d->conn->name : "(none)");
 	srv_dev_reset(d);
+	srv_bridge_net_link(d, true);
 	snprintf(msg, sizeof(msg), "vhost-user backend is back");
 	send_event(d, XVL_EVENT_RESTART, 0, msg);
 }

@@ -65,3 +65,15 @@ uint64_t srv_bridge_features(const struct srv_dev *d)
 		return d->driver_features;
 	return d->driver_features & ~BRIDGE_NET_FRONTEND & d->vh.features;
 }
+
+void srv_bridge_net_link(struct srv_dev *d, bool up)
+{
+	if (d->spec.type != XVL_DEV_NET)
+		return;
+	/* going down: clear LINK_UP; coming back: the probe has set it again already */
+	if (!up)
+		d->config[XVL_NET_CFG_STATUS] = 0;
+	srv_log(d->srv, "device %s: link %s", d->spec.name, up ? "up" : "down");
+	if (d->conn)
+		srv_dev_event(d, XVL_EVENT_CONFIG, 0, up ? "link up" : "link down");
+}

@@ -270,6 +270,8 @@ void srv_bridge_probe_if_needed(struct srv_dev *d);
  * driver's features as passed on to the backend (blk: all of them). */
 int srv_bridge_net_probe(struct srv_dev *d, const struct xvl_vhost *v, struct xvl_errbuf *eb);
 uint64_t srv_bridge_features(const struct srv_dev *d);
+/* type=net: the backend session went down or came back: config STATUS and EVENT CONFIG. */
+void srv_bridge_net_link(struct srv_dev *d, bool up);
 
 /* virtio-net devices (netdev.c, netsw.c, backend_tap.c; internals in srv_net.h). */
 void srv_net_queue_process(struct srv_queue *q);
