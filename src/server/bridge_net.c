@@ -63,7 +63,8 @@ uint64_t srv_bridge_features(const struct srv_dev *d)
 {
 	if (d->spec.type != XVL_DEV_NET)
 		return d->driver_features;
-	return d->driver_features & ~BRIDGE_NET_FRONTEND & d->vh.features;
+	/* the offer was the backend's features plus these: what is left, the backend offered */
+	return d->driver_features & ~BRIDGE_NET_FRONTEND;
 }
 
 void srv_bridge_net_link(struct srv_dev *d, bool up)
