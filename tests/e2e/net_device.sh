@@ -99,26 +99,49 @@ run_case() {
 	fi
 }
 
+# Device specs the server refuses, each with a message naming the problem.
+while IFS='|' read -r spec want; do
+	if "$SRV" server -l "$T/bad.sock" -d "$spec" >"$T/bad.log" 2>&1; then
+		fail "spec '$spec' is refused"
+	elif grep -q -- "$want" "$T/bad.log"; then
+		ok "spec '$spec' is refused ($want)"
+	else
+		fail "spec '$spec' is refused with a message saying '$want' ($(head -1 "$T/bad.log"))"
+	fi
+done <<'SPECS'
+name=n,type=net,backend=file,path=/dev/null|type=net takes backend=switch, tap or vhost-user
+name=n,backend=switch|need type=net
+name=n,type=net,backend=switch,mac=01:00:5e:00:00:01|bad value '01:00:5e:00:00:01' for mac
+name=n,type=net,backend=switch,mac=52:54:00:12:34|bad value
+name=n,type=net,backend=switch,mtu=67|bad value '67' for mtu
+name=n,type=net,backend=switch,queues=8|at most 7
+name=n,type=net,backend=tap|needs ifname=
+name=n,type=net,backend=vhost-user,path=/x,queues=2|one queue pair
+name=n,type=net,backend=vhost-user|path= is missing
+name=n,type=nic,backend=switch|bad value 'nic' for type
+SPECS
+
 for c in ${NET_CASES:-forward badtx ctrl norefill:2000 rxoutside txwrite spoof rate:200000}; do
 	run_case "${c%%:*}" "$(case $c in *:*) echo "${c#*:}";; esac)"
 done
 
 # The driver side (xvl net, src/client) through the switch: two devices, a responder on one.
 rm -f "$T/w.sock"
-"$SRV" server -l "$T/w.sock" -d "name=a,type=net,backend=switch" -d "name=b,type=net,backend=switch" \
+"$SRV" server -l "$T/w.sock" -d "name=a,type=net,backend=switch,queues=2" \
+	-d "name=b,type=net,backend=switch,queues=2" \
 	>"$T/wsrv.log" 2>&1 &
 WSP=$!
 E2E_PIDS+=("$WSP")
 if wait_sock "$T/w.sock" "$WSP" && "$XVL" net --help >/dev/null 2>&1; then
-	"$XVL" net ping -c "$T/w.sock" -d a --responder >"$T/resp.log" 2>&1 &
+	"$XVL" net ping -c "$T/w.sock" -d a --pairs 2 --responder >"$T/resp.log" 2>&1 &
 	RESP=$!
 	E2E_PIDS+=("$RESP")
 	sleep 0.3
-	if timeout -k 1 15 "$XVL" net ping -c "$T/w.sock" -d b --count 5 --interval-ms 50 \
+	if timeout -k 1 15 "$XVL" net ping -c "$T/w.sock" -d b --pairs 2 --count 5 --interval-ms 50 \
 		>"$T/np.log" 2>&1 && grep -q '5 received' "$T/np.log"; then
-		ok "switch: xvl net ping b -> a ($(tail -1 "$T/np.log"))"
+		ok "switch: xvl net ping b -> a, two queue pairs each (MQ) ($(tail -1 "$T/np.log"))"
 	else
-		fail "switch: xvl net ping b -> a"
+		fail "switch: xvl net ping b -> a, two queue pairs each (MQ)"
 		tail -n 3 "$T/np.log" | sed 's/^/#   /'
 	fi
 	if timeout -k 1 30 "$XVL" net perf -c "$T/w.sock" -d b --sizes 64,1500 --time 1 \
