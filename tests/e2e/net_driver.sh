@@ -134,4 +134,7 @@ else
 	grep 'frames out' "$T/tap-a.log" "$T/tap-b.log" | sed 's/^/#   /'
 fi
 alive "$SRV_PID" && ok "the server is still up" || fail "the server died"
+# With a sanitizer build (XVL_BIN=build-asan/src/cli/xvl): no report from any client.
+reports=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error' "$T"/*.log 2>/dev/null | xargs -r -n1 basename | tr '\n' ' ')
+expect_eq "" "$reports" "no sanitizer report in the responder's, the taps' or the server's log"
 finish
