@@ -161,6 +161,39 @@ int main(int argc, char **argv)
 		fprintf(stderr, "open: %s\n", xvl_client_errmsg(c));
 		return 1;
 	}
+	if (is("good")) { /* the API's own checks, on a device that is open */
+		struct xvl_net *n2;
+		struct xvl_net_opts bad = {.size = 3, .device = 0};
+		CHECK(xvl_net_open(c, &bad, &n2) == -EINVAL, "opts with size 3 accepted");
+		struct xvl_net_opts again = {XVL_NET_OPTS_INIT, .device = 0};
+		CHECK(xvl_net_open(c, &again, &n2) == -EBUSY, "the same device opened twice");
+		struct xvl_net_frame f = {.data = (void *)"short", .len = 5};
+		CHECK(xvl_net_tx_burst(n, 0, &f, 1) == -EINVAL, "a 5-byte frame accepted");
+		CHECK(xvl_net_tx_burst(n, 1, &f, 1) == -EINVAL, "pair 1 of 1 accepted");
+		uint8_t big[1600] = {0};
+		f = (struct xvl_net_frame){.data = big, .len = sizeof(big)};
+		CHECK(xvl_net_tx_burst(n, 0, &f, 1) == -EINVAL, "a frame beyond the MTU without GSO accepted");
+		f.len = 100;
+		f.gso_type = XVL_NET_GSO_TCPV4;
+		f.gso_size = 50;
+		f.flags = XVL_NET_TX_CSUM;
+		f.csum_start = 34;
+		f.csum_offset = 16;
+		CHECK(xvl_net_tx_burst(n, 0, &f, 1) == -EINVAL, "TSO accepted without HOST_TSO4");
+		struct xvl_net_stats st0;
+		xvl_net_get_stats(n, &st0);
+		CHECK(st0.tx_dropped == 3 && st0.tx_frames == 0, "tx_dropped %llu tx_frames %llu",
+		      (unsigned long long)st0.tx_dropped, (unsigned long long)st0.tx_frames);
+		CHECK(xvl_net_set_promisc(n, true) == 0, "CTRL_RX promisc: %s", xvl_client_errmsg(c));
+		uint8_t mac[6] = {0x02, 1, 2, 3, 4, 5};
+		CHECK(xvl_net_set_mac(n, mac) == -EOPNOTSUPP, "MAC_ADDR_SET without CTRL_MAC_ADDR");
+		struct xvl_net_info in;
+		xvl_net_get_info(n, &in);
+		CHECK(in.mtu == 1500 && in.link_up && in.ctrl && in.csum && !in.tso && in.rx_csum &&
+			      in.mac[3] == 0xaa,
+		      "info: mtu %u link %d ctrl %d csum %d tso %d", in.mtu, in.link_up, in.ctrl,
+		      in.csum, in.tso);
+	}
 	uint8_t *wb = xvl_buf_alloc(c, NF * FLEN);
 	CHECK(wb != NULL, "xvl_buf_alloc");
 	unsigned seen[NF] = {0}, other = 0;
