@@ -39,6 +39,8 @@ static int pair_ok(struct xvl_net *n, uint16_t pair)
 {
 	if (pair >= n->info.pairs)
 		return -EINVAL;
+	if (net_needs_recovery(n))
+		net_recover(n);
 	return net_broken(n) ? net_gone(n) : 0;
 }
 
@@ -438,7 +440,7 @@ int xvl_net_rx_copy(struct xvl_net *n, uint16_t pair, struct xvl_net_frame *fram
 
 static bool rx_news(const struct xvl_net *n, const struct net_queue *q)
 {
-	return xvl_vq_drv_has_used(&q->vq) || net_broken(n) ||
+	return xvl_vq_drv_has_used(&q->vq) || net_broken(n) || xvl_load_acquire(&n->restart) ||
 	       xvl_load_acquire(&n->config_changed) || xvl_client_link_dead(n->c);
 }
 

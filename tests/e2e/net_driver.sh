@@ -6,6 +6,8 @@
 #     one port), and perf: frames per second one way and round-trip p50/p99
 #   - a control queue setting (two queue pairs, VQ_PAIRS_SET) and a
 #     malformed argument refused
+#   - kill -9 of the server during a ping stream and a restart: both clients
+#     (--reconnect-ms) reconnect, set their devices up again, the stream resumes
 #   - the tap front-end in two network namespaces: the kernels' own ping
 #     and, when installed, iperf3 TCP through xvloop (checksum + TSO offload
 #     metadata end to end); no frame dropped by the driver's checks
@@ -79,6 +81,33 @@ kill -TERM "$RESP" 2>/dev/null
 wait "$RESP" 2>/dev/null
 grep -q 'answered [1-9]' "$T/resp.log" && ok "the responder exits on SIGTERM and says what it answered" ||
 	fail "responder on SIGTERM: $(tail -2 "$T/resp.log")"
+
+# ---------------------------------------------------------------- server kill -9 and restart
+# Both clients with --reconnect-ms: the stream of echo requests goes on once the server is back.
+S2=$T/r.sock
+if start_server "$T/srv2.log" "$S2" -d name=a,type=net,backend=switch -d name=b,type=net,backend=switch; then
+	S2_PID=$SRV_PID
+	bg "$T/resp2.log" "$XVL" net ping -c "$S2" -d a --responder --reconnect-ms 5000
+	sleep 0.3
+	bg "$T/ping2.log" timeout 30 "$XVL" net ping -c "$S2" -d b --reconnect-ms 5000 --count 30 --interval-ms 100
+	P2=$BG_PID
+	sleep 1
+	kill -KILL "$S2_PID"
+	wait "$S2_PID" 2>/dev/null
+	sleep 0.3
+	start_server "$T/srv3.log" "$S2" -d name=a,type=net,backend=switch -d name=b,type=net,backend=switch
+	wait "$P2"
+	prc=$?
+	got=$(sed -n 's/^30 sent, \([0-9]*\) received.*/\1/p' "$T/ping2.log")
+	if [ "$prc" -eq 0 ] && [ "${got:-0}" -ge 25 ] && tail -3 "$T/ping2.log" | grep -q 'seq=30'; then
+		ok "server kill -9 and restart during a ping stream: $got of 30 answered, the stream resumed"
+	else
+		fail "server kill -9 and restart during a ping stream (exit $prc, $got answered)"
+		tail -5 "$T/ping2.log" "$T/resp2.log" | sed 's/^/#   /'
+	fi
+else
+	fail "second server"
+fi
 
 # ---------------------------------------------------------------- tap front-end
 if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! command -v ping >/dev/null; then
