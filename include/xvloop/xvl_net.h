@@ -116,11 +116,13 @@ void xvl_net_get_stats(const struct xvl_net *n, struct xvl_net_stats *st);
 int xvl_net_tx_burst(struct xvl_net *n, uint16_t pair, const struct xvl_net_frame *frames,
 		     unsigned count);
 /*
- * Take back up to max transmitted frames of pair: their user pointers
- * go to users (may be NULL to discard them).  A zero-copy frame's buffer
- * may be reused once its user pointer came back.  Returns how many.
+ * Take back up to max zero-copy frames of pair the device has sent: their
+ * user pointers go to users (may be NULL to discard them), and their
+ * buffers may be reused.  A copied frame is done with once tx_burst took
+ * it and does not come back here.  Returns how many.
  */
 int xvl_net_tx_reclaim(struct xvl_net *n, uint16_t pair, void **users, unsigned max);
+
 /*
  * Receive up to max frames from pair without blocking, zero copy: each
  * frame's data points into the window (a frame the device spread over
@@ -146,11 +148,13 @@ int xvl_net_wait(struct xvl_net *n, uint16_t pair, int timeout_ms);
  * asked for, the receive calls reset it, so a level-triggered loop does not spin.
  */
 int xvl_net_queue_fd(struct xvl_net *n, uint16_t pair);
+
 /*
  * The link: 1 up, 0 down, -ENODEV when the device is broken.  Looks at the
  * server's events first (a config change re-reads the STATUS field).
  */
 int xvl_net_link_status(struct xvl_net *n);
+
 /* Ask for promiscuous receive on or off (control queue); -EOPNOTSUPP without CTRL_RX. */
 int xvl_net_set_promisc(struct xvl_net *n, bool on);
 /* Set the device's MAC address (control queue); -EOPNOTSUPP without CTRL_MAC_ADDR. */

@@ -49,6 +49,9 @@ static const char help[] =
 	"    -S, --queue-size N       ring entries per queue, power of two <= 1024 (default 256)\n"
 	"    -p, --poll               busy-poll: no notifications (costs a core on each side)\n"
 	"    -W, --window-size BYTES  shared window to create (default 64M)\n"
+	"    -R, --reconnect-ms N     if the server goes away, reconnect within N ms and set the\n"
+	"                             device up again (frames in flight are lost; default 0:\n"
+	"                             the device breaks)\n"
 	"    -h, --help               this text\n"
 	"\n"
 	"PING AND PERF OPTIONS\n"
@@ -81,6 +84,7 @@ static const struct option longopts[] = {
 	{"size", required_argument, NULL, 'l'},      {"interval-ms", required_argument, NULL, 'i'},
 	{"sizes", required_argument, NULL, 'z'},     {"time", required_argument, NULL, 't'},
 	{"json", no_argument, NULL, 'j'},            {"ifname", required_argument, NULL, 'I'},
+	{"reconnect-ms", required_argument, NULL, 'R'},
 	{NULL, 0, NULL, 0}};
 
 bool net_parse_mac(const char *s, uint8_t mac[6])
@@ -145,6 +149,11 @@ static bool parse_opt(struct net_args *a, int opt)
 			return false;
 		a->size = (unsigned)v;
 		return true;
+	case 'R':
+		if (!parse_num("--reconnect-ms", optarg, 0, 3600000, &v))
+			return false;
+		a->reconnect_ms = (unsigned)v;
+		return true;
 	case 'i':
 		if (!parse_num("--interval-ms", optarg, 0, 60000, &v))
 			return false;
@@ -177,7 +186,7 @@ static int resolve_device(struct xvl_client *c, const char *dev)
 static int open_net(struct net_args *a, struct xvl_client **c, struct xvl_net **n)
 {
 	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-net",
-				     .window_size = a->window_size};
+				     .window_size = a->window_size, .reconnect_ms = a->reconnect_ms};
 	char err[300];
 	if (xvl_client_connect(c, a->connect, &co, err, sizeof(err)) < 0)
 		return cli_fail(1, "net", "cannot connect to %s", err);
@@ -252,7 +261,7 @@ int cmd_net(int argc, char **argv)
 		return cli_help(help);
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:pW:hrP:n:l:i:z:t:jI:", longopts,
+	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:pW:hrP:n:l:i:z:t:jI:R:", longopts,
 				  NULL)) != -1) {
 		if (opt == 'h')
 			return cli_help(help);

@@ -19,6 +19,7 @@ struct net_args {
 	unsigned count;           /* ping: requests */
 	unsigned size;            /* ping: frame bytes */
 	unsigned interval_ms;     /* ping */
+	unsigned reconnect_ms;
 	double time_s;            /* perf: seconds per size and direction */
 	uint16_t pairs, queue_size;
 	bool poll, responder, json;

@@ -386,9 +386,10 @@ int net_do_perf(struct net_args *a, struct xvl_client *c, struct xvl_net *n)
 	     t = strtok_r(NULL, ",", &save)) {
 		uint64_t s;
 		if (!cli_size("net", "--sizes", t, &s) || s < PROBE_MIN || s > PROBE_MAX) {
+			cli_fail(2, "net", "--sizes: %s is not a frame size in %u..%u", t, PROBE_MIN,
+				 PROBE_MAX);
 			free(list);
-			return cli_fail(2, "net", "--sizes: %s is not a frame size in %u..%u", t,
-					PROBE_MIN, PROBE_MAX);
+			return 2;
 		}
 		if (s > (uint64_t)in.mtu + 14u) {
 			fprintf(stderr, "xvl net: %llu B skipped: the MTU is %u\n",

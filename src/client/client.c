@@ -33,8 +33,8 @@ static void handle_event(struct xvl_client *c, const struct xvl_msg *m)
 		xvl_net_mark_broken(n, m->u.event.reason, m->u.event.msg);
 	else if (n && m->u.event.code == XVL_EVENT_CONFIG)
 		xvl_net_config_changed(n);
-	else if (n && m->u.event.code == XVL_EVENT_RESTART) /* net restarts are not handled yet */
-		xvl_net_mark_broken(n, -EIO, "the device restarted; reopen it");
+	else if (n && m->u.event.code == XVL_EVENT_RESTART)
+		xvl_net_request_restart(n);
 	if (!c->open[m->u.event.dev])
 		return;
 	struct xvl_blk *b = c->open[m->u.event.dev];
@@ -76,10 +76,6 @@ static void link_died(struct xvl_client *c, const char *why)
 	set_link_dead(c, true);
 	if (!c->reconnect_ms)
 		break_all(c, -ENOTCONN, why);
-	else /* net devices are not set up again after a reconnection (yet): they break */
-		for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
-			if (c->open_net[i])
-				xvl_net_mark_broken(c->open_net[i], -ENOTCONN, why);
 }
 
 /* Receive one message within timeout_ms; -ETIMEDOUT, -ENOTCONN or a decode error. */

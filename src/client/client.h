@@ -89,6 +89,7 @@ int xvl_client_link_fd(const struct xvl_client *c);
 struct xvl_net;
 void xvl_net_mark_broken(struct xvl_net *n, int reason, const char *why);
 void xvl_net_config_changed(struct xvl_net *n);
+void xvl_net_request_restart(struct xvl_net *n);
 void xvl_net_close(struct xvl_net *n);
 
 /* Called by the client when the device reported broken or the link died. */

@@ -83,6 +83,9 @@ struct xvl_net {
 	bool poll;
 	bool broken;          /* atomic */
 	bool config_changed;  /* atomic: EVENT CONFIG came */
+	bool restart;         /* atomic: set the device up again (EVENT RESTART, a reconnection) */
+	bool reattach;        /* with restart: the link was re-established, ATTACH first */
+	uint64_t offered;     /* device features at open: a restarted device must offer the same */
 	int broken_reason;
 	char broken_msg[64];
 	struct xvl_net_opts opts;
@@ -104,7 +107,23 @@ int net_ctrl_command(struct xvl_net *n, uint8_t cls, uint8_t cmd, const void *da
 /* Post every buffer of rx that is not on the ring. */
 int net_rx_refill(struct xvl_net *n, struct net_queue *q);
 
+int net_ctrl_command_locked(struct xvl_net *n, uint8_t cls, uint8_t cmd, const void *data,
+			    uint32_t len);
+/* Queue set-up shared by open and restart: fresh rings, announced to the device. */
+enum net_qkind { Q_RX, Q_TX, Q_CTRL };
+int net_queue_rings(struct xvl_net *n, struct net_queue *q, enum net_qkind k, uint16_t qi);
+int net_negotiate(struct xvl_net *n, uint64_t offered);
+int net_set_pairs(struct xvl_net *n, uint16_t pairs);
+
 /* net_io.c */
 void net_queue_kick(struct net_queue *q);
+
+/* net_recover.c */
+static inline bool net_needs_recovery(const struct xvl_net *n)
+{
+	return !net_broken(n) && (xvl_load_acquire(&n->restart) || xvl_client_link_dead(n->c));
+}
+/* With no queue lock held: reconnect and/or set the device up again, or break it. */
+void net_recover(struct xvl_net *n);
 
 #endif

@@ -28,11 +28,20 @@ void net_queue_kick(struct net_queue *q)
 
 static void *win_ptr(const struct xvl_net *n, uint64_t off) { return n->c->win.mem.base + off; }
 
-static int pair_ok(const struct xvl_net *n, uint16_t pair)
+/* -ENODEV, with why in the client's message. */
+static int net_gone(struct xvl_net *n)
+{
+	return xvl_err(&n->c->eb, -ENODEV, "net device %s is broken: %s", n->info.name,
+		       n->broken_msg);
+}
+
+static int pair_ok(struct xvl_net *n, uint16_t pair)
 {
 	if (pair >= n->info.pairs)
 		return -EINVAL;
-	return net_broken(n) ? -ENODEV : 0;
+	if (net_needs_recovery(n))
+		net_recover(n);
+	return net_broken(n) ? net_gone(n) : 0;
 }
 
 /* ------------------------------------------------------------ transmit */
@@ -155,7 +164,7 @@ int xvl_net_tx_burst(struct xvl_net *n, uint16_t pair, const struct xvl_net_fram
 	pthread_mutex_unlock(&q->lock);
 	if (i == 0 && rc < 0 && rc != -ENOSPC)
 		return rc;
-	return net_broken(n) && i == 0 ? -ENODEV : (int)i;
+	return net_broken(n) && i == 0 ? net_gone(n) : (int)i;
 }
 
 int xvl_net_tx_reclaim(struct xvl_net *n, uint16_t pair, void **users, unsigned max)
@@ -353,7 +362,7 @@ static int rx_burst_locked(struct xvl_net *n, struct net_queue *q, struct xvl_ne
 		q->pend_off = 0;
 		int r = rx_continue(n, q, &frames[0]);
 		if (r < 0 && net_broken(n))
-			return -ENODEV;
+			return net_gone(n);
 		if (r < 0) {
 			net_rx_refill(n, q);
 			return 0;
@@ -372,7 +381,7 @@ static int rx_burst_locked(struct xvl_net *n, struct net_queue *q, struct xvl_ne
 	}
 	if (net_broken(n)) {
 		rx_give_back(q);
-		return got ? (int)got : -ENODEV;
+		return got ? (int)got : net_gone(n);
 	}
 	/* A caller sleeping on the fd: re-arm, and wake it again if frames came meanwhile. */
 	if (q->fd_exported && got < max && xvl_vq_drv_enable_cb(&q->vq))
@@ -431,7 +440,7 @@ int xvl_net_rx_copy(struct xvl_net *n, uint16_t pair, struct xvl_net_frame *fram
 
 static bool rx_news(const struct xvl_net *n, const struct net_queue *q)
 {
-	return xvl_vq_drv_has_used(&q->vq) || net_broken(n) ||
+	return xvl_vq_drv_has_used(&q->vq) || net_broken(n) || xvl_load_acquire(&n->restart) ||
 	       xvl_load_acquire(&n->config_changed) || xvl_client_link_dead(n->c);
 }
 
@@ -484,7 +493,7 @@ int xvl_net_wait(struct xvl_net *n, uint16_t pair, int timeout_ms)
 	struct net_queue *q = &n->rx[pair];
 	rc = n->poll || q->call_fd < 0 ? wait_spinning(n, q, timeout_ms)
 				       : wait_sleeping(n, q, timeout_ms);
-	return rc >= 0 && net_broken(n) ? -ENODEV : rc;
+	return rc >= 0 && net_broken(n) ? net_gone(n) : rc;
 }
 
 int xvl_net_queue_fd(struct xvl_net *n, uint16_t pair)

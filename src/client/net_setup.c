@@ -64,13 +64,14 @@ static uint64_t net_want(const struct xvl_net_opts *o, uint64_t offered, unsigne
 	return f;
 }
 
-static int negotiate(struct xvl_net *n, uint64_t offered)
+int net_negotiate(struct xvl_net *n, uint64_t offered)
 {
 	const struct xvl_dev_desc *d = &n->c->dev[n->dev];
 	if (!net_has(offered, XVL_F_VERSION_1))
 		return xvl_err(&n->c->eb, -EPROTONOSUPPORT,
 			       "device %u does not offer VIRTIO_F_VERSION_1", n->dev);
 	n->info.features = net_want(&n->opts, offered, d->num_queues);
+	n->offered = offered;
 	int rc = xvl_dev_set_status(n->c, n->dev, XVL_STATUS_ACKNOWLEDGE | XVL_STATUS_DRIVER);
 	if (rc == 0)
 		rc = xvl_dev_set_features(n->c, n->dev, n->info.features);
@@ -173,9 +174,7 @@ static void set_accept(struct xvl_net *n, uint16_t num)
 
 /* ------------------------------------------------------------ queues */
 
-enum qkind { Q_RX, Q_TX, Q_CTRL };
-
-static int queue_alloc(struct xvl_net *n, struct net_queue *q, enum qkind k, uint16_t num)
+static int queue_alloc(struct xvl_net *n, struct net_queue *q, enum net_qkind k, uint16_t num)
 {
 	bool indirect = k == Q_TX && net_has(n->info.features, XVL_F_INDIRECT_DESC);
 	uint32_t bsz = k == Q_RX   ? n->info.rx_buf_size
@@ -229,24 +228,28 @@ static int queue_alloc(struct xvl_net *n, struct net_queue *q, enum qkind k, uin
 	return 0;
 }
 
-static int queue_start(struct xvl_net *n, struct net_queue *q, enum qkind k, uint16_t qi,
-		       uint16_t num)
+int net_queue_rings(struct xvl_net *n, struct net_queue *q, enum net_qkind k, uint16_t qi)
 {
-	int rc = queue_alloc(n, q, k, num);
-	if (rc < 0)
-		return rc;
-	rc = xvl_vq_drv_init(&q->vq, &n->c->win.mem, &q->layout,
-			     net_has(n->info.features, XVL_F_EVENT_IDX), q->ind_off,
-			     q->ind_off ? 2 : 0, q->vq_priv);
+	int rc = xvl_vq_drv_init(&q->vq, &n->c->win.mem, &q->layout,
+				 net_has(n->info.features, XVL_F_EVENT_IDX), q->ind_off,
+				 q->ind_off ? 2 : 0, q->vq_priv);
 	if (rc < 0)
 		return xvl_err(&n->c->eb, rc, "cannot set up the rings of queue %u", qi);
+	q->len_clamped_seen = 0;
 	if ((n->poll && k != Q_CTRL) || k == Q_TX) /* transmit completions are reaped, not awaited */
 		xvl_vq_drv_disable_cb(&q->vq);
 	xvl_win_record(&n->c->win.mem, XVL_WIN_DESC, (uint16_t)n->dev, qi, q->layout.desc,
-		       xvl_vq_desc_bytes(num));
+		       xvl_vq_desc_bytes(q->num));
 	struct xvl_queue_setup qs = {.queue = qi, .layout = q->layout, .kick_fd = q->kick_fd,
 				     .call_fd = q->call_fd, .poll = n->poll && k != Q_CTRL};
 	return xvl_dev_setup_queue(n->c, n->dev, &qs);
+}
+
+static int queue_start(struct xvl_net *n, struct net_queue *q, enum net_qkind k, uint16_t qi,
+		       uint16_t num)
+{
+	int rc = queue_alloc(n, q, k, num);
+	return rc < 0 ? rc : net_queue_rings(n, q, k, qi);
 }
 
 /* At close the device has been detached (or is gone). */
@@ -325,7 +328,8 @@ static int ctrl_wait(struct xvl_net *n, uint32_t *len)
  * Send one control command and wait for its ack: 0, -EIO when the device
  * said no, -EOPNOTSUPP without a control queue.
  */
-int net_ctrl_command(struct xvl_net *n, uint8_t cls, uint8_t cmd, const void *data, uint32_t len)
+int net_ctrl_command_locked(struct xvl_net *n, uint8_t cls, uint8_t cmd, const void *data,
+			    uint32_t len)
 {
 	struct net_queue *q = &n->ctrl;
 	if (!n->info.ctrl || !q->area)
@@ -334,7 +338,6 @@ int net_ctrl_command(struct xvl_net *n, uint8_t cls, uint8_t cmd, const void *da
 		return -EINVAL;
 	if (net_broken(n))
 		return -ENODEV;
-	pthread_mutex_lock(&q->lock);
 	uint8_t *p = n->c->win.mem.base + q->bufs_off;
 	p[0] = cls;
 	p[1] = cmd;
@@ -354,7 +357,16 @@ int net_ctrl_command(struct xvl_net *n, uint8_t cls, uint8_t cmd, const void *da
 		uint8_t ack = xvl_load_relaxed(&p[2 + len]);
 		rc = used_len >= 1 && ack == XVL_NET_OK ? 0 : -EIO;
 	}
-	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
+int net_ctrl_command(struct xvl_net *n, uint8_t cls, uint8_t cmd, const void *data, uint32_t len)
+{
+	if (net_needs_recovery(n))
+		net_recover(n);
+	pthread_mutex_lock(&n->ctrl.lock);
+	int rc = net_ctrl_command_locked(n, cls, cmd, data, len);
+	pthread_mutex_unlock(&n->ctrl.lock);
 	return rc;
 }
 
@@ -378,10 +390,10 @@ int xvl_net_set_mac(struct xvl_net *n, const uint8_t mac[6])
 	return rc;
 }
 
-static int set_pairs(struct xvl_net *n, uint16_t pairs)
+int net_set_pairs(struct xvl_net *n, uint16_t pairs)
 {
 	uint8_t raw[2] = {(uint8_t)pairs, (uint8_t)(pairs >> 8)};
-	int rc = net_ctrl_command(n, XVL_NET_CTRL_MQ, XVL_NET_CTRL_MQ_VQ_PAIRS_SET, raw, 2);
+	int rc = net_ctrl_command_locked(n, XVL_NET_CTRL_MQ, XVL_NET_CTRL_MQ_VQ_PAIRS_SET, raw, 2);
 	if (rc < 0)
 		return xvl_err(&n->c->eb, rc, "device refused %u queue pairs (VQ_PAIRS_SET)", pairs);
 	return 0;
@@ -412,6 +424,8 @@ void xvl_net_config_changed(struct xvl_net *n)
 int xvl_net_link_status(struct xvl_net *n)
 {
 	xvl_client_poll_link(n->c);
+	if (net_needs_recovery(n))
+		net_recover(n);
 	if (net_broken(n))
 		return -ENODEV;
 	pthread_mutex_lock(&n->state_lock);
@@ -488,7 +502,7 @@ static int open_device(struct xvl_net *n, const struct xvl_net_opts *o)
 	n->opts = *o;
 	int rc = xvl_dev_attach(n->c, n->dev);
 	if (rc == 0)
-		rc = negotiate(n, d->features);
+		rc = net_negotiate(n, d->features);
 	if (rc == 0)
 		rc = read_config(n);
 	if (rc < 0)
@@ -502,7 +516,7 @@ static int open_device(struct xvl_net *n, const struct xvl_net_opts *o)
 					XVL_STATUS_ACKNOWLEDGE | XVL_STATUS_DRIVER |
 						XVL_STATUS_FEATURES_OK | XVL_STATUS_DRIVER_OK);
 	if (rc == 0 && n->info.pairs > 1)
-		rc = set_pairs(n, n->info.pairs);
+		rc = net_set_pairs(n, n->info.pairs);
 	if (rc == 0 && o->promisc)
 		rc = xvl_net_set_promisc(n, true);
 	for (uint16_t p = 0; p < n->info.pairs && rc == 0; p++)
