@@ -158,6 +158,48 @@ else
 	skip "switch: the driver side's xvl net is not in this build"
 fi
 
+# Device side killed (-9) and restarted during a stream: both drivers reconnect
+# (--reconnect-ms), the pings resume; at most a few are lost around the restart.
+start_rs() {
+	"$SRV" server -l "$T/r.sock" -d "name=a,type=net,backend=switch" \
+		-d "name=b,type=net,backend=switch" >>"$T/rsrv.log" 2>&1 &
+	RSP=$!
+	E2E_PIDS+=("$RSP")
+}
+if "$XVL" net --help 2>/dev/null | grep -q reconnect-ms; then
+	rm -f "$T/r.sock"
+	start_rs
+	if wait_sock "$T/r.sock" "$RSP"; then
+		"$XVL" net ping -c "$T/r.sock" -d a --responder -R 5000 >"$T/rr.log" 2>&1 &
+		RRP=$!
+		E2E_PIDS+=("$RRP")
+		sleep 0.3
+		"$XVL" net ping -c "$T/r.sock" -d b --count 40 --interval-ms 100 -R 5000 >"$T/rp.log" 2>&1 &
+		RPP=$!
+		E2E_PIDS+=("$RPP")
+		sleep 1.5
+		kill -KILL "$RSP"
+		wait "$RSP" 2>/dev/null
+		sleep 0.2
+		start_rs
+		wait "$RPP"
+		got=$(grep -c 'bytes from' "$T/rp.log")
+		if [ "$got" -ge 30 ] && grep -q 'seq=40' "$T/rp.log"; then
+			ok "restart: kill -9 of the device side mid-stream, restarted: pings resume ($got of 40 answered)"
+		else
+			fail "restart: kill -9 of the device side mid-stream, restarted: pings resume ($got of 40 answered)"
+			tail -n 5 "$T/rp.log" | sed 's/^/#   /'
+		fi
+		kill -TERM "$RRP" 2>/dev/null
+		wait "$RRP" 2>/dev/null
+		stop_checked "$RSP" "$T/rsrv.log" "restart"
+	else
+		fail "restart: server did not start"
+	fi
+else
+	skip "restart: the driver side has no --reconnect-ms"
+fi
+
 # vhost-user-net bridge: two devices bridged to an unmodified dpdk-testpmd (two net_vhost
 # ports, io forward): a responder behind one, pings and a perf run from the other; the
 # server is off the data path, testpmd's own counters must show the frames.
