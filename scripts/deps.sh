@@ -16,6 +16,7 @@ PKGS=(
 	valgrind dpkg-dev
 	iperf3 iproute2 iputils-ping
 	qemu-system-x86 busybox-static cpio qemu-system-arm
+	e2fsprogs
 	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 )
