@@ -32,6 +32,7 @@
  *   rate       N 64-byte frames a -> c; prints "# RATE frames/s"
  *   tapecho    device 0 is a tap device: answer ARP and ICMP echo for
  *              10.99.0.2 for N seconds (the tap's kernel side pings it)
+ *   tapbreak   device 0 is a tap device: a readable rx chain, held N seconds
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -845,6 +846,23 @@ static void case_tapecho(uint32_t dev, unsigned secs)
 	port_close(&t);
 }
 
+/* Device 0 is a tap device: post one rx chain with a device-readable buffer, so the
+ * first frame from the kernel breaks the device; hold the link for secs seconds while
+ * the script makes the kernel send (and watches the server's CPU time). */
+static void case_tapbreak(unsigned secs)
+{
+	struct port t;
+	port_open(&t, "t", 0, BASE_F, 2048, false);
+	struct xvl_sg sg[2] = {{RXBUF, 64}, {RXBUF + 4096, 2048}};
+	must(xvl_vq_drv_add(&t.vq[0], sg, 1, 1, 0), "post a readable rx chain");
+	printf("READY\n");
+	fflush(stdout);
+	drain_events(&t, (int)secs * 1000);
+	result(t.broken, "tapbreak: a readable rx chain breaks the tap device when a frame comes",
+	       "no EVENT BROKEN");
+	port_close(&t);
+}
+
 int main(int argc, char **argv)
 {
 	h_prog = "net_attack";
@@ -867,6 +885,8 @@ int main(int argc, char **argv)
 		case_rxoutside();
 	else if (!strcmp(c, "txwrite"))
 		case_txwrite();
+	else if (!strcmp(c, "tapbreak"))
+		case_tapbreak(n);
 	else if (!strcmp(c, "tapecho"))
 		case_tapecho(0, n);
 	else if (!strcmp(c, "spoof"))
