@@ -221,9 +221,17 @@ if command -v dpdk-testpmd >/dev/null && "$XVL" net --help >/dev/null 2>&1; then
 		"$XVL" net ping -c "$T/v.sock" -d va --responder >"$T/vresp.log" 2>&1 &
 		VRESP=$!
 		E2E_PIDS+=("$VRESP")
-		sleep 0.5
-		if timeout -k 1 15 "$XVL" net ping -c "$T/v.sock" -d vb --count 5 --interval-ms 50 \
-			>"$T/vp.log" 2>&1 && grep -q '5 received' "$T/vp.log"; then
+		# the responder's session with testpmd must be up before frames are sent to it
+		for _ in $(seq 100); do
+			grep -q 'vhost-user backend .*vh0.sock.* serves' "$T/vsrv.log" && break
+			sleep 0.1
+		done
+		sleep 0.3
+		# io forward drops while a port's rings are not started: 5 of 10 answered is enough
+		timeout -k 1 20 "$XVL" net ping -c "$T/v.sock" -d vb --count 10 --interval-ms 100 \
+			>"$T/vp.log" 2>&1
+		vgot=$(sed -n 's/.* sent, \([0-9]*\) received.*/\1/p' "$T/vp.log")
+		if [ "${vgot:-0}" -ge 5 ]; then
 			ok "testpmd: xvl net ping vb -> testpmd io forward -> va ($(tail -1 "$T/vp.log"))"
 		else
 			fail "testpmd: xvl net ping vb -> testpmd io forward -> va"
