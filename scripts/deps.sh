@@ -15,7 +15,9 @@ PKGS=(
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
 	qemu-system-x86 busybox-static cpio qemu-system-arm
+	e2fsprogs
 	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools
+	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 	iperf3 iputils-ping
 )
 # The target's libraries for the aarch64 cross build of the whole stack (the

@@ -219,6 +219,14 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 	case W_VHOST_TIMER:
 		srv_bridge_retry(w->obj);
 		break;
+	case W_VHOST_JOB:
+		srv_bridge_job_done(w->obj);
+		break;
+	case W_MBOX:
+	case W_IVSH_LISTEN:
+	case W_IVSH_PEER:
+		srv_mbox_on_event(s, w);
+		break;
 	case W_TAP:
 		srv_tap_event(w);
 		break;
@@ -231,16 +239,21 @@ int xvl_server_run(struct xvl_server *xs)
 	struct epoll_event ev[MAX_EVENTS];
 	bool busy = false;
 
-	srv_log(s, "serving %u device(s) on %s", s->n_devs, s->opts.listen);
+	srv_log(s, "serving %u device(s) on %s", s->n_devs,
+		s->opts.listen ? s->opts.listen : s->opts.window);
 	while (!s->stop) {
 		int timeout = busy || s->poll_queues ? 0 : -1;
-		if (timeout < 0) /* no peer eventfd is touched while we sleep */
+		long idle_us = srv_mbox_idle_us(s, busy);
+		if (idle_us >= 0 && (timeout < 0 || !busy))
+			timeout = (int)((idle_us + 999) / 1000); /* polling a window link: bounded, adaptive */
+		if (timeout != 0) /* no peer eventfd is touched while we sleep */
 			xvl_os_guard_release(&s->guard);
 		int n = epoll_wait(s->epfd, ev, MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		for (int i = 0; i < n; i++)
 			on_event(s, ev[i].data.ptr, ev[i].events);
+		srv_mbox_poll(s);
 		if (s->poll_queues)
 			srv_reap_ring(s);
 		busy = service_queues(s);
@@ -277,7 +290,7 @@ static int setup_signals(struct srv *s, struct xvl_errbuf *eb)
 
 static int setup_ring(struct srv *s)
 {
-	if (io_uring_queue_init(RING_DEPTH, &s->ring, 0) < 0)
+	if (srv_ring_init(&s->ring, RING_DEPTH) < 0)
 		return 0; /* file backends will say so; the others do not need it */
 	s->ring_ok = true;
 	return srv_watch(s, s->ring.ring_fd, &s->ring_w, W_RING, NULL);
@@ -313,6 +326,10 @@ static int server_setup(struct srv *s, struct xvl_errbuf *eb)
 		if (rc < 0)
 			return rc;
 	}
+	srv_bridge_settle(s); /* the bridged devices' first probes, all at once, bounded */
+	rc = srv_mbox_setup(s, eb);
+	if (rc < 0 || !s->opts.listen)
+		return rc;
 	s->listen_fd = xvl_os_listen(s->opts.listen, eb);
 	if (s->listen_fd < 0)
 		return s->listen_fd;
@@ -323,8 +340,8 @@ int xvl_server_create(struct xvl_server **out, const struct xvl_server_opts *o,
 		      struct xvl_errbuf *eb)
 {
 	*out = NULL;
-	if (!o->listen)
-		return xvl_err(eb, -EINVAL, "no socket path to listen on");
+	if (!o->listen && !o->window)
+		return xvl_err(eb, -EINVAL, "no socket path to listen on and no window link");
 	if (o->n_devs == 0 || o->n_devs > XVL_SERVER_MAX_DEVS)
 		return xvl_err(eb, -EINVAL, "between 1 and %u devices needed, %u given",
 			       XVL_SERVER_MAX_DEVS, o->n_devs);
@@ -353,6 +370,7 @@ void xvl_server_destroy(struct xvl_server *xs)
 		return;
 	for (unsigned i = 0; i < s->n_devs; i++)
 		srv_dev_shutdown(&s->dev[i]); /* before the connections: nothing waits for them */
+	srv_mbox_destroy(s);
 	srv_conns_close_all(s);
 	if (s->ring_ok)
 		io_uring_queue_exit(&s->ring);
