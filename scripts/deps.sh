@@ -14,11 +14,11 @@ PKGS=(
 	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
+	iperf3 iproute2 iputils-ping
 	qemu-system-x86 busybox-static cpio qemu-system-arm
 	e2fsprogs
 	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
-	iperf3 iputils-ping
 )
 # The target's libraries for the aarch64 cross build of the whole stack (the
 # static xvl the arm64 guest test runs): multiarch -dev packages.

@@ -40,6 +40,19 @@ static const char help[] =
 	"          relay=on          vhost-user: relay notifications through the server\n"
 	"                            (default: the backend and the client signal each other)\n"
 	"          reconnect-ms=N    vhost-user: wait this long for a lost backend (10000)\n"
+	"          type=net          a virtio-net device (default type=blk), with\n"
+	"                            backend=switch (a port of the built-in L2 switch)\n"
+	"                            backend=tap (a tap in the server's netns) or\n"
+	"                            backend=vhost-user (bridge to a vhost-user-net\n"
+	"                            backend, one queue pair);\n"
+	"                            queues=N is then queue pairs, 1..7\n"
+	"          switch=SW         switch: which switch (default sw0)\n"
+	"          ifname=IF         tap: the interface (created if missing)\n"
+	"          mac=MAC           net: the MAC address (default 52:54:00 + 3 bytes\n"
+	"                            derived from the name)\n"
+	"          mtu=N             net: 68..9000 (default 1500)\n"
+	"          spoof=on          switch: drop frames whose source MAC is not the\n"
+	"                            port's, and refuse MAC changes\n"
 	"    --link window         serve over the mailbox inside a shared window (PROTOCOL.md\n"
 	"                          section 7) instead of, or with --listen besides, the socket\n"
 	"    --window WINDOW       the window of the mailbox link:\n"
@@ -67,7 +80,9 @@ static const char help[] =
 	"    xvl server --listen /run/xvl.sock --dev name=disk0,backend=file,path=disk.img\n"
 	"    xvl server -l s.sock -d name=n0,backend=null,size=1G,queues=4\n"
 	"    xvl server -l s.sock -d name=q0,backend=vhost-user,path=/run/qsd.sock\n"
-	"    xvl server --link window --window ivshmem:/run/ivsh.sock,vectors=8 -d name=d0,backend=ram,size=64M\n";
+	"    xvl server --link window --window ivshmem:/run/ivsh.sock,vectors=8 -d name=d0,backend=ram,size=64M\n"
+	"    xvl server -l s.sock -d name=vnf0,type=net,backend=switch \\\n"
+	"        -d name=vnf1,type=net,backend=switch,spoof=on -d name=up0,type=net,backend=tap,ifname=xt0\n";
 
 int cmd_server(int argc, char **argv)
 {

@@ -44,7 +44,7 @@ static int on_dev_info(struct srv_conn *c, const struct xvl_msg *m, struct xvl_m
 	struct srv_dev *d = &c->srv->dev[m->u.dev.dev];
 	if (d->spec.kind == XVL_BK_VHOST)
 		srv_bridge_probe_if_needed(d);
-	rep->u.info = (struct xvl_m_dev_info){.dev = d->index, .virtio_id = d->net ? XVL_VIRTIO_ID_NET : XVL_VIRTIO_ID_BLOCK,
+	rep->u.info = (struct xvl_m_dev_info){.dev = d->index, .virtio_id = d->spec.type == XVL_DEV_NET ? XVL_VIRTIO_ID_NET : XVL_VIRTIO_ID_BLOCK,
 					      .num_queues = d->num_queues,
 					      .max_queue_size = d->max_queue_size,
 					      .config_len = d->config_len, .features = d->features};

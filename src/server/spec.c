@@ -158,9 +158,14 @@ static int set_key(struct xvl_dev_spec *d, const char *k, const char *v, bool *h
 
 static int check_net_spec(struct xvl_dev_spec *d, struct xvl_errbuf *eb)
 {
-	if (d->kind != XVL_BK_SWITCH && d->kind != XVL_BK_TAP)
-		return xvl_err(eb, -EINVAL, "device %s: type=net takes backend=switch or backend=tap "
-			       "(a vhost-user-net bridge is not implemented yet)", d->name);
+	if (d->kind != XVL_BK_SWITCH && d->kind != XVL_BK_TAP && d->kind != XVL_BK_VHOST)
+		return xvl_err(eb, -EINVAL, "device %s: type=net takes backend=switch, tap or "
+			       "vhost-user", d->name);
+	if (d->kind == XVL_BK_VHOST && !d->path[0])
+		return xvl_err(eb, -EINVAL, "device %s: path= is missing", d->name);
+	if (d->kind == XVL_BK_VHOST && d->queues > 1)
+		return xvl_err(eb, -EINVAL, "device %s: a vhost-user-net bridge has one queue pair "
+			       "(no control queue: multi-queue needs one)", d->name);
 	if (d->kind == XVL_BK_TAP && !d->ifname[0])
 		return xvl_err(eb, -EINVAL, "device %s: backend=tap needs ifname=", d->name);
 	/* 2 queues per pair and the control queue within the protocol's queues per device */

@@ -301,6 +301,12 @@ void srv_bridge_job_done(struct srv_dev *d);
 /* The backend is still being stopped: counted as in flight, so the device is DRAINING
  * (DETACH/RESET replies wait) until the stop job calls srv_dev_drained(). */
 bool srv_bridge_busy(const struct srv_dev *d);
+/* type=net (bridge_net.c): features, queues and config space from a net backend; the
+ * driver's features as passed on to the backend (blk: all of them). */
+int srv_bridge_net_probe(struct srv_dev *d, const struct xvl_vhost *v, struct xvl_errbuf *eb);
+uint64_t srv_bridge_features(const struct srv_dev *d);
+/* type=net: the backend session went down or came back: config STATUS and EVENT CONFIG. */
+void srv_bridge_net_link(struct srv_dev *d, bool up);
 
 /* virtio-net devices (netdev.c, netsw.c, backend_tap.c; internals in srv_net.h). */
 void srv_net_queue_process(struct srv_queue *q);
