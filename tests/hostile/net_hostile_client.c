@@ -163,7 +163,8 @@ int main(int argc, char **argv)
 	}
 	if (is("good")) { /* the API's own checks, on a device that is open */
 		struct xvl_net *n2;
-		struct xvl_net_opts bad = {.size = 3, .device = 0};
+		struct xvl_net_opts bad = {XVL_NET_OPTS_INIT, .device = 0};
+		bad.size = 3; /* a struct of no version */
 		CHECK(xvl_net_open(c, &bad, &n2) == -EINVAL, "opts with size 3 accepted");
 		struct xvl_net_opts again = {XVL_NET_OPTS_INIT, .device = 0};
 		CHECK(xvl_net_open(c, &again, &n2) == -EBUSY, "the same device opened twice");
