@@ -46,7 +46,8 @@ static const char help[] =
 	"    -d, --device D           device index or name (default: $XVL_DEVICE when the\n"
 	"                             server came from $XVL_LINK, else the first net device)\n"
 	"    -Q, --pairs N            queue pairs to use (default 1; tap uses pair 0)\n"
-	"    -S, --queue-size N       ring entries per queue, power of two <= 1024 (default 256)\n"
+	"    -S, --queue-size N       ring entries per queue, power of two <= 1024 (default 256;\n"
+	"                             tap: 1024, so that a burst of TCP segments finds buffers)\n"
 	"    -p, --poll               busy-poll: no notifications (costs a core on each side)\n"
 	"    -W, --window-size BYTES  shared window to create (default 64M)\n"
 	"    -R, --reconnect-ms N     if the server goes away, reconnect within N ms and set the\n"
@@ -292,6 +293,8 @@ int cmd_net(int argc, char **argv)
 		return cli_fail(2, "net", "unknown subcommand '%s' (info, ping, perf, tap)", sub);
 	if (fn == net_do_tap && (!a.ifname || !*a.ifname || strlen(a.ifname) > 15))
 		return cli_fail(2, "net", "tap: --ifname IF (1..15 characters) is required");
+	if (fn == net_do_tap && !a.queue_size)
+		a.queue_size = 1024; /* iperf3 through 256 entries: 7x the retransmits of 1024 */
 	struct xvl_client *c;
 	struct xvl_net *n;
 	int rc = open_net(&a, &c, &n);
