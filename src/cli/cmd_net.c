@@ -18,7 +18,7 @@ static const char help[] =
 	"    xvl net ping --connect URI [COMMON] (--responder | [--peer MAC] [--count N]\n"
 	"                 [--size BYTES] [--interval-ms N])\n"
 	"    xvl net perf --connect URI [COMMON] (--responder | [--peer MAC] [--sizes LIST]\n"
-	"                 [--time SECONDS] [--json])\n"
+	"                 [--time SECONDS] [--copy] [--json])\n"
 	"    xvl net tap  --connect URI [COMMON] --ifname IF\n"
 	"\n"
 	"DESCRIPTION\n"
@@ -34,7 +34,8 @@ static const char help[] =
 	"    perf    against a responder: for each size in LIST, frames per second one\n"
 	"            way (sent and received, as the responder counted them) for SECONDS,\n"
 	"            then round-trip latency p50/p99 for SECONDS.  Sizes larger than the\n"
-	"            device's MTU allows are skipped.\n"
+	"            device's MTU allows are skipped.  The one-way frames are sent zero copy\n"
+	"            from window buffers (--copy: through the copying path).\n"
 	"    tap     creates tap interface IF (IFF_TAP, IFF_NO_PI, IFF_VNET_HDR) in this\n"
 	"            network namespace with the device's MAC address and MTU, sets it up,\n"
 	"            and carries its frames through the device (checksum and TSO offloads\n"
@@ -63,6 +64,7 @@ static const char help[] =
 	"    -i, --interval-ms N      between echo requests (default 200)\n"
 	"    -z, --sizes LIST         comma-separated frame sizes (default 64,1500,9000)\n"
 	"    -t, --time SECONDS       per size and measurement (default 1)\n"
+	"    -C, --copy               perf: send from private memory (copied into the window)\n"
 	"    -j, --json               machine-readable output\n"
 	"\n"
 	"TAP OPTIONS\n"
@@ -85,7 +87,7 @@ static const struct option longopts[] = {
 	{"size", required_argument, NULL, 'l'},      {"interval-ms", required_argument, NULL, 'i'},
 	{"sizes", required_argument, NULL, 'z'},     {"time", required_argument, NULL, 't'},
 	{"json", no_argument, NULL, 'j'},            {"ifname", required_argument, NULL, 'I'},
-	{"reconnect-ms", required_argument, NULL, 'R'},
+	{"reconnect-ms", required_argument, NULL, 'R'}, {"copy", no_argument, NULL, 'C'},
 	{NULL, 0, NULL, 0}};
 
 bool net_parse_mac(const char *s, uint8_t mac[6])
@@ -129,6 +131,7 @@ static bool parse_opt(struct net_args *a, int opt)
 	case 'p': a->poll = true; return true;
 	case 'r': a->responder = true; return true;
 	case 'j': a->json = true; return true;
+	case 'C': a->copy = true; return true;
 	case 'W': return cli_size("net", "--window-size", optarg, &a->window_size);
 	case 'Q':
 		if (!parse_num("--pairs", optarg, 1, XVL_NET_MAX_PAIRS, &v))
@@ -262,7 +265,7 @@ int cmd_net(int argc, char **argv)
 		return cli_help(help);
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:pW:hrP:n:l:i:z:t:jI:R:", longopts,
+	while ((opt = getopt_long(argc - 1, argv + 1, "c:d:Q:S:pW:hrP:n:l:i:z:t:jI:R:C", longopts,
 				  NULL)) != -1) {
 		if (opt == 'h')
 			return cli_help(help);
