@@ -111,7 +111,13 @@ static void tap_read(struct srv_dev *d, uint16_t p)
 		.tso6 = d->driver_features & (1ull << XVL_NET_F_GUEST_TSO6),
 		.max_buffers = 1,
 	};
-	for (unsigned i = 0; i < TAP_BUDGET && srv_dev_running(d) && q->enabled; i++) {
+	if (!srv_dev_running(d) || !q->enabled) {
+		/* broken, failed, or no rx queue: nobody will take frames until a reset (which
+		 * unwatches the tap) and a new DRIVER_OK; a readable tap must not spin the loop */
+		srv_watch_events(d->srv, n->tap_fd[p], &n->tap_w[p], 0);
+		return;
+	}
+	for (unsigned i = 0; i < TAP_BUDGET; i++) {
 		if (tap_park(d, p, q))
 			break;
 		ssize_t r = read(n->tap_fd[p], n->stage, sizeof(n->stage));

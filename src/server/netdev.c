@@ -76,18 +76,6 @@ static void fill_config(struct srv_dev *d)
 	d->config_len = XVL_NET_CFG_SIZE;
 }
 
-void srv_net_set_link(struct srv_dev *d, bool up)
-{
-	struct srv_net *n = d->net;
-	if (n->link_up == up)
-		return;
-	n->link_up = up;
-	fill_config(d);
-	srv_log(d->srv, "device %s: link %s", d->spec.name, up ? "up" : "down");
-	if (d->state != SRV_DEV_FREE)
-		srv_dev_event(d, XVL_EVENT_CONFIG, 0, up ? "link up" : "link down");
-}
-
 /* Stable default MAC: 52:54:00 and 3 bytes of FNV-1a over the device name. */
 static void default_mac(const char *name, uint8_t mac[6])
 {

@@ -11,6 +11,11 @@
  *
  * spoof=on: frames whose source MAC is not the port's own are dropped and
  * counted, and the driver cannot change that MAC (netdev.c).
+ *
+ * One thread serves every port of a switch: delivery writes into another
+ * device's rx ring and uses its staging state, with no lock.  Serving
+ * queues from several threads needs the ports of one switch on one thread
+ * (or a lock per port's rx side).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -84,8 +84,6 @@ void srv_net_flush(struct srv *s);
 void srv_net_start(struct srv_dev *d);
 /* The driver reset the device (devstate.c): forget rx mode, MAC table and learnt addresses. */
 void srv_net_reset(struct srv_dev *d);
-/* The link went up or down: config STATUS and EVENT CONFIG. */
-void srv_net_set_link(struct srv_dev *d, bool up);
 void srv_net_drop(struct srv_dev *d, enum srv_net_drop why, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Fill NEEDS_CSUM's checksum into the frame; the header then says DATA_VALID. */

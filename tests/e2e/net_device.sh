@@ -359,5 +359,23 @@ else
 fi
 wait "$TE"
 report "$T/te.out" tap
+# A tap device its driver broke while the kernel keeps sending: the server stays idle.
+"$T/attack" "$T/t.sock" tapbreak 3 >"$T/tb.out" 2>"$T/tb.err" &
+TB=$!
+E2E_PIDS+=("$TB")
+for _ in $(seq 100); do grep -q '^READY' "$T/tb.out" && break; sleep 0.05; done
+ip netns exec "$NS" ping -c 20 -i 0.05 -W 1 10.99.0.2 >/dev/null 2>&1 &
+E2E_PIDS+=("$!")
+sleep 0.5
+t0=$(awk '{print $14 + $15}' "/proc/$TSP/stat")
+sleep 1
+t1=$(awk '{print $14 + $15}' "/proc/$TSP/stat")
+if [ $((t1 - t0)) -lt 20 ]; then
+	ok "tap: broken device, kernel still sending: server idle ($((t1 - t0)) CPU ticks in 1 s)"
+else
+	fail "tap: broken device, kernel still sending: server idle ($((t1 - t0)) CPU ticks in 1 s, limit 20)"
+fi
+wait "$TB"
+report "$T/tb.out" tap
 stop_checked "$TSP" "$T/tsrv.log" tap
 finish

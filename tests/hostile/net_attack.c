@@ -32,6 +32,7 @@
  *   rate       N 64-byte frames a -> c; prints "# RATE frames/s"
  *   tapecho    device 0 is a tap device: answer ARP and ICMP echo for
  *              10.99.0.2 for N seconds (the tap's kernel side pings it)
+ *   tapbreak   device 0 is a tap device: a readable rx chain, held N seconds
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -610,9 +611,11 @@ static void case_ctrl(void)
 	port_close(&c);
 }
 
-/* Send n frames from a as fast as the tx ring allows; returns how many were queued. */
+/* Send n frames from a as fast as the tx ring allows (with ahead > 0: at most ahead
+ * frames beyond what rx has received, so that rx never runs out of buffers); returns
+ * how many were queued. */
 static unsigned tx_burst(struct port *a, const uint8_t *f, uint32_t len, unsigned n,
-			 struct port *rx, unsigned *received)
+			 struct port *rx, unsigned *received, unsigned ahead)
 {
 	struct xvl_net_hdr h0 = {0};
 	unsigned sent = 0, slot = 0;
@@ -623,7 +626,8 @@ static unsigned tx_burst(struct port *a, const uint8_t *f, uint32_t len, unsigne
 	       xvl_os_now_ns() < deadline) {
 		tx_reap(a);
 		unsigned added = 0;
-		while (sent < n && tx_add(a, &h0, f, len, slot++) == 0) {
+		while (sent < n && (!ahead || sent - *received < ahead) &&
+		       tx_add(a, &h0, f, len, slot++) == 0) {
 			sent++;
 			added++;
 		}
@@ -657,7 +661,9 @@ static void case_norefill(unsigned n)
 	uint64_t e0 = stat_errors(&b);
 	frame(f, BCAST, a.mac, 64, 1);
 	unsigned got = 0;
-	unsigned sent = tx_burst(&a, f, 64, n, &c, &got);
+	/* paced to c's 256 rx buffers: c never lacks one, so every loss would be a frame
+	 * held up or dropped because of b */
+	unsigned sent = tx_burst(&a, f, 64, n, &c, &got, 128);
 	result(sent == n && got == n, "norefill: every broadcast frame from a reaches c while b "
 	       "posts no rx buffers", "%u sent, %u received of %u", sent, got, n);
 	uint64_t e1 = stat_errors(&b);
@@ -679,7 +685,7 @@ static void case_rate(unsigned n)
 	frame(f, c.mac, a.mac, 64, 1);
 	unsigned got = 0;
 	uint64_t e0 = stat_errors(&c), t0 = xvl_os_now_ns();
-	unsigned sent = tx_burst(&a, f, 64, n, &c, &got);
+	unsigned sent = tx_burst(&a, f, 64, n, &c, &got, 0);
 	double s = (double)(xvl_os_now_ns() - t0) / 1e9 - (got < n ? 0.2 : 0);
 	uint64_t drops = stat_errors(&c) - e0;
 	printf("# RATE %.0f frames/s received (%u of %u 64-byte frames a -> c in %.3f s; "
@@ -840,6 +846,23 @@ static void case_tapecho(uint32_t dev, unsigned secs)
 	port_close(&t);
 }
 
+/* Device 0 is a tap device: post one rx chain with a device-readable buffer, so the
+ * first frame from the kernel breaks the device; hold the link for secs seconds while
+ * the script makes the kernel send (and watches the server's CPU time). */
+static void case_tapbreak(unsigned secs)
+{
+	struct port t;
+	port_open(&t, "t", 0, BASE_F, 2048, false);
+	struct xvl_sg sg[2] = {{RXBUF, 64}, {RXBUF + 4096, 2048}};
+	must(xvl_vq_drv_add(&t.vq[0], sg, 1, 1, 0), "post a readable rx chain");
+	printf("READY\n");
+	fflush(stdout);
+	drain_events(&t, (int)secs * 1000);
+	result(t.broken, "tapbreak: a readable rx chain breaks the tap device when a frame comes",
+	       "no EVENT BROKEN");
+	port_close(&t);
+}
+
 int main(int argc, char **argv)
 {
 	h_prog = "net_attack";
@@ -862,6 +885,8 @@ int main(int argc, char **argv)
 		case_rxoutside();
 	else if (!strcmp(c, "txwrite"))
 		case_txwrite();
+	else if (!strcmp(c, "tapbreak"))
+		case_tapbreak(n);
 	else if (!strcmp(c, "tapecho"))
 		case_tapecho(0, n);
 	else if (!strcmp(c, "spoof"))
