@@ -22,7 +22,7 @@ struct net_args {
 	unsigned reconnect_ms;
 	double time_s;            /* perf: seconds per size and direction */
 	uint16_t pairs, queue_size;
-	bool poll, responder, json;
+	bool poll, responder, json, copy;
 };
 
 /* Ethernet type of the probe frames (IEEE 802 local experimental). */

@@ -278,12 +278,76 @@ static int ask(struct xvl_net *n, const uint8_t *dst, uint8_t kind, uint8_t answ
 	return 0;
 }
 
-static int blast(struct xvl_net *n, const uint8_t *dst, unsigned size, double secs, uint64_t *sent)
+/* Sink frames from a pool of window buffers (zero copy), recycled through tx_reclaim. */
+static int blast_zero_copy(struct xvl_client *c, struct xvl_net *n, const uint8_t *dst,
+			   unsigned size, double secs, uint64_t *sent)
+{
+	enum { POOL = 1024 };
+	static uint16_t free_idx[POOL];
+	struct xvl_net_frame f[PROBE_BURST], rx[PROBE_BURST];
+	void *back[PROBE_BURST * 4];
+	struct xvl_net_info in;
+	uint8_t *pool = xvl_buf_alloc(c, (size_t)POOL * size);
+	if (!pool)
+		return 1; /* no room in the window: the caller copies */
+	xvl_net_get_info(n, &in);
+	unsigned nfree = POOL;
+	for (unsigned i = 0; i < POOL; i++) {
+		struct probe p = {.kind = P_SINK, .seq = i};
+		probe_build(pool + (size_t)i * size, size, dst, in.mac, &p);
+		free_idx[i] = (uint16_t)i;
+	}
+	uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
+	unsigned k = 0;
+	int rc = 0;
+	*sent = 0;
+	while (!stop) {
+		unsigned nb = 0;
+		while (nb < PROBE_BURST && nfree) {
+			uint16_t i = free_idx[--nfree];
+			f[nb++] = (struct xvl_net_frame){.data = pool + (size_t)i * size, .len = size,
+							 .user = (void *)(uintptr_t)(i + 1)};
+		}
+		int r = xvl_net_tx_burst(n, 0, f, nb);
+		if (r < 0) {
+			rc = r;
+			break;
+		}
+		for (unsigned j = (unsigned)r; j < nb; j++) /* not taken: back to the pool */
+			free_idx[nfree++] = (uint16_t)((uintptr_t)f[j].user - 1);
+		*sent += (unsigned)r;
+		int got = xvl_net_tx_reclaim(n, 0, back, PROBE_BURST * 4);
+		for (int j = 0; j < got; j++)
+			free_idx[nfree++] = (uint16_t)((uintptr_t)back[j] - 1);
+		if ((++k & 63) == 0) {
+			xvl_net_rx_burst(n, 0, rx, PROBE_BURST); /* keep our own ring moving */
+			if (now_ns() >= end)
+				break;
+		}
+	}
+	/* Every buffer back from the device before the pool goes (else it stays allocated). */
+	for (uint64_t t_end = now_ns() + 1000000000ull; nfree < POOL && now_ns() < t_end;) {
+		int got = xvl_net_tx_reclaim(n, 0, back, PROBE_BURST * 4);
+		for (int j = 0; j < got; j++)
+			free_idx[nfree++] = (uint16_t)((uintptr_t)back[j] - 1);
+	}
+	if (nfree == POOL)
+		xvl_buf_free(c, pool);
+	return rc;
+}
+
+static int blast(struct xvl_client *c, struct xvl_net *n, const uint8_t *dst, unsigned size,
+		 double secs, bool copy, uint64_t *sent)
 {
 	static uint8_t buf[PROBE_BURST][PROBE_MAX];
 	struct xvl_net_frame f[PROBE_BURST];
 	struct xvl_net_frame rx[PROBE_BURST];
 	struct xvl_net_info in;
+	if (!copy) {
+		int rc = blast_zero_copy(c, n, dst, size, secs, sent);
+		if (rc <= 0)
+			return rc;
+	}
 	xvl_net_get_info(n, &in);
 	for (unsigned i = 0; i < PROBE_BURST; i++) {
 		struct probe p = {.kind = P_SINK, .seq = i};
@@ -337,8 +401,8 @@ static int latency(struct xvl_net *n, const uint8_t *dst, unsigned size, double 
 	return 0;
 }
 
-static int perf_size(struct xvl_net *n, const uint8_t *dst, unsigned size, double secs,
-		     struct perf_row *row)
+static int perf_size(struct xvl_client *c, struct xvl_net *n, const uint8_t *dst, unsigned size,
+		     double secs, bool copy, struct perf_row *row)
 {
 	struct probe r;
 	uint64_t sent;
@@ -347,7 +411,7 @@ static int perf_size(struct xvl_net *n, const uint8_t *dst, unsigned size, doubl
 	if (rc <= 0)
 		return rc < 0 ? rc : -ETIMEDOUT;
 	uint64_t t0 = now_ns();
-	if ((rc = blast(n, dst, size, secs, &sent)) < 0)
+	if ((rc = blast(c, n, dst, size, secs, copy, &sent)) < 0)
 		return rc;
 	double dt = (double)(now_ns() - t0) / 1e9;
 	nanosleep(&(struct timespec){0, 100000000L}, NULL);
@@ -396,7 +460,7 @@ int net_do_perf(struct net_args *a, struct xvl_client *c, struct xvl_net *n)
 				(unsigned long long)s, in.mtu);
 			continue;
 		}
-		rc = perf_size(n, dst, (unsigned)s, a->time_s, &rows[nrows]);
+		rc = perf_size(c, n, dst, (unsigned)s, a->time_s, a->copy, &rows[nrows]);
 		if (rc < 0) {
 			free(list);
 			return cli_fail(1, "net", "%llu B: %s", (unsigned long long)s,

@@ -3,7 +3,8 @@
 # real device side: an xvl server with two ports on its built-in switch.
 #   - xvl net info: MAC, MTU, link up, the negotiated features
 #   - xvl net ping between two clients through the switch (a responder on
-#     one port), and perf: frames per second one way and round-trip p50/p99
+#     one port), and perf: frames per second one way and round-trip p50/p99,
+#     64 B and 1500 B, and 9000 B between two MTU 9000 ports (zero copy and copied)
 #   - a control queue setting (two queue pairs, VQ_PAIRS_SET) and a
 #     malformed argument refused
 #   - kill -9 of the server during a ping stream and a restart: both clients
@@ -19,7 +20,8 @@ set -u
 S=$T/s.sock
 if ! start_server "$T/srv.log" "$S" -d name=a,type=net,backend=switch \
 	-d name=b,type=net,backend=switch -d name=m,type=net,backend=switch,queues=2 \
-	-d name=d0,backend=ram,size=1M; then
+	-d name=j1,type=net,backend=switch,switch=jumbo,mtu=9000 \
+	-d name=j2,type=net,backend=switch,switch=jumbo,mtu=9000 -d name=d0,backend=ram,size=1M; then
 	echo "1..0 # SKIP the server does not serve type=net,backend=switch devices"
 	sed 's/^/# /' "$T/srv.log" | head -5
 	exit 0
@@ -81,6 +83,24 @@ kill -TERM "$RESP" 2>/dev/null
 wait "$RESP" 2>/dev/null
 grep -q 'answered [1-9]' "$T/resp.log" && ok "the responder exits on SIGTERM and says what it answered" ||
 	fail "responder on SIGTERM: $(tail -2 "$T/resp.log")"
+
+# 9 KiB frames on a switch of MTU 9000 ports, zero copy and copied.
+bg "$T/respj.log" "$XVL" net perf -c "$S" -d j1 --responder
+RJ=$BG_PID
+sleep 0.3
+for mode in "" --copy; do
+	pj=$(timeout 30 "$XVL" net perf -c "$S" -d j2 --sizes 9000 --time 0.3 --json $mode 2>&1)
+	if echo "$pj" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["results"]
+assert len(r) == 1 and r[0]["size"] == 9000 and r[0]["rx_pps"] > 1000 and r[0]["rounds"] > 50, r' 2>/dev/null; then
+		ok "9000-byte frames between two MTU 9000 ports${mode:+ ($mode)}: $(echo "$pj" | python3 -c 'import json,sys; x=json.load(sys.stdin)["results"][0]; print("%.0f frames/s, rtt p50 %.1f us" % (x["rx_pps"], x["rtt_p50_us"]))')"
+	else
+		fail "9000-byte frames${mode:+ ($mode)}: $pj"
+	fi
+done
+kill -TERM "$RJ" 2>/dev/null
+wait "$RJ" 2>/dev/null
 
 # ---------------------------------------------------------------- server kill -9 and restart
 # Both clients with --reconnect-ms: the stream of echo requests goes on once the server is back.

@@ -163,7 +163,8 @@ int main(int argc, char **argv)
 	}
 	if (is("good")) { /* the API's own checks, on a device that is open */
 		struct xvl_net *n2;
-		struct xvl_net_opts bad = {.size = 3, .device = 0};
+		struct xvl_net_opts bad = {XVL_NET_OPTS_INIT, .device = 0};
+		bad.size = 3; /* a struct of no version */
 		CHECK(xvl_net_open(c, &bad, &n2) == -EINVAL, "opts with size 3 accepted");
 		struct xvl_net_opts again = {XVL_NET_OPTS_INIT, .device = 0};
 		CHECK(xvl_net_open(c, &again, &n2) == -EBUSY, "the same device opened twice");
@@ -211,6 +212,28 @@ int main(int argc, char **argv)
 		}
 		CHECK(saw_down && saw_up_again, "link went down %d and up again %d", saw_down, saw_up_again);
 		printf("link down and up again seen\n");
+	} else if (is("restart")) {
+		/* 6 frames, EVENT RESTART, the device set up again, 6 more: all 12 arrive. */
+		send_frames(c, n, wb);
+		int r = receive(n, 300, seen, &other, 64);
+		CHECK(r == NF, "%d frames before the restart", r);
+		uint64_t end = now_ms() + 2000;
+		while (xvl_client_restarts(c) == 0 && now_ms() < end) {
+			CHECK(xvl_net_link_status(n) == 1, "link during the restart");
+			xvl_net_wait(n, 0, 10);
+		}
+		CHECK(xvl_client_restarts(c) == 1, "%u restarts", xvl_client_restarts(c));
+		void *users[2 * NF];
+		int k = xvl_net_tx_reclaim(n, 0, users, 2 * NF);
+		CHECK(k == 3, "%d zero-copy frames back before the second round", k);
+		send_frames(c, n, wb);
+		r = receive(n, 300, seen, &other, 64);
+		CHECK(r == NF, "%d frames after the restart", r);
+		for (unsigned i = 0; i < NF; i++)
+			CHECK(seen[i] == 2, "frame %u seen %u times", i, seen[i]);
+		k = xvl_net_tx_reclaim(n, 0, users, 2 * NF);
+		CHECK(k == 3, "%d zero-copy frames back after the second round", k);
+		printf("restarted once, 12 of 12 frames mirrored\n");
 	} else if (is("flood")) {
 		/* While the device floods: every call bounded, transmit and control still work. */
 		uint64_t t0 = now_ms();

@@ -15,6 +15,7 @@
  *   flood       fills every receive buffer it is given with 60-byte frames for 1.5 s
  *   used_id     the first frame comes back under an id the driver never used
  *   link_flap   after DRIVER_OK: link down (EVENT CONFIG), 300 ms later up again
+ *   restart     400 ms after mirroring 6 frames: EVENT RESTART, then serves the set-up again
  *   mtu_small   config MTU 10            (open must fail)
  *   pairs_big   MQ with max_virtqueue_pairs 50 but 3 queues (open must fail)
  *   mcast_mac   a multicast MAC          (open must fail)
@@ -39,10 +40,10 @@
 #define NQ   3u
 
 enum ncase { C_GOOD, C_NB_ZERO, C_NB_BIG, C_NB_LIE, C_LEN_BIG, C_LEN_SHORT, C_BAD_HDR, C_FLOOD,
-	     C_USED_ID, C_LINK_FLAP, C_MTU_SMALL, C_PAIRS_BIG, C_MCAST_MAC };
+	     C_USED_ID, C_LINK_FLAP, C_MTU_SMALL, C_PAIRS_BIG, C_MCAST_MAC, C_RESTART };
 static const char *const names[] = {"good", "nb_zero", "nb_big", "nb_lie", "len_big",
 				    "len_short", "bad_hdr", "flood", "used_id", "link_flap",
-				    "mtu_small", "pairs_big", "mcast_mac"};
+				    "mtu_small", "pairs_big", "mcast_mac", "restart"};
 
 struct fq {
 	bool set;
@@ -62,6 +63,8 @@ struct fake {
 	unsigned n_tx;
 	uint64_t flood_end, flap_at;
 	int flap_step;
+	bool restarted;
+	uint64_t restart_at;
 };
 
 static uint64_t now_ms(void)
@@ -159,6 +162,11 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 			break;
 		}
 		struct fq *q = &f->q[qi];
+		if (q->set) { /* set up again (after EVENT RESTART): the old rings are gone */
+			close(q->kick);
+			close(q->call);
+			q->set = false;
+		}
 		struct xvl_vq_layout l = {.num = m->u.queue.num, .desc = m->u.queue.desc,
 					  .avail = m->u.queue.avail, .used = m->u.queue.used};
 		rc = xvl_vq_dev_init(&q->vq, &f->win.mem, &l, false, true, 0, 0);
@@ -347,6 +355,14 @@ int main(int argc, char **argv)
 			flood(&f);
 		if (f.c == C_LINK_FLAP)
 			link_flap(&f);
+		if (f.c == C_RESTART && f.n_tx == 6 && !f.restart_at)
+			f.restart_at = now_ms() + 400;
+		if (f.c == C_RESTART && f.restart_at && now_ms() >= f.restart_at && !f.restarted) {
+			f.restarted = true;
+			f.running = false; /* until the driver says DRIVER_OK again */
+			h_log("EVENT RESTART");
+			send_event(&f, XVL_EVENT_RESTART);
+		}
 	}
 	h_log("client gone");
 	unlink(argv[1]);
