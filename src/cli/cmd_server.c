@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* xvl server */
+#include <errno.h>
 #include <getopt.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,6 +42,12 @@ static const char help[] =
 	"          relay=on          vhost-user: relay notifications through the server\n"
 	"                            (default: the backend and the client signal each other)\n"
 	"          reconnect-ms=N    vhost-user: wait this long for a lost backend (10000)\n"
+	"    -c, --cpus LIST       one worker thread per CPU listed (0,1 or 0-3), pinned there\n"
+	"                          when allowed; the main thread keeps the links.  Default:\n"
+	"                          the main thread serves every queue itself\n"
+	"    -P, --poll-max-us N   after activity, poll the queues for at most N us (adapted\n"
+	"                          to what recent requests took) before sleeping; 0: never\n"
+	"                          poll (default 50)\n"
 	"    -n, --name NAME       server name shown to clients\n"
 	"    -q, --quiet           no log lines on stderr\n"
 	"    -h, --help            this text\n"
@@ -47,22 +57,68 @@ static const char help[] =
 	"    xvl server -l s.sock -d name=n0,backend=null,size=1G,queues=4\n"
 	"    xvl server -l s.sock -d name=q0,backend=vhost-user,path=/run/qsd.sock\n";
 
+/* "0,2-3" into o->cpus; -EINVAL on anything else. */
+static int parse_cpu_list(const char *text, struct xvl_server_opts *o)
+{
+	const char *p = text;
+	o->n_cpus = 0;
+	while (*p) {
+		char *end;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		unsigned long a = strtoul(p, &end, 10), b = a;
+		if (*end == '-') {
+			if (end[1] < '0' || end[1] > '9')
+				return -EINVAL;
+			b = strtoul(end + 1, &end, 10);
+		}
+		if (b < a || b >= CPU_SETSIZE)
+			return -EINVAL;
+		for (unsigned long c = a; c <= b; c++) {
+			if (o->n_cpus == XVL_SERVER_MAX_CPUS)
+				return -EINVAL;
+			o->cpus[o->n_cpus++] = (int)c;
+		}
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			return -EINVAL;
+		p = end;
+	}
+	return o->n_cpus ? 0 : -EINVAL;
+}
+
 int cmd_server(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'}, {"dev", required_argument, NULL, 'd'},
 		{"name", required_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+		{"help", no_argument, NULL, 'h'},         {"cpus", required_argument, NULL, 'c'},
+		{"poll-max-us", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
 	struct xvl_server_opts o = {0};
 	struct xvl_errbuf eb = {{0}};
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "l:d:n:qh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "l:d:n:qhc:P:", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': o.listen = optarg; break;
 		case 'n': o.name = optarg; break;
 		case 'q': o.quiet = true; break;
 		case 'h': return cli_help(help);
+		case 'c':
+			if (parse_cpu_list(optarg, &o) < 0)
+				return cli_fail(2, "server", "--cpus: '%s' is not a list of CPUs like "
+					        "0,1 or 0-3 (at most %u)", optarg, XVL_SERVER_MAX_CPUS);
+			break;
+		case 'P': {
+			char *end;
+			unsigned long us = strtoul(optarg, &end, 10);
+			if (*optarg < '0' || *optarg > '9' || *end || us > 1000000)
+				return cli_fail(2, "server", "--poll-max-us: '%s' is not a number of "
+					        "microseconds up to 1000000", optarg);
+			o.poll_max_ns = us ? (uint32_t)(us * 1000u) : UINT32_MAX;
+			break;
+		}
 		case 'd':
 			if (o.n_devs == XVL_SERVER_MAX_DEVS)
 				return cli_fail(2, "server", "at most %u devices", XVL_SERVER_MAX_DEVS);

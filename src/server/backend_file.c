@@ -67,7 +67,7 @@ static int file_open(struct srv_dev *d, struct xvl_errbuf *eb)
 
 static void file_submit(struct srv_dev *d, struct srv_req *r)
 {
-	struct io_uring_sqe *sqe = srv_get_sqe(d->srv);
+	struct io_uring_sqe *sqe = srv_queue_sqe(r->q);
 	off_t off = (off_t)(r->sector * XVL_BLK_SECTOR_SIZE);
 
 	if (!sqe) {
