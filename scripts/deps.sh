@@ -16,6 +16,7 @@ PKGS=(
 	valgrind dpkg-dev
 	qemu-system-x86 busybox-static cpio qemu-system-arm
 	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools
+	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 )
 # The target's libraries for the aarch64 cross build of the whole stack (the
 # static xvl the arm64 guest test runs): multiarch -dev packages.

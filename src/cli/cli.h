@@ -14,6 +14,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Print text to stdout and return 0 (for --help). */
 int cli_help(const char *text);

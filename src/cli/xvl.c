@@ -17,6 +17,7 @@ static const char usage[] =
 	"    xvl blk mount --connect URI [--device NAME] MOUNTPOINT\n"
 	"    xvl cdi --connect URI [--output FILE]\n"
 	"    xvl demo [--size BYTES] [--ops N] [--plain] [--keep]\n"
+	"    xvl export vhost-user-blk --connect URI --device NAME --socket PATH\n"
 	"    xvl run CONFIG | --default; xvl status [--json]; xvl stop\n"
 	"    xvl COMMAND --help\n"
 	"\n"
@@ -37,6 +38,7 @@ static const char usage[] =
 	"    demo     a device compartment with a file-backed disk and a driver\n"
 	"             compartment (through the partitioner) that writes and verifies a\n"
 	"             pattern; reports throughput and latency\n"
+	"    export   serve a device to a VMM as a vhost-user-blk backend\n"
 	"    run      the partitioner: sandboxed compartments from one config, supervised\n"
 	"    status   show a running partitioner instance (--json)\n"
 	"    stop     tear a partitioner instance down\n"
@@ -92,6 +94,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))
 		return cmd_status(argc - 1, argv + 1);
+	if (!strcmp(cmd, "export"))
+		return cmd_export(argc - 1, argv + 1);
 	if (!strcmp(cmd, "stop"))
 		return cmd_stop(argc - 1, argv + 1);
 	fprintf(stderr, "xvl: unknown command '%s' (see xvl --help)\n", cmd);
