@@ -165,7 +165,8 @@ static unsigned service_queues(struct srv *s, bool polling, bool *busy)
 		struct srv_dev *d = &s->dev[i];
 		for (unsigned j = 0; j < d->num_queues; j++) {
 			struct srv_queue *q = &d->q[j];
-			if (!q->live || q->worker || d->spec.kind == XVL_BK_VHOST ||
+			/* q->worker first: a worker's queue is not ours to look at */
+			if (q->worker || !q->live || d->spec.kind == XVL_BK_VHOST ||
 			    (!q->poll && !q->more && !polling))
 				continue;
 			work += srv_queue_process(q, polling);
@@ -184,7 +185,7 @@ static bool rearm_queues(struct srv *s)
 		struct srv_dev *d = &s->dev[i];
 		for (unsigned j = 0; d->spec.kind != XVL_BK_VHOST && j < d->num_queues; j++) {
 			struct srv_queue *q = &d->q[j];
-			if (q->live && !q->worker && !q->poll && xvl_vq_dev_enable_notify(&q->vq)) {
+			if (!q->worker && q->live && !q->poll && xvl_vq_dev_enable_notify(&q->vq)) {
 				q->more = true;
 				work = true;
 			}

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Worker threads: each serves the queues the control thread gave it, with
- * its own epoll set (the queues' kick eventfds and a wake eventfd), its own
+ * its own epoll set (the queues' kick eventfds, a wake eventfd, its ring), its own
  * io_uring (restricted to the file backend's operations) and its own guard
  * for peers' eventfds.  No lock on the data path: a queue belongs to one
  * thread at a time.
@@ -323,6 +323,8 @@ static void worker_loop(struct srv_worker *w)
 		if (timeout < 0)
 			srv_poll_adapt(&w->poll, xvl_os_now_ns() - t0);
 		for (int i = 0; i < n; i++) {
+			if (ev[i].data.ptr == w)
+				continue; /* the ring: reaped below */
 			if (ev[i].data.ptr)
 				worker_kicked(w, ev[i].data.ptr, ev[i].events);
 			else
@@ -364,6 +366,11 @@ static int worker_ring_setup(struct srv_worker *w)
 		    (unsigned)(sizeof(ops) / sizeof(ops[0]))) < 0 ||
 	    syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL,
 		    0u) < 0) {
+		io_uring_queue_exit(&w->ring);
+		return 0;
+	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w}; /* completions wake us */
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->ring.ring_fd, &ev) < 0) {
 		io_uring_queue_exit(&w->ring);
 		return 0;
 	}
