@@ -42,7 +42,8 @@ static const char help[] =
 	"          relay=on          vhost-user: relay notifications through the server\n"
 	"                            (default: the backend and the client signal each other)\n"
 	"          reconnect-ms=N    vhost-user: wait this long for a lost backend (10000)\n"
-	"    -c, --cpus LIST       one worker thread per CPU listed (0,1 or 0-3), pinned there\n"
+	"    -c, --cpus LIST       one worker thread per CPU listed (0,1 or 0-3; auto: each CPU\n"
+	"                          the process may use, e.g. a partition's cpus), pinned there\n"
 	"                          when allowed; the main thread keeps the links.  Default:\n"
 	"                          the main thread serves every queue itself\n"
 	"    -P, --poll-max-us N   after activity, poll the queues for at most N us (adapted\n"
@@ -62,6 +63,15 @@ static int parse_cpu_list(const char *text, struct xvl_server_opts *o)
 {
 	const char *p = text;
 	o->n_cpus = 0;
+	if (!strcmp(text, "auto")) { /* the CPUs this process may run on (a partition's cpus) */
+		cpu_set_t set;
+		if (sched_getaffinity(0, sizeof(set), &set) < 0)
+			return -errno;
+		for (int c = 0; c < CPU_SETSIZE && o->n_cpus < XVL_SERVER_MAX_CPUS; c++)
+			if (CPU_ISSET(c, &set))
+				o->cpus[o->n_cpus++] = c;
+		return o->n_cpus ? 0 : -EINVAL;
+	}
 	while (*p) {
 		char *end;
 		if (*p < '0' || *p > '9')

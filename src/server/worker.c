@@ -48,6 +48,7 @@
 
 #define WORKER_RING_DEPTH 1024
 #define WORKER_EVENTS     64
+#define WORKER_SKIP       32
 #define SRV_TOTAL_QUEUES  (XVL_SERVER_MAX_DEVS * XVL_MAX_QUEUES)
 #define MAILBOX_SIZE      (2u * SRV_TOTAL_QUEUES)
 
@@ -307,6 +308,8 @@ static void worker_loop(struct srv_worker *w)
 {
 	struct epoll_event ev[WORKER_EVENTS];
 	bool busy = false, polling = false;
+	bool worked = false;       /* the last pass found work */
+	unsigned quiet_passes = 0; /* passes without epoll_wait since the last one */
 
 	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
 		int timeout = busy || polling || w->n_poll ? 0 : -1;
@@ -317,9 +320,15 @@ static void worker_loop(struct srv_worker *w)
 			xvl_os_guard_release(&w->guard); /* no peer eventfd is touched while we sleep */
 			t0 = xvl_os_now_ns();
 		}
-		int n = epoll_wait(w->epfd, ev, WORKER_EVENTS, timeout);
-		if (n < 0 && errno != EINTR)
-			break;
+		/* While the queues give work, their kicks are off: look at the epoll set (commands,
+		 * kicks of other queues) only every WORKER_SKIP passes, not at a syscall a pass. */
+		int n = 0;
+		if (timeout < 0 || !worked || ++quiet_passes >= WORKER_SKIP) {
+			quiet_passes = 0;
+			n = epoll_wait(w->epfd, ev, WORKER_EVENTS, timeout);
+			if (n < 0 && errno != EINTR)
+				break;
+		}
 		if (timeout < 0)
 			srv_poll_adapt(&w->poll, xvl_os_now_ns() - t0);
 		for (int i = 0; i < n; i++) {
@@ -341,6 +350,7 @@ static void worker_loop(struct srv_worker *w)
 			w->ring_pending = 0;
 		}
 		uint64_t now = xvl_os_now_ns();
+		worked = work > 0;
 		if (work || n > 0)
 			w->last_work_ns = now;
 		polling = srv_poll_keep(&w->poll, w->last_work_ns, now);
