@@ -60,6 +60,7 @@ cross: build-aarch64 build-riscv64
 
 freestanding:
 	@scripts/freestanding.sh build-freestanding
+	@scripts/kernel-core.sh build-kernel-core
 
 fuzz-build: deps
 	@scripts/fuzz.sh build
@@ -88,7 +89,7 @@ check: deps
 	@tests/run.sh --build
 
 clean:
-	rm -rf build build-asan build-aarch64 build-aarch64-static build-riscv64 build-freestanding build-fuzz build-install build-logs
+	rm -rf build build-asan build-aarch64 build-aarch64-static build-riscv64 build-freestanding build-kernel-core build-fuzz build-install build-logs
 
 distclean: clean
 	rm -rf .fio-src

@@ -13,7 +13,7 @@
 
 static const char help[] =
 	"NAME\n"
-	"    xvl export vhost-user-blk - serve an xvloop block device to a VMM\n"
+	"    xvl export - serve an xvloop block device to a VMM as a vhost-user-blk backend\n"
 	"\n"
 	"SYNOPSIS\n"
 	"    xvl export vhost-user-blk --connect URI --device NAME --socket PATH [OPTIONS]\n"
@@ -144,8 +144,8 @@ int cmd_export(int argc, char **argv)
 		{"drain-ms", required_argument, NULL, O_DRAIN}, {"once", no_argument, NULL, O_ONCE},
 		{"quiet", no_argument, NULL, O_QUIET},      {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
-	struct xvl_client_opts co = { .name = "xvl-export" };
-	struct xvl_blk_opts bo = { .device = -1 };
+	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-export"};
+	struct xvl_blk_opts bo = {XVL_BLK_OPTS_INIT, .device = -1};
 	struct xvl_export_opts eo = { .drain_ms = 30000 };
 	const char *uri = NULL, *device = NULL;
 	unsigned v;

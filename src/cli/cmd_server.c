@@ -16,7 +16,9 @@ static const char help[] =
 	"    xvl server - serve virtio block devices to xvloop clients\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]... [--name NAME] [--quiet]\n"
+	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]... [--name NAME]\n"
+	"               [--max-window BYTES] [--quiet]\n"
+	"    xvl server --link window --window WINDOW [--doorbell SPEC] --dev SPEC...\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Listens on the Unix socket SOCKET (SOCK_SEQPACKET) for clients.  Each\n"
@@ -49,14 +51,34 @@ static const char help[] =
 	"    -P, --poll-max-us N   after activity, poll the queues for at most N us (adapted\n"
 	"                          to what recent requests took) before sleeping; 0: never\n"
 	"                          poll (default 50)\n"
+	"    --link window         serve over the mailbox inside a shared window (PROTOCOL.md\n"
+	"                          section 7) instead of, or with --listen besides, the socket\n"
+	"    --window WINDOW       the window of the mailbox link:\n"
+	"          PATH              a file to map (a shm file; in a guest an ivshmem BAR,\n"
+	"                            /sys/bus/pci/devices/BDF/resource2); waits until the\n"
+	"                            client has formatted it.  A peer that can truncate the\n"
+	"                            file can crash the server: untrusted peers get a memfd\n"
+	"          fd:N              a sealed memfd handed over at spawn\n"
+	"          ivshmem:SOCKET[,size=BYTES][,vectors=N]\n"
+	"                            be QEMU's ivshmem server on SOCKET: create the window\n"
+	"                            (sealed memfd, default 64M) and N vectors per peer\n"
+	"                            (default 8); the first peer (QEMU's ivshmem-doorbell, or\n"
+	"                            a client with ivshmem:SOCKET) is the driver side\n"
+	"    --doorbell SPEC       PATH and fd:N windows: none (poll, the default) or\n"
+	"                          eventfd:own=FD,..;peer=FD,.. (descriptors handed over at spawn,\n"
+	"                          vector 0 first)\n"
 	"    -n, --name NAME       server name shown to clients\n"
+	"    -w, --max-window BYTES  largest window a client may bring (default 1G): the\n"
+	"                          pages the server touches in it are charged to the\n"
+	"                          server's memory cgroup; larger windows are refused\n"
 	"    -q, --quiet           no log lines on stderr\n"
 	"    -h, --help            this text\n"
 	"\n"
 	"EXAMPLES\n"
 	"    xvl server --listen /run/xvl.sock --dev name=disk0,backend=file,path=disk.img\n"
 	"    xvl server -l s.sock -d name=n0,backend=null,size=1G,queues=4\n"
-	"    xvl server -l s.sock -d name=q0,backend=vhost-user,path=/run/qsd.sock\n";
+	"    xvl server -l s.sock -d name=q0,backend=vhost-user,path=/run/qsd.sock\n"
+	"    xvl server --link window --window ivshmem:/run/ivsh.sock,vectors=8 -d name=d0,backend=ram,size=64M\n";
 
 /* "0,2-3" into o->cpus; -EINVAL on anything else. */
 static int parse_cpu_list(const char *text, struct xvl_server_opts *o)
@@ -103,17 +125,31 @@ int cmd_server(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'}, {"dev", required_argument, NULL, 'd'},
 		{"name", required_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},         {"cpus", required_argument, NULL, 'c'},
-		{"poll-max-us", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
+		{"max-window", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},         {"link", required_argument, NULL, 'L'},
+		{"window", required_argument, NULL, 'W'}, {"doorbell", required_argument, NULL, 'B'},
+		{"cpus", required_argument, NULL, 'c'},   {"poll-max-us", required_argument, NULL, 'P'},
+		{NULL, 0, NULL, 0}};
+	const char *link = "socket";
 	struct xvl_server_opts o = {0};
 	struct xvl_errbuf eb = {{0}};
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "l:d:n:qhc:P:", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "l:d:n:w:qhc:P:", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': o.listen = optarg; break;
 		case 'n': o.name = optarg; break;
 		case 'q': o.quiet = true; break;
+		case 'w':
+			if (!cli_size("server", "--max-window", optarg, &o.max_window))
+				return 2;
+			if (o.max_window < 4096)
+				return cli_fail(2, "server", "--max-window %s: at least 4096 bytes",
+						optarg);
+			break;
+		case 'L': link = optarg; break;
+		case 'W': o.window = optarg; break;
+		case 'B': o.doorbell = optarg; break;
 		case 'h': return cli_help(help);
 		case 'c':
 			if (parse_cpu_list(optarg, &o) < 0)
@@ -141,7 +177,11 @@ int cmd_server(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_fail(2, "server", "unexpected argument '%s'", argv[optind]);
-	if (!o.listen)
+	if (strcmp(link, "socket") && strcmp(link, "window"))
+		return cli_fail(2, "server", "--link is socket or window, not '%s'", link);
+	if (!strcmp(link, "window") != !!o.window)
+		return cli_fail(2, "server", "--link window and --window WINDOW go together");
+	if (!o.listen && !o.window)
 		return cli_fail(2, "server", "--listen SOCKET is required");
 	if (!o.n_devs)
 		return cli_fail(2, "server", "at least one --dev SPEC is required");

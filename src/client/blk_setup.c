@@ -294,7 +294,7 @@ int xvl_blk_open(struct xvl_client *c, const struct xvl_blk_opts *o, struct xvl_
 		return xvl_err(&c->eb, -ENOMEM, "out of memory");
 	b->c = c;
 	b->dev = (uint32_t)dev;
-	b->poll = o->poll;
+	b->poll = o->poll || xvl_client_link_polls(c); /* a link without doorbells: poll */
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++) {
 		b->q[i].kick_fd = b->q[i].call_fd = -1;
 		pthread_mutex_init(&b->q[i].lock, NULL);

@@ -75,6 +75,12 @@ static int link_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms)
 	unsigned nfds = 0;
 	struct pollfd p = {.fd = c->sock, .events = POLLIN};
 
+	if (c->mbox) {
+		int rc = xvl_link_mbox_recv(c, m, timeout_ms);
+		if (rc < 0 && rc != -ETIMEDOUT)
+			link_died(c, xvl_link_mbox_why(c));
+		return rc;
+	}
 	int pr = poll(&p, 1, timeout_ms);
 	if (pr == 0)
 		return -ETIMEDOUT;
@@ -109,6 +115,13 @@ static void link_nonblocking(struct xvl_client *c)
 
 static int link_send(struct xvl_client *c, struct xvl_msg *req, const int *fds, unsigned nfds)
 {
+	if (c->mbox) {
+		int mrc = xvl_link_mbox_send(c, req);
+		if (mrc < 0 && mrc != -EINVAL)
+			link_died(c, mrc == -ETIMEDOUT ? "the device side does not drain its mailbox"
+						       : xvl_link_mbox_why(c));
+		return mrc;
+	}
 	uint8_t buf[XVL_MSG_MAX_SIZE];
 	int n = xvl_msg_encode(req, buf, sizeof(buf));
 	if (n < 0)
@@ -145,7 +158,8 @@ static int link_call_locked(struct xvl_client *c, struct xvl_msg *req, const int
 				       c->timeout_ms);
 		if (rc < 0)
 			return xvl_err(&c->eb, rc, "%s: %s", what,
-				       rc == -ENOTCONN ? "server closed the link" : strerror(-rc));
+				       c->mbox ? xvl_link_mbox_why(c) /* says which mailbox and why */
+				       : rc == -ENOTCONN ? "server closed the link" : strerror(-rc));
 		if (rep->type == XVL_MSG_EVENT && !xvl_msg_is_reply(rep)) {
 			handle_event(c, rep);
 			continue;
@@ -308,6 +322,13 @@ static int connect_link(struct xvl_client *c, const char *path, const char *name
 	c->mode = XVL_MODE_LINK;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	snprintf(c->name, sizeof(c->name), "%s", name);
+	if (c->mbox) {
+		/* The mailbox link: no socket, and the window is shared already. */
+		int mrc = xvl_link_mbox_connect(c);
+		if (mrc == 0)
+			mrc = link_hello(c, name);
+		return mrc == 0 ? link_enumerate(c) : mrc;
+	}
 	int rc = link_open(c);
 	if (rc < 0)
 		return rc;
@@ -385,7 +406,7 @@ static int open_window(struct xvl_client *c, const struct xvl_client_opts *o)
 
 static int setup_window(struct xvl_client *c, const struct xvl_client_opts *o)
 {
-	int rc = open_window(c, o);
+	int rc = c->mbox ? 0 : open_window(c, o); /* the mailbox link opened its window already */
 	if (rc < 0)
 		return rc;
 	rc = xvl_win_format(&c->win.mem);
@@ -400,7 +421,7 @@ static int setup_window(struct xvl_client *c, const struct xvl_client_opts *o)
 	if (rc < 0)
 		return xvl_err(&c->eb, rc, "cannot lay out a heap in the window");
 	xvl_win_record(&c->win.mem, XVL_WIN_HEAP, 0, 0, XVL_WIN_HDR_SIZE, heap_len);
-	return 0;
+	return c->mbox ? xvl_link_mbox_format(c) : 0;
 }
 
 static const char *uri_path(const char *uri, enum xvl_mode *mode)
@@ -451,7 +472,11 @@ int xvl_client_connect(struct xvl_client **out, const char *uri, const struct xv
 	if (!c->reconnect_ms && getenv("XVL_RECONNECT_MS"))
 		c->reconnect_ms = (unsigned)strtoul(getenv("XVL_RECONNECT_MS"), NULL, 10);
 	const char *path = uri_path(uri, &mode);
-	rc = setup_window(c, o);
+	rc = 0;
+	if (xvl_link_mbox_uri(uri))
+		rc = xvl_link_mbox_create(c, uri, o && o->window_size ? o->window_size : DEFAULT_WINDOW_SIZE);
+	if (rc == 0)
+		rc = setup_window(c, o);
 	if (rc == 0)
 		rc = mode == XVL_MODE_VHOST ? connect_vhost(c, path)
 					    : connect_link(c, path, o && o->name ? o->name : "xvl-client");
@@ -476,6 +501,7 @@ void xvl_client_close(struct xvl_client *c)
 		xvl_vhost_close(&c->vh);
 	if (c->sock >= 0)
 		close(c->sock);
+	xvl_link_mbox_close(c); /* before the window it lives in goes */
 	xvl_os_window_close(&c->win);
 	free(c->heap_meta);
 	pthread_mutex_destroy(&c->heap_lock);
@@ -540,6 +566,19 @@ static int relink(struct xvl_client *c)
 {
 	struct xvl_dev_desc before[XVL_MAX_DEVICES];
 	memcpy(before, c->dev, sizeof(before));
+	if (c->mbox) {
+		set_link_dead(c, false);
+		int mrc = xvl_link_mbox_connect(c);
+		if (mrc == 0)
+			mrc = link_hello(c, c->name);
+		if (mrc == 0)
+			mrc = link_enumerate(c);
+		if (mrc == 0 && !devices_unchanged(c, before))
+			mrc = xvl_err(&c->eb, -ENODEV, "the server came back with other devices");
+		if (mrc < 0)
+			set_link_dead(c, true);
+		return mrc;
+	}
 	int rc = link_open(c);
 	if (rc < 0)
 		return rc;
@@ -708,6 +747,10 @@ int xvl_dev_setup_queue(struct xvl_client *c, uint32_t dev, const struct xvl_que
 		.avail = qs->layout.avail,
 		.used = qs->layout.used,
 	};
+	if (c->mbox) {
+		int rc = xvl_link_mbox_queue(c, dev, qs, &req.u.queue);
+		return rc < 0 ? rc : link_call(c, &req, NULL, 0, &rep);
+	}
 	int fds[2] = {qs->kick_fd, qs->call_fd};
 	return link_call(c, &req, fds, qs->poll ? 0 : 2, &rep);
 }

@@ -23,9 +23,13 @@ enum xvl_mode {
 	XVL_MODE_VHOST,
 };
 
+struct xvl_link_mbox;
+
 struct xvl_client {
 	enum xvl_mode mode;
-	int sock;                 /* link socket (LINK); atomic: sleepers poll it */
+	int sock;                 /* link socket (LINK); atomic: sleepers poll it; mailbox link: its
+	                             vector 0's eventfd, or -1 */
+	struct xvl_link_mbox *mbox; /* LINK over the mailbox in the window (link_mbox.c), else NULL */
 	uint32_t seq;
 	unsigned timeout_ms;
 	bool link_dead;           /* atomic */
@@ -92,6 +96,26 @@ int xvl_blk_restart(struct xvl_blk *b, bool attach);
  * there is nothing to do or it worked.
  */
 int xvl_client_recover(struct xvl_client *c);
+
+/*
+ * The mailbox link (link_mbox.c), the seam's other side: window:PATH,
+ * ivshmem:SOCKET and mbox: URIs.  client.c calls these where it would use
+ * the socket; they return what the socket calls would (-ETIMEDOUT,
+ * -ENOTCONN when the device side went away, ...), with c->eb set.
+ */
+bool xvl_link_mbox_uri(const char *uri);
+int xvl_link_mbox_create(struct xvl_client *c, const char *uri, uint64_t size);
+int xvl_link_mbox_format(struct xvl_client *c);
+int xvl_link_mbox_connect(struct xvl_client *c);
+int xvl_link_mbox_send(struct xvl_client *c, const struct xvl_msg *m);
+int xvl_link_mbox_recv(struct xvl_client *c, struct xvl_msg *m, int timeout_ms);
+const char *xvl_link_mbox_why(const struct xvl_client *c);
+/* SET_QUEUE on the mailbox link: POLL, or VECTORS with blk's descriptors made the vectors'. */
+int xvl_link_mbox_queue(struct xvl_client *c, uint32_t dev, const struct xvl_queue_setup *qs,
+			struct xvl_m_queue *mq);
+void xvl_link_mbox_close(struct xvl_client *c);
+/* The link has no doorbell: queues must be polled. */
+bool xvl_client_link_polls(const struct xvl_client *c);
 
 /* Heap blocks as window offsets (0 = none). */
 uint64_t xvl_client_heap_alloc(struct xvl_client *c, uint64_t len);

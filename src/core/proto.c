@@ -165,7 +165,8 @@ unsigned xvl_msg_nfds(const struct xvl_msg *m)
 		return 0;
 	if (m->type == XVL_MSG_SET_WINDOW)
 		return 1;
-	if (m->type == XVL_MSG_SET_QUEUE && !(m->u.queue.flags & XVL_QUEUE_F_POLL))
+	if (m->type == XVL_MSG_SET_QUEUE &&
+	    !(m->u.queue.flags & (XVL_QUEUE_F_POLL | XVL_QUEUE_F_VECTORS)))
 		return 2;
 	return 0;
 }
@@ -226,6 +227,11 @@ static void encode_payload(struct wcur *w, int shape, const struct xvl_msg *m)
 		put64(w, q->desc);
 		put64(w, q->avail);
 		put64(w, q->used);
+		if (q->flags & XVL_QUEUE_F_VECTORS) {
+			put16(w, q->kick_vector);
+			put16(w, q->call_vector);
+			put32(w, 0);
+		}
 		break;
 	case SH_STATUS:
 		put32(w, m->u.st.dev);
@@ -342,6 +348,12 @@ static void decode_payload(struct rcur *r, int shape, struct xvl_msg *m)
 		q->desc = get64(r);
 		q->avail = get64(r);
 		q->used = get64(r);
+		if (q->flags & XVL_QUEUE_F_VECTORS) {
+			q->kick_vector = get16(r);
+			q->call_vector = get16(r);
+			if (get32(r) != 0)
+				r->bad = true; /* reserved, must be 0 */
+		}
 		break;
 	case SH_STATUS:
 		m->u.st.dev = get32(r);

@@ -17,12 +17,10 @@
 #ifndef XVL_PROTO_H
 #define XVL_PROTO_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "xvl_types.h"
 
 #define XVL_PROTO_MAJOR 1
-#define XVL_PROTO_MINOR 0
+#define XVL_PROTO_MINOR 1 /* 1: SET_QUEUE doorbell vectors */
 
 #define XVL_MSG_HDR_SIZE 16u
 #define XVL_MSG_MAX_SIZE 512u  /* header + largest payload */
@@ -40,7 +38,7 @@ enum xvl_msg_type {
 	XVL_MSG_SET_FEATURES = 6,
 	XVL_MSG_GET_CONFIG = 7,
 	XVL_MSG_SET_CONFIG = 8,
-	XVL_MSG_SET_QUEUE = 9,   /* + 2 fds (kick, call) unless XVL_QUEUE_F_POLL */
+	XVL_MSG_SET_QUEUE = 9,   /* + 2 fds (kick, call) unless POLL or VECTORS */
 	XVL_MSG_SET_STATUS = 10,
 	XVL_MSG_GET_STATUS = 11,
 	XVL_MSG_RESET = 12,
@@ -57,6 +55,8 @@ enum xvl_msg_type {
 /* SET_QUEUE flags. */
 #define XVL_QUEUE_F_POLL   1u  /* no eventfds: both sides poll the rings */
 #define XVL_QUEUE_F_ENABLE 2u  /* queue enabled (a queue set with 0 is disabled) */
+/* No eventfds: kick_vector/call_vector name doorbell vectors (mailbox link); payload 48 bytes. */
+#define XVL_QUEUE_F_VECTORS 4u
 
 /* EVENT codes. */
 #define XVL_EVENT_BROKEN 1u   /* device marked NEEDS_RESET; reason = negative errno */
@@ -125,6 +125,8 @@ struct xvl_m_queue {
 	uint64_t desc;
 	uint64_t avail;
 	uint64_t used;
+	uint16_t kick_vector; /* with XVL_QUEUE_F_VECTORS: rung on the device side */
+	uint16_t call_vector; /* with XVL_QUEUE_F_VECTORS: rung on the driver side */
 };
 
 struct xvl_m_status {

@@ -3,7 +3,7 @@
 #ifndef XVL_VIRTIO_BLK_H
 #define XVL_VIRTIO_BLK_H
 
-#include <stdint.h>
+#include "xvl_types.h"
 
 #define XVL_VIRTIO_ID_NET   1
 #define XVL_VIRTIO_ID_BLOCK 2

@@ -7,9 +7,7 @@
  * Publication is release/acquire on the ring indices; the event-index and
  * flags handshakes need store->load ordering, hence the full fences.
  */
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "xvl_types.h"
 
 #include "virtq.h"
 #include "xvl_atomic.h"

@@ -17,9 +17,7 @@
 #ifndef XVL_VIRTQ_H
 #define XVL_VIRTQ_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "xvl_types.h"
 
 #include "window.h"
 

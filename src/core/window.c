@@ -4,9 +4,7 @@
  * heap for I/O buffers.  Portable core: no OS calls, no allocation, no
  * globals; builds with -ffreestanding.
  */
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "xvl_types.h"
 
 #include "window.h"
 #include "xvl_atomic.h"

@@ -19,13 +19,11 @@
 #ifndef XVL_WINDOW_H
 #define XVL_WINDOW_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "xvl_types.h"
 
 #define XVL_WIN_MAGIC         0x574c5658u /* "XVLW" little-endian */
 #define XVL_WIN_VERSION_MAJOR 1
-#define XVL_WIN_VERSION_MINOR 0
+#define XVL_WIN_VERSION_MINOR 1 /* 1: the link field */
 #define XVL_WIN_HDR_SIZE      4096u
 #define XVL_WIN_MAX_ENTRIES   120
 #define XVL_WIN_MIN_SIZE      (64u * 1024)
@@ -40,6 +38,12 @@ enum xvl_win_entry_type {
 	XVL_WIN_SLOTS = 5,    /* per-head request headers (e.g. virtio-blk outhdr + status) */
 	XVL_WIN_HEAP = 6,     /* data buffers */
 	XVL_WIN_MAILBOX = 7,  /* control mailbox (link over shared memory) */
+};
+
+/* What the header's link field says: where the two sides' link runs. */
+enum xvl_win_link {
+	XVL_WIN_LINK_FD = 0,      /* a socket outside the window (SET_WINDOW passed the fd) */
+	XVL_WIN_LINK_MAILBOX = 1, /* the mailbox inside the window (mailbox.h, layout type 7) */
 };
 
 struct xvl_win_entry {
@@ -58,7 +62,8 @@ struct xvl_win_hdr {
 	uint32_t hdr_size;    /* XVL_WIN_HDR_SIZE */
 	uint32_t n_entries;   /* used entries in table[] */
 	uint64_t generation;  /* bumped by the owner on every re-layout */
-	uint8_t reserved[32];
+	uint32_t link;        /* which link this window carries: enum xvl_win_link (minor >= 1) */
+	uint8_t reserved[28];
 	struct xvl_win_entry table[XVL_WIN_MAX_ENTRIES];
 };
 

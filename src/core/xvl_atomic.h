@@ -11,7 +11,7 @@
 #ifndef XVL_ATOMIC_H
 #define XVL_ATOMIC_H
 
-#include <stdint.h>
+#include "xvl_types.h"
 
 #define xvl_load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define xvl_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)

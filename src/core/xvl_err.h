@@ -3,7 +3,9 @@
 #ifndef XVL_ERR_H
 #define XVL_ERR_H
 
-#if defined(__has_include) && __has_include(<errno.h>) && !defined(XVL_FREESTANDING)
+#if defined(__KERNEL__)
+#include <linux/errno.h>
+#elif defined(__has_include) && __has_include(<errno.h>) && !defined(XVL_FREESTANDING)
 #include <errno.h>
 #else
 #define EPERM 1
@@ -28,6 +30,9 @@
 #define EOPNOTSUPP 95
 #define ECONNRESET 104
 #define ETIMEDOUT 110
+#define ESTALE 116
+#define ENOENT 2
+#define EPIPE 32
 #endif
 
 #endif

@@ -56,8 +56,24 @@ int xvl_os_window_map(struct xvl_os_window *w, int fd, uint64_t size, struct xvl
  */
 int xvl_os_window_seal(int fd);
 
+/*
+ * Map a window by path (window_path.c): create_size > 0 creates the file
+ * and grows it to that size if smaller (the driver side); 0 maps it as it
+ * is (-EAGAIN while it is smaller than a window).
+ */
+int xvl_os_window_open_path(struct xvl_os_window *w, const char *path, uint64_t create_size,
+			    struct xvl_errbuf *eb);
+
 /* Unmap and close; safe on a zeroed or already-closed window. */
 void xvl_os_window_close(struct xvl_os_window *w);
+
+/*
+ * Every window created or mapped here is guarded against SIGBUS (a peer
+ * punching holes in a hugetlb window, or truncating an unsealed one): the
+ * faulting page is replaced by a private zero page and the access goes on.
+ * The number of pages so replaced in w (0 for a well-behaved peer).
+ */
+unsigned xvl_os_window_faults(const struct xvl_os_window *w);
 
 /* ---------------------------------------------------------------- sockets */
 

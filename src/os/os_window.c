@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +79,127 @@ static int huge_fail(struct xvl_errbuf *eb, int err, const char *what, const cha
 		       (unsigned long long)size, strerror(err));
 }
 
+/* ---------------------------------------------------------------- SIGBUS guard */
+
+/*
+ * A peer can make our accesses to a shared window fault with SIGBUS:
+ * fallocate(PUNCH_HOLE) is not stopped by F_SEAL_SHRINK, and a punched page
+ * of a hugetlb window is refilled on the next touch only if a free huge page
+ * is left (its reservation went with the hole); an unsealable shm window can
+ * be truncated.  Every window mapped here is registered; the SIGBUS handler
+ * replaces the faulting page of a registered window by a private zero page
+ * (the peer's data of that page is lost to us, as it destroyed it) and
+ * counts it, so the access completes and the process lives on.  A SIGBUS
+ * anywhere else goes to the previous disposition.
+ *
+ * Process-wide on purpose: a signal handler has no other way to find the
+ * windows.  Slots are published with release stores and read with acquire
+ * loads; the handler takes no lock.
+ */
+#define GUARD_SLOTS 256
+
+struct guard_slot {
+	_Atomic uintptr_t base; /* 0: free */
+	_Atomic size_t len;
+	_Atomic size_t page;    /* the unit replaced: the mapping's page size */
+	_Atomic unsigned faults;
+};
+
+static struct guard_slot guards[GUARD_SLOTS];
+static struct sigaction guard_prev;
+static atomic_int guard_installed; /* 0 no, 1 being installed, 2 yes */
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		uintptr_t base = atomic_load_explicit(&guards[i].base, memory_order_acquire);
+		size_t len = atomic_load_explicit(&guards[i].len, memory_order_relaxed);
+		size_t page = atomic_load_explicit(&guards[i].page, memory_order_relaxed);
+		if (!base || a < base || a - base >= len || !page)
+			continue;
+		void *p = (void *)(a & ~(uintptr_t)(page - 1));
+		if (mmap(p, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+			 -1, 0) != MAP_FAILED) {
+			atomic_fetch_add_explicit(&guards[i].faults, 1, memory_order_relaxed);
+			return;
+		}
+		break;
+	}
+	/* Not a window (or no memory for the page): what would have happened without us. */
+	if ((guard_prev.sa_flags & SA_SIGINFO) && guard_prev.sa_sigaction) {
+		guard_prev.sa_sigaction(sig, si, uc);
+		return;
+	}
+	if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+		guard_prev.sa_handler(sig);
+		return;
+	}
+	signal(SIGBUS, SIG_DFL); /* the access faults again and takes the default action */
+}
+
+static void guard_install(void)
+{
+	int expect = 0;
+	struct sigaction sa;
+
+	if (!atomic_compare_exchange_strong(&guard_installed, &expect, 1))
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &guard_prev);
+	atomic_store(&guard_installed, 2);
+}
+
+static void guard_add(void *base, uint64_t len, uint64_t page)
+{
+	guard_install();
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		uintptr_t expect = 0;
+		if (atomic_load_explicit(&guards[i].base, memory_order_relaxed))
+			continue;
+		/* claim with a marker, fill, then publish */
+		if (!atomic_compare_exchange_strong(&guards[i].base, &expect, (uintptr_t)1))
+			continue;
+		atomic_store_explicit(&guards[i].len, (size_t)len, memory_order_relaxed);
+		atomic_store_explicit(&guards[i].page, (size_t)page, memory_order_relaxed);
+		atomic_store_explicit(&guards[i].faults, 0, memory_order_relaxed);
+		atomic_store_explicit(&guards[i].base, (uintptr_t)base, memory_order_release);
+		return;
+	}
+	/* all slots taken: this window is unguarded (a SIGBUS in it kills, as before) */
+}
+
+static struct guard_slot *guard_find(const void *base)
+{
+	for (unsigned i = 0; base && i < GUARD_SLOTS; i++)
+		if (atomic_load_explicit(&guards[i].base, memory_order_acquire) == (uintptr_t)base)
+			return &guards[i];
+	return NULL;
+}
+
+static void guard_remove(const void *base)
+{
+	struct guard_slot *g = guard_find(base);
+	if (g)
+		atomic_store_explicit(&g->base, 0, memory_order_release);
+}
+
+static uint64_t map_page_size(int fd)
+{
+	uint64_t hp = huge_page_size(fd);
+	return hp ? hp : (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+unsigned xvl_os_window_faults(const struct xvl_os_window *w)
+{
+	struct guard_slot *g = guard_find(w->mem.base);
+	return g ? atomic_load_explicit(&g->faults, memory_order_relaxed) : 0;
+}
+
 static void window_reset(struct xvl_os_window *w)
 {
 	w->fd = -1;
@@ -110,6 +233,7 @@ static int window_setup(struct xvl_os_window *w, int fd, uint64_t size, uint64_t
 	w->fd = fd;
 	w->mem.base = p;
 	w->mem.size = size;
+	guard_add(p, size, map_page_size(fd));
 	return 0;
 }
 
@@ -252,6 +376,7 @@ int xvl_os_window_map(struct xvl_os_window *w, int fd, uint64_t size, struct xvl
 	w->fd = fd;
 	w->mem.base = p;
 	w->mem.size = size;
+	guard_add(p, len, map_page_size(fd));
 	return 0;
 }
 
@@ -261,6 +386,7 @@ void xvl_os_window_close(struct xvl_os_window *w)
 		return;
 	if (w->mem.base) {
 		uint64_t len = w->mem.size;
+		guard_remove(w->mem.base); /* before the address can be reused */
 		if (w->fd >= 0)
 			len = round_up(len, huge_page_size(w->fd));
 		munmap(w->mem.base, (size_t)len);

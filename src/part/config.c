@@ -489,13 +489,30 @@ static int comp_window(struct cx *x, const config_setting_t *g, const char *p, s
 	return 0;
 }
 
+/* link = "socket" (default) | "window": the driver's link runs in the mailbox of its window. */
+static int comp_link(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	char link[16] = "socket";
+	int rc = get_str(x, g, p, "link", false, link, sizeof(link));
+	if (rc < 0)
+		return rc;
+	const config_setting_t *s = config_setting_get_member(g, "link");
+	if (strcmp(link, "socket") && strcmp(link, "window"))
+		return bad(x, s, p, "'%s' (expected socket or window)", link);
+	k->link_window = !strcmp(link, "window");
+	if (k->link_window && k->role != XP_DRIVER)
+		return bad(x, s, p, "'link' belongs to a driver compartment (its window carries the link)");
+	return 0;
+}
+
 static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const char *p)
 {
 	static const char *const keys[] = {"name", "role", "program", "cpus", "memory", "window",
-					   "connect", "devices", "syscalls", NULL};
+					   "connect", "devices", "syscalls", "link", NULL};
 	struct xp_comp *k = &x->c->comps[idx];
+	k->mbox_driver = -1;
 	int rc = only_keys(x, g, p, keys,
-			   "name, role, program, cpus, memory, window, connect, devices, syscalls");
+			   "name, role, program, cpus, memory, window, connect, devices, syscalls, link");
 	if (rc == 0)
 		rc = get_str(x, g, p, "name", true, k->name, sizeof(k->name));
 	if (rc >= 0 && find_name(k->name, x->c->comps[0].name, sizeof(*k), (unsigned)idx) >= 0)
@@ -514,6 +531,8 @@ static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const ch
 		rc = comp_devices(x, g, p, k, idx);
 	if (rc >= 0)
 		rc = parse_syscalls(x, g, p, k);
+	if (rc >= 0)
+		rc = comp_link(x, g, p, k);
 	k->line = line_of(g);
 	k->server = -1;
 	return rc < 0 ? rc : 0;
@@ -653,7 +672,18 @@ static int comp_fn(struct cx *x, const config_setting_t *g, unsigned i, const ch
 
 static int connect_fn(struct cx *x, const config_setting_t *g, unsigned i, const char *p)
 {
-	return comp_connect(x, g, p, &x->c->comps[i]);
+	struct xp_comp *k = &x->c->comps[i];
+	int rc = comp_connect(x, g, p, k);
+	if (rc < 0 || !k->link_window)
+		return rc;
+	/* A device side serves one mailbox: the window of one driver. */
+	struct xp_comp *d = &x->c->comps[k->server];
+	if (d->mbox_driver >= 0)
+		return bad(x, config_setting_get_member(g, "link"), p,
+			   "device compartment '%s' already serves the mailbox link of '%s' (one per device side)",
+			   d->name, x->c->comps[d->mbox_driver].name);
+	d->mbox_driver = (int)i;
+	return 0;
 }
 
 static int parse_top(struct cx *x, const config_setting_t *root)

@@ -62,6 +62,8 @@ struct xp_comp {
 	bool have_cpus;
 	uint64_t memory;           /* bytes, 0 = no limit */
 	int window;                /* driver: window index */
+	bool link_window;          /* driver: link = "window": the mailbox in its window, no socket */
+	int mbox_driver;           /* device: the driver whose window carries its mailbox link, -1 */
 	int server;                /* driver: device compartment it connects to */
 	unsigned n_devs;           /* device: devices served */
 	int devs[XP_MAX_DEVS];

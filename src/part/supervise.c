@@ -46,7 +46,8 @@ static int subst(const struct xp_inst *p, unsigned i, const char *in, char *out,
 	snprintf(wsz, sizeof(wsz), "%llu",
 		 (unsigned long long)(k->window >= 0 ? p->win_size[k->window] : 0));
 	const char *keys[] = {"{link}", "{window_fd}", "{window_size}", "{name}", "{state_dir}"};
-	const char *vals[] = {p->rt[i].link, k->window >= 0 ? "3" : "-1", wsz, k->name, p->dir};
+	const char *vals[] = {k->link_window ? "mbox:" : p->rt[i].link, k->window >= 0 ? "3" : "-1", wsz,
+			      k->name, p->dir};
 	size_t o = 0;
 	while (*in) {
 		unsigned t = 0;
@@ -95,6 +96,10 @@ static int go_args(const struct xp_inst *p, unsigned i, struct xp_go *g)
 	const char *fixed[] = {"xvl", "server", "--listen", p->rt[i].link, "--name", k->name};
 	for (unsigned j = 0; rc == 0 && j < 6; j++)
 		rc = xp_go_add(g, false, fixed[j]);
+	/* A driver with link = "window": its window comes in as fd 3 (the socket stays for status). */
+	const char *mbox[] = {"--link", "window", "--window", "fd:3"};
+	for (unsigned j = 0; rc == 0 && k->mbox_driver >= 0 && j < 4; j++)
+		rc = xp_go_add(g, false, mbox[j]);
 	for (unsigned d = 0; rc == 0 && d < k->n_devs; d++) {
 		spec_text(&p->cfg.devs[k->devs[d]], a, sizeof(a));
 		rc = xp_go_add(g, false, "--dev");
@@ -120,6 +125,8 @@ static int go_env(const struct xp_inst *p, unsigned i, struct xp_go *g)
 		rc = xp_go_add(g, true, e);
 	if (rc == 0 && k->window >= 0) {
 		rc = xp_go_add(g, true, "XVL_WINDOW_FD=3");
+		if (rc == 0 && k->link_window)
+			rc = xp_go_add(g, true, "XVL_DOORBELL=none"); /* the shell passes 4 fds: no vectors */
 		/* the supervisor restarts a dead device side within ms: ride it out */
 		if (rc == 0)
 			rc = xp_go_add(g, true, "XVL_RECONNECT_MS=5000");
@@ -219,11 +226,13 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 		rc = xp_shell_ready(&sh, 5000, eb);
 	if (rc == 0)
 		rc = xp_cgroup_limit(&sh.cg, k->memory, eb);
-	int fds[2] = {r->log_wr, k->window >= 0 ? p->win_fd[k->window] : -1};
-	if (rc == 0 && k->window >= 0 && fds[1] < 0)
-		rc = xvl_err(eb, -EBADF, "its window %s was released", p->cfg.wins[k->window].name);
+	/* A device side serving a mailbox link gets that driver's window too. */
+	int win = k->window >= 0 ? k->window : k->mbox_driver >= 0 ? p->cfg.comps[k->mbox_driver].window : -1;
+	int fds[2] = {r->log_wr, win >= 0 ? p->win_fd[win] : -1};
+	if (rc == 0 && win >= 0 && fds[1] < 0)
+		rc = xvl_err(eb, -EBADF, "its window %s was released", p->cfg.wins[win].name);
 	if (rc == 0)
-		rc = xp_shell_exec(&sh, g, fds, k->window >= 0 ? 2 : 1, eb);
+		rc = xp_shell_exec(&sh, g, fds, win >= 0 ? 2 : 1, eb);
 	free(g);
 	if (rc < 0) {
 		shell_drop(&sh);

@@ -9,7 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -97,6 +103,108 @@ static void file_submit(struct srv_dev *d, struct srv_req *r)
 		break;
 	}
 	io_uring_sqe_set_data(sqe, r);
+}
+
+/* ------------------------------------------------------------ the ring */
+
+/*
+ * The only operations the server ever puts on its ring (file_submit above).
+ * io_uring operations bypass seccomp's argument checks (an OPENAT or a
+ * SENDMSG on the ring is not a system call), so the ring is created
+ * disabled, restricted to these opcodes with no SQE flags and no register
+ * operations, and only then enabled: the kernel refuses anything else with
+ * -EACCES in the completion.
+ */
+static const uint8_t ring_ops[] = {
+	IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE,
+};
+
+static int ring_restrict(struct io_uring *ring)
+{
+	struct io_uring_restriction r[sizeof(ring_ops) + 1];
+	unsigned n = 0;
+
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < sizeof(ring_ops); i++) {
+		r[n].opcode = IORING_RESTRICTION_SQE_OP;
+		r[n++].sqe_op = ring_ops[i];
+	}
+	r[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+	r[n++].sqe_flags = 0;
+	/* liburing 2.3 (Debian 12) declares io_uring_register_restrictions but does
+	 * not export it: the register calls are made directly. */
+	if (syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS, r, n) < 0 ||
+	    syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Under a seccomp filter (the partitioner's device profile allows
+ * io_uring_setup for this ring) a compromised server could make a second,
+ * unrestricted ring.  Once ours exists, add a filter of our own that refuses
+ * io_uring_setup.  Filters only ever add restrictions; outside a sandbox
+ * (no filter yet) nothing is installed, so in-process users are unaffected.
+ */
+static bool under_seccomp_filter(void)
+{
+	char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	const char *p = strstr(buf, "\nSeccomp:");
+	return p && strtol(p + 9, NULL, 10) == SECCOMP_MODE_FILTER;
+}
+
+static int forbid_new_rings(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+
+	if (!under_seccomp_filter())
+		return 0;
+	/* TSYNC: every thread (the server's workers) gets it, not only the caller */
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) < 0)
+		return -errno;
+	return 0;
+}
+
+int srv_ring_create(struct io_uring *ring, unsigned depth)
+{
+	int rc = io_uring_queue_init(depth, ring, IORING_SETUP_R_DISABLED);
+
+	if (rc < 0)
+		return rc;
+	rc = ring_restrict(ring);
+	if (rc < 0)
+		io_uring_queue_exit(ring);
+	return rc;
+}
+
+int srv_ring_seal(void)
+{
+	return forbid_new_rings();
+}
+
+int srv_ring_init(struct io_uring *ring, unsigned depth)
+{
+	int rc = srv_ring_create(ring, depth);
+	if (rc == 0) {
+		rc = srv_ring_seal();
+		if (rc < 0)
+			io_uring_queue_exit(ring);
+	}
+	return rc;
 }
 
 static void file_close(struct srv_dev *d)

@@ -44,6 +44,14 @@ void srv_queue_notify(struct srv_queue *q)
 	}
 }
 
+uint64_t srv_dev_requests(const struct srv_dev *d)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++) /* a worker may be counting */
+		n += xvl_load_relaxed(&d->q[i].st_requests);
+	return n;
+}
+
 void srv_req_done(struct srv_req *r, uint8_t status)
 {
 	struct srv_queue *q = r->q;

@@ -37,7 +37,8 @@ static void conn_free(struct srv_conn *c)
 		}
 	}
 	s->n_conns--;
-	xvl_os_window_close(&c->win);
+	if (!c->mbox) /* a mailbox session borrows the window of its mailbox */
+		xvl_os_window_close(&c->win);
 	free(c);
 }
 
@@ -54,13 +55,22 @@ static void conn_close(struct srv_conn *c)
 		return;
 	if (c->name[0]) /* a probe that never said HELLO is not worth a line */
 		srv_log(s, "client %s disconnected", c->name);
-	srv_unwatch(s, c->fd);
-	close(c->fd);
+	if (c->fd >= 0) {
+		srv_unwatch(s, c->fd);
+		close(c->fd);
+	}
 	c->fd = -1;
 	c->closing = true;
 	c->out_count = 0;
+	if (c->mbox)
+		srv_mbox_conn_closed(c);
 	srv_dev_conn_closed(c);
 	srv_conn_free_if_unused(c);
+}
+
+void srv_conn_close(struct srv_conn *c)
+{
+	conn_close(c);
 }
 
 static bool any_awaiting_hello(const struct srv *s)
@@ -193,6 +203,10 @@ void srv_conn_send(struct srv_conn *c, const struct xvl_msg *m)
 	uint8_t buf[XVL_MSG_MAX_SIZE];
 	if (!c || c->closing || c->doomed)
 		return;
+	if (c->mbox) {
+		srv_mbox_send(c, m);
+		return;
+	}
 	int n = xvl_msg_encode(m, buf, sizeof(buf));
 	if (n <= 0)
 		return;

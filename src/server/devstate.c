@@ -71,7 +71,7 @@ static unsigned dev_inflight(const struct srv_dev *d)
 	unsigned n = 0;
 	for (unsigned q = 0; q < XVL_MAX_QUEUES; q++) /* a worker's queue: in flight till released */
 		n += d->q[q].handed ? 1 : d->q[q].inflight;
-	return n;
+	return n + srv_bridge_busy(d); /* a vhost backend being stopped counts as in flight */
 }
 
 /* ------------------------------------------------------------ queues */

@@ -58,6 +58,13 @@ static int on_set_window(struct srv_conn *c, const struct xvl_msg *m, int *fds)
 	struct xvl_errbuf eb;
 	if (c->has_window)
 		return -EEXIST;
+	uint64_t cap = c->srv->opts.max_window ? c->srv->opts.max_window : XVL_SERVER_MAX_WINDOW;
+	if (m->u.window.size > cap) { /* what the server faults in is charged to its cgroup */
+		srv_log(c->srv, "client %s: window of %llu bytes refused: this server takes at most "
+			"%llu (xvl server --max-window)", c->name,
+			(unsigned long long)m->u.window.size, (unsigned long long)cap);
+		return -EFBIG;
+	}
 	/* Sealed before the size check in map: the size checked is the size that stays. */
 	if (xvl_os_window_seal(fds[0]) < 0) {
 		srv_log(c->srv, "client %s: window refused: it is not a memfd sealed (or sealable) "
@@ -116,14 +123,37 @@ static int admissible(const struct srv_conn *c, const struct xvl_msg *m, unsigne
 		return -EPROTO;
 	if (c->hello == SRV_HELLO_AWAITED && m->type != XVL_MSG_HELLO)
 		return -EPROTO;
+	/* The mailbox link: the window is the mailbox's, queues name doorbell vectors or poll. */
+	if (c->mbox && m->type == XVL_MSG_SET_WINDOW)
+		return -EEXIST;
+	if (c->mbox && m->type == XVL_MSG_SET_QUEUE &&
+	    !(m->u.queue.flags & (XVL_QUEUE_F_POLL | XVL_QUEUE_F_VECTORS)))
+		return -EINVAL;
 	if (nfds != xvl_msg_nfds(m))
 		return -EBADMSG;
 	return 0;
 }
 
+/* SET_QUEUE with doorbell vectors: they become the queue's kick and call eventfds. */
+static int on_set_queue_vectors(struct srv_conn *c, const struct xvl_msg *m)
+{
+	int vfds[2];
+	int rc = srv_mbox_queue_fds(c, &m->u.queue, vfds);
+	if (rc < 0)
+		return rc;
+	rc = srv_dev_on_set_queue(c, m, vfds);
+	for (unsigned i = 0; i < 2; i++)
+		if (vfds[i] >= 0)
+			close(vfds[i]); /* not taken (queue_setup sets what it takes to -1) */
+	return rc;
+}
+
 static int handle(struct srv_conn *c, const struct xvl_msg *m, int *fds, struct xvl_msg *rep,
 		  bool *deferred)
 {
+	if (m->type == XVL_MSG_SET_QUEUE && (m->u.queue.flags & XVL_QUEUE_F_VECTORS) &&
+	    !(m->u.queue.flags & XVL_QUEUE_F_POLL))
+		return on_set_queue_vectors(c, m);
 	switch (m->type) {
 	case XVL_MSG_HELLO: return on_hello(c, m, rep);
 	case XVL_MSG_DEV_INFO: return on_dev_info(c, m, rep);

@@ -241,6 +241,14 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 	case W_WORKER:
 		srv_worker_news(s);
 		break;
+	case W_VHOST_JOB:
+		srv_bridge_job_done(w->obj);
+		break;
+	case W_MBOX:
+	case W_IVSH_LISTEN:
+	case W_IVSH_PEER:
+		srv_mbox_on_event(s, w);
+		break;
 	}
 }
 
@@ -251,23 +259,28 @@ int xvl_server_run(struct xvl_server *xs)
 	bool busy = false, polling = false;
 
 	srv_log(s, "serving %u device(s) on %s with %u worker thread(s), polling up to %llu ns",
-		s->n_devs, s->opts.listen, s->n_workers, (unsigned long long)s->poll.max_ns);
+		s->n_devs, s->opts.listen ? s->opts.listen : s->opts.window, s->n_workers,
+		(unsigned long long)s->poll.max_ns);
 	while (!s->stop) {
 		int timeout = busy || polling || s->poll_queues ? 0 : -1;
 		if (timeout < 0 && rearm_queues(s))
 			timeout = 0;
+		long idle_us = srv_mbox_idle_us(s, busy);
+		if (idle_us >= 0 && (timeout < 0 || (!busy && !polling)))
+			timeout = (int)((idle_us + 999) / 1000); /* polling a window link: bounded, adaptive */
 		uint64_t t0 = 0;
-		if (timeout < 0) { /* no peer eventfd is touched while we sleep */
+		if (timeout != 0) { /* no peer eventfd is touched while we sleep */
 			xvl_os_guard_release(&s->guard);
 			t0 = xvl_os_now_ns();
 		}
 		int n = epoll_wait(s->epfd, ev, MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
-		if (timeout < 0)
+		if (timeout != 0)
 			srv_poll_adapt(&s->poll, xvl_os_now_ns() - t0);
 		for (int i = 0; i < n; i++)
 			on_event(s, ev[i].data.ptr, ev[i].events);
+		srv_mbox_poll(s);
 		unsigned work = 0;
 		if ((s->poll_queues || polling) && s->ring_ok && io_uring_cq_ready(&s->ring)) {
 			work += io_uring_cq_ready(&s->ring);
@@ -311,7 +324,7 @@ static int setup_signals(struct srv *s, struct xvl_errbuf *eb)
 
 static int setup_ring(struct srv *s)
 {
-	if (io_uring_queue_init(RING_DEPTH, &s->ring, 0) < 0)
+	if (srv_ring_create(&s->ring, RING_DEPTH) < 0) /* sealed after the workers' rings */
 		return 0; /* file backends will say so; the others do not need it */
 	s->ring_ok = true;
 	return srv_watch(s, s->ring.ring_fd, &s->ring_w, W_RING, NULL);
@@ -351,7 +364,14 @@ static int server_setup(struct srv *s, struct xvl_errbuf *eb)
 				: s->opts.poll_max_ns ? s->opts.poll_max_ns
 							: XVL_SERVER_POLL_NS);
 	rc = srv_workers_start(s, eb); /* after the signal mask: threads inherit it */
+	int sealed = rc == 0 ? srv_ring_seal() : 0;
+	if (sealed < 0)
+		rc = xvl_err(eb, sealed, "cannot forbid new io_urings: %s", strerror(-sealed));
 	if (rc < 0)
+		return rc;
+	srv_bridge_settle(s); /* the bridged devices' first probes, all at once, bounded */
+	rc = srv_mbox_setup(s, eb);
+	if (rc < 0 || !s->opts.listen)
 		return rc;
 	s->listen_fd = xvl_os_listen(s->opts.listen, eb);
 	if (s->listen_fd < 0)
@@ -363,8 +383,8 @@ int xvl_server_create(struct xvl_server **out, const struct xvl_server_opts *o,
 		      struct xvl_errbuf *eb)
 {
 	*out = NULL;
-	if (!o->listen)
-		return xvl_err(eb, -EINVAL, "no socket path to listen on");
+	if (!o->listen && !o->window)
+		return xvl_err(eb, -EINVAL, "no socket path to listen on and no window link");
 	if (o->n_devs == 0 || o->n_devs > XVL_SERVER_MAX_DEVS)
 		return xvl_err(eb, -EINVAL, "between 1 and %u devices needed, %u given",
 			       XVL_SERVER_MAX_DEVS, o->n_devs);
@@ -394,6 +414,7 @@ void xvl_server_destroy(struct xvl_server *xs)
 	srv_workers_stop(s); /* first: then nothing else touches the queues */
 	for (unsigned i = 0; i < s->n_devs; i++)
 		srv_dev_shutdown(&s->dev[i]); /* before the connections: nothing waits for them */
+	srv_mbox_destroy(s);
 	srv_conns_close_all(s);
 	if (s->ring_ok)
 		io_uring_queue_exit(&s->ring);

@@ -48,11 +48,20 @@ int xvl_dev_spec_parse(struct xvl_dev_spec *d, const char *text, struct xvl_errb
 int xvl_parse_size(const char *text, uint64_t *out);
 
 struct xvl_server_opts {
-	const char *listen;  /* socket path */
+	const char *listen;  /* socket path (the socket link; may be NULL with a window link) */
+	/*
+	 * The mailbox link (docs/PROTOCOL.md 7), instead of or besides the socket:
+	 * "PATH" (a file or an ivshmem BAR to map), "fd:N" (a window handed over
+	 * at spawn) or "ivshmem:SOCKET[,size=BYTES][,vectors=N]" (be QEMU's
+	 * ivshmem server: create the window and the vectors).  NULL: none.
+	 */
+	const char *window;
+	const char *doorbell; /* doorbell spec (doorbell.h) for PATH / fd:N windows; NULL = none */
 	const char *name;    /* server name shown to clients */
 	unsigned n_devs;
 	struct xvl_dev_spec devs[XVL_SERVER_MAX_DEVS];
 	bool quiet;
+	uint64_t max_window; /* largest window accepted from a client; 0: XVL_SERVER_MAX_WINDOW */
 	/* worker threads: one per CPU listed (pinned if allowed); 0: the control thread
 	 * serves the queues itself */
 	unsigned n_cpus;
@@ -60,6 +69,9 @@ struct xvl_server_opts {
 	/* adaptive polling bound in ns; 0: the default (XVL_SERVER_POLL_NS), UINT32_MAX: off */
 	uint32_t poll_max_ns;
 };
+
+/* Default cap on a client's window (xvl server --max-window). */
+#define XVL_SERVER_MAX_WINDOW (1ull << 30)
 
 struct xvl_server;
 

@@ -21,6 +21,7 @@ struct srv_queue;
 struct srv_conn;
 struct srv_worker;
 struct srv_mailbox;
+struct srv_bridge;
 
 #define SRV_MAX_CONNS 256u  /* connections served at once; more are closed at accept */
 #define SRV_OUTQ_MAX 64u    /* messages queued for a client that does not read: more drop it */
@@ -36,8 +37,12 @@ enum srv_watch_kind {
 	W_RELAY_CALL,  /* a vhost backend's call eventfd (relay mode) */
 	W_VHOST,       /* a vhost backend's socket: readable means it went away */
 	W_VHOST_TIMER, /* retry timer while a lost vhost backend is awaited */
+	W_MBOX,        /* the mailbox link's doorbell vector 0 */
+	W_IVSH_LISTEN, /* the ivshmem server's socket (window link) */
+	W_IVSH_PEER,   /* an ivshmem peer's socket: readable means it left */
 	W_TICK,        /* once a second while a connection awaits its HELLO */
 	W_WORKER,      /* a worker posted news about a queue it held (worker.c) */
+	W_VHOST_JOB,   /* a vhost backend job (bridge_job.c) finished */
 };
 
 struct srv_watch {
@@ -155,13 +160,10 @@ struct srv_dev {
 	/* backend state */
 	int fd;              /* file */
 	uint8_t *ram;        /* ram */
-	struct xvl_vhost vh; /* vhost bridge */
-	bool vh_up;
+	struct xvl_vhost vh; /* vhost bridge: the session's connection while it is up */
 	bool vh_probed;      /* features and config were read from the backend */
 	struct srv_watch vh_w;
-	int vh_timer;        /* timerfd while a lost backend is awaited, else -1 */
-	uint64_t vh_deadline_ns;
-	struct srv_watch vh_timer_w;
+	struct srv_bridge *br; /* vhost bridge: backend state machine (bridge.h) */
 	/* counters of the vhost relay (the built-in backends count per queue) */
 	uint64_t st_notifies;
 };
@@ -178,9 +180,12 @@ struct srv_out {
 	uint8_t b[XVL_MSG_MAX_SIZE];
 };
 
+struct srv_mbox;
+
 struct srv_conn {
 	struct srv *srv;
-	int fd;
+	int fd;              /* socket link; -1 on the mailbox link */
+	struct srv_mbox *mbox; /* mailbox link (conn_mbox.c); NULL on the socket link */
 	char name[XVL_NAME_MAX];
 	struct xvl_os_window win;
 	bool has_window;
@@ -221,6 +226,7 @@ struct srv {
 	struct srv_mailbox *news;  /* workers -> control thread */
 	struct srv_poll poll;      /* the control thread's adaptive polling */
 	uint64_t last_work_ns;
+	struct srv_mbox *mbox; /* the window link, if any (conn_mbox.c) */
 };
 
 /* Backends. */
@@ -238,6 +244,8 @@ unsigned srv_queue_process(struct srv_queue *q, bool quiet);
 /* Request completion (complete.c). */
 /* Finish r with a virtio-blk status; pushes the used entry when the queue is served. */
 void srv_req_done(struct srv_req *r, uint8_t status);
+/* Requests the device's queues completed (any thread; the counters are per queue). */
+uint64_t srv_dev_requests(const struct srv_dev *d);
 /* Send a used-buffer notification on q if the driver wants one (never blocks). */
 void srv_queue_notify(struct srv_queue *q);
 /* Reap the file backends' io_uring completions. */
@@ -282,10 +290,34 @@ void srv_conns_reap(struct srv *s);
 void srv_conns_tick(struct srv *s);
 void srv_conns_close_all(struct srv *s);
 
+/* Close c's link now (the mailbox link's sessions end this way). */
+void srv_conn_close(struct srv_conn *c);
+
+/* The mailbox link's side of a connection (conn_mbox.c). */
+int srv_mbox_setup(struct srv *s, struct xvl_errbuf *eb);
+/* Look at the mailbox: new sessions, requests, held messages.  Cheap when idle. */
+void srv_mbox_poll(struct srv *s);
+void srv_mbox_on_event(struct srv *s, struct srv_watch *w);
+/* Microseconds the loop may sleep (-1: until an fd wakes it); busy: work was found. */
+long srv_mbox_idle_us(struct srv *s, bool busy);
+/* srv_conn_send for a mailbox session: never blocks; holds what the ring does not take. */
+int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m);
+/* SET_QUEUE with VECTORS: the queue's kick and call eventfds (new descriptors), or -errno. */
+int srv_mbox_queue_fds(struct srv_conn *c, const struct xvl_m_queue *mq, int fds[2]);
+void srv_mbox_conn_closed(struct srv_conn *c);
+void srv_mbox_destroy(struct srv *s);
+
 /* Link requests (link.c). */
 void srv_link_dispatch(struct srv_conn *c, const struct xvl_msg *m, int *fds, unsigned nfds);
 
 /* Loop helpers (server.c). */
+/* The server's ring, restricted to the file backend's opcodes (backend_file.c). */
+int srv_ring_init(struct io_uring *ring, unsigned depth);
+/* The two halves of srv_ring_init: a restricted ring, and (once every ring of the
+ * server exists, its workers' too) no new ring under a seccomp filter. */
+int srv_ring_create(struct io_uring *ring, unsigned depth);
+int srv_ring_seal(void);
+
 struct io_uring_sqe *srv_get_sqe(struct srv *s);
 /* Watch fd for input with w as its event data; unwatch before closing it. */
 int srv_watch(struct srv *s, int fd, struct srv_watch *w, enum srv_watch_kind kind, void *obj);
@@ -303,8 +335,17 @@ void srv_bridge_relay(struct srv *s, struct srv_queue *q, bool from_client);
 void srv_bridge_lost(struct srv_dev *d);
 /* Retry timer tick while a lost backend is awaited. */
 void srv_bridge_retry(struct srv_dev *d);
-/* Read features and config again if the backend was not reachable before (DEV_INFO). */
+/* Read features and config again if the backend was not reachable before (DEV_INFO):
+ * starts a probe off the loop (at most one per 500 ms) and returns at once. */
 void srv_bridge_probe_if_needed(struct srv_dev *d);
+/* At server start, before the loop: wait (at most 1 s in all) for the first probe of
+ * every bridged device, so that clients find them answered. */
+void srv_bridge_settle(struct srv *s);
+/* A bridge job finished (W_VHOST_JOB). */
+void srv_bridge_job_done(struct srv_dev *d);
+/* The backend is still being stopped: counted as in flight, so the device is DRAINING
+ * (DETACH/RESET replies wait) until the stop job calls srv_dev_drained(). */
+bool srv_bridge_busy(const struct srv_dev *d);
 
 /* Worker threads (worker.c). */
 int srv_workers_start(struct srv *s, struct xvl_errbuf *eb);

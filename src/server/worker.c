@@ -40,7 +40,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "srv.h"
@@ -357,28 +356,12 @@ static void worker_loop(struct srv_worker *w)
 	}
 }
 
-/* Only what the file backend submits, with no flags: a confused request cannot
- * make the ring do anything else. */
+/* Restricted as the control thread's ring is (backend_file.c), created before the
+ * server forbids new rings (srv_ring_seal). */
 static int worker_ring_setup(struct srv_worker *w)
 {
-	static const unsigned ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
-				       IORING_OP_FALLOCATE};
-	struct io_uring_restriction res[sizeof(ops) / sizeof(ops[0])];
-	memset(res, 0, sizeof(res));
-	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		res[i].opcode = IORING_RESTRICTION_SQE_OP;
-		res[i].sqe_op = (uint8_t)ops[i];
-	}
-	if (io_uring_queue_init(WORKER_RING_DEPTH, &w->ring, IORING_SETUP_R_DISABLED) < 0)
+	if (srv_ring_create(&w->ring, WORKER_RING_DEPTH) < 0)
 		return 0; /* file backends will answer IOERR; the others do not need it */
-	/* the raw calls: this liburing has no wrappers for them */
-	if (syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_RESTRICTIONS, res,
-		    (unsigned)(sizeof(ops) / sizeof(ops[0]))) < 0 ||
-	    syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL,
-		    0u) < 0) {
-		io_uring_queue_exit(&w->ring);
-		return 0;
-	}
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w}; /* completions wake us */
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->ring.ring_fd, &ev) < 0) {
 		io_uring_queue_exit(&w->ring);

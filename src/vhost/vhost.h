@@ -44,6 +44,7 @@ struct xvl_vhost {
 	uint16_t inflight_queues;   /* num_queues / queue_size the area was made for */
 	uint16_t inflight_qsize;
 	struct xvl_mem mem;         /* the one region (set_mem_table); base NULL before */
+	int peer_pid;               /* SO_PEERCRED pid of the backend; 0 when not visible */
 };
 
 /*
@@ -51,6 +52,8 @@ struct xvl_vhost {
  * including) memory setup: GET_FEATURES (VERSION_1 required), SET_OWNER,
  * GET/SET_PROTOCOL_FEATURES (REPLY_ACK, CONFIG, MQ, INFLIGHT_SHMFD as
  * offered), GET_QUEUE_NUM.  Errors name the backend and the step.
+ * Blocks (it is meant for a thread of its own, or a client): connect()
+ * gives up after 2 s of a full backlog, each reply after 10 s.
  */
 int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *eb);
 

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vhost.h"
@@ -55,6 +58,8 @@ enum vu_req {
 #define VU_MAX_PAYLOAD      512u
 #define VU_VRING_NOFD       (1ull << 8)
 #define VU_TIMEOUT_S        10
+#define VU_CONNECT_MS       2000u
+#define VU_CONNECT_STEP_MS  20u
 #define VU_MAX_INFLIGHT     (256ull << 20)
 
 #define VU_PF_KNOWN ((1ull << XVL_VHOST_PF_MQ) | (1ull << XVL_VHOST_PF_REPLY_ACK) | \
@@ -349,14 +354,59 @@ static int vu_set_vring_fd(struct xvl_vhost *v, uint32_t req, uint16_t q, int fd
 
 /* ------------------------------------------------------------ handshake */
 
+/*
+ * connect() that cannot hang: the socket is non-blocking while connecting.
+ * A Unix listener whose backlog is full answers EAGAIN at once; that is
+ * retried every VU_CONNECT_STEP_MS until VU_CONNECT_MS have passed.
+ */
+static int vu_connect(struct xvl_vhost *v, struct xvl_errbuf *eb)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timespec step = {0, VU_CONNECT_STEP_MS * 1000000L};
+	int fd, e = 0;
+
+	if (strlen(v->path) >= sizeof(sa.sun_path))
+		return vu_fail(v, "connect", eb, -ENAMETOOLONG, "path too long");
+	memcpy(sa.sun_path, v->path, strlen(v->path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return vu_fail(v, "connect", eb, -errno, "socket: %s", strerror(errno));
+	for (unsigned i = 0; i <= VU_CONNECT_MS / VU_CONNECT_STEP_MS; i++) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			e = 0;
+			break;
+		}
+		e = errno;
+		if (e != EAGAIN && e != EINTR)
+			break;
+		if (e == EAGAIN)
+			nanosleep(&step, NULL);
+	}
+	if (e == 0 && fcntl(fd, F_SETFL, 0) < 0)
+		e = errno;
+	if (e != 0) {
+		close(fd);
+		if (e == EAGAIN)
+			return vu_fail(v, "connect", eb, -EAGAIN, "connect to '%s': the backend "
+				       "accepts no connection (backlog full for %u ms)", v->path,
+				       VU_CONNECT_MS);
+		return vu_fail(v, "connect", eb, -e, "connect to '%s' failed: %s%s", v->path,
+			       strerror(e), e == ENOENT || e == ECONNREFUSED ?
+			       " (is the peer running?)" : e == EPROTOTYPE ?
+			       " (the peer uses another socket type)" : "");
+	}
+	return fd;
+}
+
 static int vu_open(struct xvl_vhost *v, struct xvl_errbuf *eb)
 {
 	struct timeval tv = { .tv_sec = VU_TIMEOUT_S };
-	struct xvl_errbuf tmp;
-	int fd = xvl_os_connect_stream(v->path, &tmp);
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	int fd = vu_connect(v, eb);
 
 	if (fd < 0)
-		return vu_fail(v, "connect", eb, fd, "%s", tmp.msg);
+		return fd;
 	/* A backend that stops answering must not hang the caller forever. */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
@@ -364,6 +414,10 @@ static int vu_open(struct xvl_vhost *v, struct xvl_errbuf *eb)
 		close(fd);
 		return vu_fail(v, "connect", eb, rc, "socket timeouts: %s", strerror(-rc));
 	}
+	/* Who the backend is (0: in a pid namespace we cannot see). */
+	v->peer_pid = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 && clen == sizeof(cred))
+		v->peer_pid = cred.pid;
 	v->sock = fd;
 	return 0;
 }

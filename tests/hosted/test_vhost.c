@@ -576,6 +576,43 @@ static void test_fake_inflight(void)
 	fake_stop(pid, path);
 }
 
+/* A backend whose backlog is full (it never accepts): connect must give up, not hang. */
+static void test_full_backlog(void)
+{
+	char path[128];
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct xvl_vhost v;
+	struct xvl_errbuf eb = { "" };
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), held[8], nheld = 0;
+	struct timespec t0, t1;
+
+	snprintf(path, sizeof(path), "%s/full.sock", tmpdir);
+	memcpy(a.sun_path, path, strlen(path) + 1); /* tmpdir is short */
+	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 0) == 0,
+	      "a listener that never accepts");
+	/* fill its backlog */
+	for (nheld = 0; nheld < 8; nheld++) {
+		held[nheld] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (connect(held[nheld], (struct sockaddr *)&a, sizeof(a)) < 0) {
+			close(held[nheld]);
+			break;
+		}
+	}
+	CHECK(nheld >= 1 && nheld < 8, "backlog full after %d connections", nheld);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = xvl_vhost_connect(&v, path, &eb);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	CHECK(rc == -EAGAIN && strstr(eb.msg, "accepts no connection") && ms < 4000,
+	      "full backlog: connect gives up after %ld ms with -EAGAIN (rc %d, \"%s\")", ms, rc,
+	      eb.msg);
+	xvl_vhost_close(&v);
+	for (int i = 0; i < nheld; i++)
+		close(held[i]);
+	close(lfd);
+	unlink(path);
+}
+
 int main(void)
 {
 	int fds_before;
@@ -590,6 +627,7 @@ int main(void)
 	test_fake_handshakes();
 	test_fake_after_handshake();
 	test_fake_inflight();
+	test_full_backlog();
 	CHECK(count_fds() == fds_before, "no descriptor leaked (%d before, %d after)", fds_before,
 	      count_fds());
 	rmdir(tmpdir);
