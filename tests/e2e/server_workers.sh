@@ -17,7 +17,7 @@ CC=${CC:-cc}
 # res DESCRIPTION STATUS: ok when STATUS is 0
 res() { if [ "$2" = 0 ]; then ok "$1"; else fail "$1 (exit $2)"; fi; }
 
-CORE=("$R"/src/core/window.c "$R"/src/core/virtq.c "$R"/src/core/proto.c "$R"/src/os/*.c)
+CORE=("$R"/src/core/*.c "$R"/src/os/*.c)
 SERVER=("$R"/src/server/*.c "$R"/src/vhost/*.c)
 if "$CC" -std=gnu11 -g -O1 -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -I"$R/include" -I"$R/src/core" \
 	-I"$R/src/os" -I"$R/src/vhost" -I"$R/src/client" -I"$R/src/server" "${CORE[@]}" \
