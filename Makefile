@@ -19,7 +19,8 @@ HAVE_FIO_OPT := $(shell grep -qs "fio_src" meson_options.txt meson.options && ec
 fio_opt = $$(if [ "$(HAVE_FIO_OPT)" = yes ] && [ "$(FIO_SRC)" != none ]; then p=$$(scripts/fio-headers.sh "$(FIO_SRC)") || exit 1; echo "-Dfio_src=$$p"; fi)
 
 .PHONY: all help deps build demo check build-asan build-aarch64 build-riscv64 \
-	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers install uninstall clean distclean
+	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers install uninstall clean distclean \
+	module module-clean
 
 all: deps build
 
@@ -29,6 +30,8 @@ help:
 	@echo "make check      every build (native, ASan/UBSan, aarch64, riscv64, freestanding core,"
 	@echo "                fuzzers) and every test (tests/run.sh); ends with 'N passed, N failed'"
 	@echo "make fuzz       build the libFuzzer targets, run each FUZZ_TIME=$(FUZZ_TIME) s"
+	@echo "make module     build kernel/xvl_virtio.ko (W=1) against the guest kernel's headers"
+	@echo "                (scripts/guest/kernel.sh --headers installs them; KBUILD=DIR overrides)"
 	@echo "make install    build ./build-install for PREFIX=$(PREFIX) and install it (DESTDIR honoured)"
 	@echo "make uninstall  remove what make install installed"
 	@echo "make clean      remove build directories (distclean: also .fio-src)"
@@ -67,6 +70,15 @@ fuzz-build: deps
 
 fuzz: fuzz-build
 	@scripts/fuzz.sh run $(FUZZ_TIME)
+
+# The kernel transport, against Debian's guest kernel headers (docs/KERNEL.md).
+module:
+	@kb="$(KBUILD)"; [ -n "$$kb" ] || kb=$$(scripts/guest/kernel.sh --headers | sed -n 's/^KBUILD=//p'); \
+	[ -n "$$kb" ] || { echo "make module: no guest kernel headers" >&2; exit 1; }; \
+	$(MAKE) -C "$$kb" M=$(CURDIR)/kernel W=1 modules
+
+module-clean:
+	$(MAKE) -C kernel clean
 
 # Its own build directory, so that ./build keeps its default prefix.
 install: deps

@@ -15,6 +15,7 @@ PKGS=(
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
 	qemu-system-x86 busybox-static cpio qemu-system-arm
+	e2fsprogs
 	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 )

@@ -59,9 +59,17 @@ struct srv_mbox {
 	int waiting_for;             /* the xvl_mbox_open error last logged, 0 none */
 };
 
+/*
+ * Look at the mailbox on a timer (adaptive backoff) rather than only when
+ * rung: without a doorbell of our own; and, with one, until a session is up
+ * and whenever the driver announced no vectors (a guest's user-space client
+ * on a mapped BAR polls, and rings nobody).
+ */
 static bool polling(const struct srv_mbox *m)
 {
-	return xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX) < 0;
+	if (xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX) < 0)
+		return true;
+	return !m->conn || xvl_mbox_peer_vectors(&m->mb) == 0;
 }
 
 /* ------------------------------------------------------------ set-up */

@@ -3,6 +3,7 @@
  * A hostile DEVICE peer: a fake xvloop server.
  *
  *   hostile_device SOCKET CASE
+ *   hostile_device --window PATH CASE...
  *
  * Listens on SOCKET, accepts one client and answers the link protocol
  * plausibly (one virtio-blk device "evil" of 1 MiB, one queue), maps the
@@ -22,6 +23,15 @@
  * with the link kept: RESET is answered only after the writes; stale_drop,
  * after closing the link), and whoever listens at the path (impostor: the same
  * device, run as uid 65534, reporting whether it was sent a window).
+ *
+ * With --window it is the device side of the mailbox link in the window
+ * file PATH (PROTOCOL.md section 7; the queues polled), for a driver that
+ * formats the window itself, such as xvl_virtio.ko in a guest
+ * (tests/e2e/kmod.sh).  Each time the driver formats the window again it
+ * takes the next CASE.  It serves honestly (reads return zeros) until the
+ * driver writes sector TRIGGER_SECTOR, so that a kernel driver gets past
+ * its probe; then it misbehaves on the first request it holds.  It runs
+ * until killed.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,6 +39,7 @@
 #include <time.h>
 
 #include "hostile_common.h"
+#include "mailbox.h"
 #include "virtio_blk.h"
 #include "virtq.h"
 #include "window.h"
@@ -36,6 +47,7 @@
 
 #define CAPACITY (1u << 20)
 #define NSEG     16u
+#define TRIGGER_SECTOR 1024u /* --window: a write here arms the misbehaviour */
 
 enum hcase {
 	C_USED_ID_UNSUBMITTED, /* used id that was never submitted */
@@ -61,6 +73,7 @@ enum hcase {
 	C_DIE_IN_RESTART,      /* drops the link, accepts again, exits at the client's ATTACH */
 	C_STALE_VIOLATION,     /* used id out of range, writes into the buffers 300 ms later */
 	C_FEWER_QUEUES,        /* 2 queues; drops the link, comes back with 1 */
+	C_MBOX_GARBAGE,        /* --window: moves its mailbox producer index a ring ahead (socket: silent) */
 };
 
 static const struct {
@@ -86,6 +99,7 @@ static const struct {
 	{"attach_busy", C_ATTACH_BUSY},
 	{"stale_write", C_STALE_WRITE},
 	{"stale_drop", C_STALE_DROP},
+	{"mbox_garbage", C_MBOX_GARBAGE},
 	{"impostor", C_IMPOSTOR},
 	{"die_in_restart", C_DIE_IN_RESTART},
 	{"stale_violation", C_STALE_VIOLATION},
@@ -112,6 +126,10 @@ struct fake {
 	struct xvl_os_window win;
 	bool has_win;
 	uint32_t status;
+	bool mbox_mode;         /* --window: the mailbox link, polled queues */
+	struct xvl_mbox mb;
+	bool armed;             /* misbehave from now on (socket mode: always) */
+	unsigned threshold;     /* requests held before misbehaving */
 	struct xvl_vq_layout l;
 	bool queue_set;
 	int kick, call;
@@ -148,7 +166,10 @@ static void reply(struct fake *f, const struct xvl_msg *req, struct xvl_msg *rep
 	rep->flags = XVL_MSG_F_REPLY;
 	rep->seq = req->seq;
 	rep->status = status;
-	h_send(f->sock, rep, NULL, 0);
+	if (f->mbox_mode)
+		xvl_mbox_send(&f->mb, rep);
+	else
+		h_send(f->sock, rep, NULL, 0);
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -172,7 +193,10 @@ static void send_event(struct fake *f, uint32_t code)
 	struct xvl_msg ev = {.type = XVL_MSG_EVENT};
 	ev.u.event = (struct xvl_m_event){.dev = 0, .code = code, .reason = -EIO};
 	snprintf(ev.u.event.msg, sizeof(ev.u.event.msg), "hostile device gives up");
-	h_send(f->sock, &ev, NULL, 0);
+	if (f->mbox_mode)
+		xvl_mbox_send(&f->mb, &ev);
+	else
+		h_send(f->sock, &ev, NULL, 0);
 }
 
 static void dev_info(const struct fake *f, struct xvl_m_dev_info *d)
@@ -273,7 +297,7 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 		memcpy(rep.u.cfg.data, cfg + m->u.cfg.off, m->u.cfg.len);
 		break;
 	case XVL_MSG_SET_QUEUE:
-		if (nfds != 2 || !f->has_win) {
+		if (f->mbox_mode ? !(m->u.queue.flags & XVL_QUEUE_F_POLL) : (nfds != 2 || !f->has_win)) {
 			rc = -EBADMSG;
 			break;
 		}
@@ -289,12 +313,12 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 		f->l = (struct xvl_vq_layout){.num = m->u.queue.num, .desc = m->u.queue.desc,
 					      .avail = m->u.queue.avail, .used = m->u.queue.used};
 		rc = xvl_vq_dev_init(&f->vq, &f->win.mem, &f->l, false, f->c == C_HELD_OVERFLOW, 0, 0);
-		if (rc == 0) {
+		if (rc == 0 && !f->mbox_mode) {
 			f->kick = fds[0];
 			f->call = fds[1];
 			fds[0] = fds[1] = -1;
-			f->queue_set = true;
 		}
+		f->queue_set = rc == 0;
 		break;
 	case XVL_MSG_SET_STATUS:
 		f->status = m->u.st.status;
@@ -332,7 +356,21 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 
 static void signal_call(struct fake *f)
 {
-	xvl_os_eventfd_signal(f->call);
+	if (!f->mbox_mode)
+		xvl_os_eventfd_signal(f->call);
+}
+
+/* --window: is e the driver's write of TRIGGER_SECTOR? */
+static bool is_trigger(const struct xvl_vq_elem *e)
+{
+	const uint8_t *h = e->n_out ? (const uint8_t *)e->seg[0].ptr : NULL;
+	uint64_t sector = 0;
+
+	if (!h || e->seg[0].len < 16 || h[0] != XVL_BLK_T_OUT)
+		return false;
+	for (int i = 0; i < 8; i++)
+		sector |= (uint64_t)h[8 + i] << (8 * i);
+	return sector == TRIGGER_SECTOR;
 }
 
 static void raw_used(struct fake *f, uint32_t id, uint32_t len, uint16_t new_idx)
@@ -454,6 +492,12 @@ static void misbehave(struct fake *f)
 		break;
 	case C_SILENT:
 		break;
+	case C_MBOX_GARBAGE:
+		/* The driver must break the link (and only it); it will come again. */
+		if (f->mbox_mode)
+			xvl_store_release((uint32_t *)(void *)(f->mb.base + XVL_MBOX_OFF_RSP_PROD),
+					  f->mb.tx + 1000u);
+		break;
 	case C_EVENT_BROKEN:
 		send_broken(f);
 		break;
@@ -534,13 +578,18 @@ static void serve(struct fake *f)
 				h_log("the client broke the ring (%d)", rc);
 			return;
 		}
+		if (!f->armed) {
+			f->armed = is_trigger(e);
+			complete(f, e, XVL_BLK_S_OK);
+			continue;
+		}
 		if (f->misbehaved) {
 			if (serves_after(f->c))
 				complete(f, e, XVL_BLK_S_OK);
 			continue; /* after misbehaving, stay quiet */
 		}
 		f->n_held++;
-		if (f->n_held >= 4 || always_good(f->c) || (f->c == C_ATTACH_BUSY && f->n_conn > 1))
+		if (f->n_held >= f->threshold || always_good(f->c) || (f->c == C_ATTACH_BUSY && f->n_conn > 1))
 			misbehave(f);
 	}
 }
@@ -588,15 +637,74 @@ static void reset_state(struct fake *f)
 	f->status = 0;
 }
 
+static enum hcase case_of(const char *name)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (!strcmp(name, cases[i].name))
+			return cases[i].c;
+	h_die("unknown case %s", name);
+}
+
+/*
+ * --window PATH CASE...: the device side of the mailbox link in PATH, one
+ * CASE per format of the window by the driver.  Never returns.
+ */
+static void run_window(struct fake *f, const char *path, char **cv, int cn)
+{
+	struct xvl_errbuf eb;
+	int next = 0;
+
+	f->mbox_mode = true;
+	while (xvl_os_window_open_path(&f->win, path, 0, &eb) < 0)
+		usleep(10000);
+	for (;;) {
+		if (next >= cn) {
+			h_log("all cases done");
+			pause();
+			continue;
+		}
+		int rc = xvl_mbox_open(&f->mb, &f->win.mem, 0);
+		if (rc == -EAGAIN || rc == -ENOENT) {
+			usleep(2000);
+			continue;
+		}
+		if (rc < 0)
+			h_die("mailbox in %s: %d", path, rc);
+		/* A fresh device for this format of the window, misbehaving as the next case says. */
+		f->c = case_of(cv[next++]);
+		f->status = 0;
+		f->queue_set = f->running = f->armed = f->misbehaved = f->restarting = false;
+		f->n_held = f->n_restarts = f->busy_left = 0;
+		f->threshold = 1;
+		h_log("window generation %llu: case %s", (unsigned long long)f->mb.generation,
+		      cv[next - 1]);
+		for (;;) {
+			struct xvl_msg m;
+			rc = xvl_mbox_accept(&f->mb);
+			if (rc == 1)
+				f->running = false;
+			while (rc >= 0 && (rc = xvl_mbox_recv(&f->mb, &m)) == 1)
+				on_msg(f, &m, NULL, 0);
+			if (rc == -ESTALE)
+				break; /* formatted again: the next case */
+			if (f->running)
+				serve(f);
+			usleep(100);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
-	static struct fake f = {.kick = -1, .call = -1};
+	static struct fake f = {.kick = -1, .call = -1, .armed = true, .threshold = 4};
 	struct xvl_errbuf eb;
 	bool found = false;
 
 	h_prog = "hostile_device";
+	if (argc >= 4 && !strcmp(argv[1], "--window"))
+		run_window(&f, argv[2], argv + 3, argc - 3);
 	if (argc != 3) {
-		fprintf(stderr, "usage: hostile_device SOCKET CASE\ncases:");
+		fprintf(stderr, "usage: hostile_device SOCKET CASE | --window PATH CASE...\ncases:");
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 			fprintf(stderr, " %s", cases[i].name);
 		fputc('\n', stderr);
