@@ -44,10 +44,11 @@ static const char help[] =
 	"          relay=on          vhost-user: relay notifications through the server\n"
 	"                            (default: the backend and the client signal each other)\n"
 	"          reconnect-ms=N    vhost-user: wait this long for a lost backend (10000)\n"
-	"    -c, --cpus LIST       one worker thread per CPU listed (0,1 or 0-3; auto: each CPU\n"
-	"                          the process may use, e.g. a partition's cpus), pinned there\n"
-	"                          when allowed; the main thread keeps the links.  Default:\n"
-	"                          the main thread serves every queue itself\n"
+	"    -c, --cpus LIST       one worker thread per CPU listed (0,1 or 0-3), pinned there;\n"
+	"                          auto: one per CPU the process may use, not pinned (what a\n"
+	"                          partition's device compartment needs: its seccomp profile\n"
+	"                          refuses sched_setaffinity).  The main thread keeps the\n"
+	"                          links.  Default: the main thread serves every queue itself\n"
 	"    -P, --poll-max-us N   after activity, poll the queues for at most N us (adapted\n"
 	"                          to what recent requests took) before sleeping; 0: never\n"
 	"                          poll (default 50)\n"
@@ -89,9 +90,11 @@ static int parse_cpu_list(const char *text, struct xvl_server_opts *o)
 		cpu_set_t set;
 		if (sched_getaffinity(0, sizeof(set), &set) < 0)
 			return -errno;
+		/* one worker per CPU, not pinned: in a partition sched_setaffinity is refused
+		 * (seccomp), and the process's affinity already holds every thread */
 		for (int c = 0; c < CPU_SETSIZE && o->n_cpus < XVL_SERVER_MAX_CPUS; c++)
 			if (CPU_ISSET(c, &set))
-				o->cpus[o->n_cpus++] = c;
+				o->cpus[o->n_cpus++] = -1;
 		return o->n_cpus ? 0 : -EINVAL;
 	}
 	while (*p) {
