@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "srv.h"
+#include "xvl_atomic.h"
 #include "virtio_blk.h"
 
 static int on_hello(struct srv_conn *c, const struct xvl_msg *m, struct xvl_msg *rep)
@@ -107,6 +108,13 @@ static int on_get_stats(struct srv_conn *c, const struct xvl_msg *m, struct xvl_
 	rep->u.stats = (struct xvl_m_stats){.dev = d->index, .requests = d->st_requests,
 					    .bytes = d->st_bytes, .errors = d->st_errors,
 					    .notifies = d->st_notifies};
+	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++) { /* a worker may be counting */
+		const struct srv_queue *q = &d->q[i];
+		rep->u.stats.requests += xvl_load_relaxed(&q->st_requests);
+		rep->u.stats.bytes += xvl_load_relaxed(&q->st_bytes);
+		rep->u.stats.errors += xvl_load_relaxed(&q->st_errors);
+		rep->u.stats.notifies += xvl_load_relaxed(&q->st_notifies);
+	}
 	return 0;
 }
 

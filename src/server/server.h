@@ -14,6 +14,8 @@
 #include "os.h"
 
 #define XVL_SERVER_MAX_DEVS 16
+#define XVL_SERVER_MAX_CPUS 64
+#define XVL_SERVER_POLL_NS 50000u /* default adaptive polling bound (docs/PERFORMANCE.md) */
 
 enum xvl_backend_kind {
 	XVL_BK_FILE,
@@ -77,6 +79,12 @@ struct xvl_server_opts {
 	struct xvl_dev_spec devs[XVL_SERVER_MAX_DEVS];
 	bool quiet;
 	uint64_t max_window; /* largest window accepted from a client; 0: XVL_SERVER_MAX_WINDOW */
+	/* worker threads: one per CPU listed (pinned if allowed); 0: the control thread
+	 * serves the queues itself */
+	unsigned n_cpus;
+	int cpus[XVL_SERVER_MAX_CPUS];
+	/* adaptive polling bound in ns; 0: the default (XVL_SERVER_POLL_NS), UINT32_MAX: off */
+	uint32_t poll_max_ns;
 };
 
 /* Default cap on a client's window (xvl server --max-window). */

@@ -50,7 +50,7 @@ ok "build the hostile peers (ASan/UBSan)"
 
 # ---------------------------------------------------------------- server
 truncate -s 64M "$T/bad.img"
-"$SRV" server -l "$T/s.sock" -d "name=bad,backend=file,path=$T/bad.img" \
+"$SRV" server ${XVL_SERVER_ARGS:-} -l "$T/s.sock" -d "name=bad,backend=file,path=$T/bad.img" \
 	-d "name=good,backend=ram,size=64M" -d "name=mq,backend=ram,size=16M,queues=4" \
 	>"$T/srv.log" 2>&1 &
 SP=$!
