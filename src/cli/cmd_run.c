@@ -255,6 +255,15 @@ static void print_comp(json_object *k)
 	       S("memory_max"), S("memory_enforced_by"));
 	if (*S("last_exit"))
 		printf("  %-12s last exit: %s\n", "", S("last_exit"));
+	json_object *vm;
+	if (json_object_object_get_ex(k, "vm", &vm)) {
+		json_object *a = NULL, *c = NULL, *m = NULL;
+		json_object_object_get_ex(vm, "accel", &a);
+		json_object_object_get_ex(vm, "vcpus", &c);
+		json_object_object_get_ex(vm, "memory", &m);
+		printf("  %-12s vm: %s, %s vCPU(s), %lld MiB\n", "", json_object_get_string(a),
+		       json_object_get_string(c), (long long)(json_object_get_int64(m) >> 20));
+	}
 #undef S
 }
 
