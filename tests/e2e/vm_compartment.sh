@@ -71,7 +71,8 @@ echo 3 >/proc/sys/vm/drop_caches
 dd if=/dev/vda of=/tmp/back bs=65536 count=64 iflag=direct 2>/dev/null || { echo "GUEST: read failed"; exit 1; }
 cmp /tmp/pat /tmp/back || { echo "GUEST: readback differs after the restart"; exit 1; }
 echo "GUEST: $r rounds written across the restart, readback equal"
-dmesg | grep -q "submitted again\|set up again" && echo "GUEST: the module resumed on the restarted device side"
+dmesg | grep -E "link:|again" | sed 's/^/DMESG: /'
+dmesg | grep -qE "set up again after a restart|requests resubmitted" && echo "GUEST: the module resumed on the restarted device side"
 rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
 exit 0
 EOF
@@ -157,8 +158,10 @@ else
 	fail "device compartment kill -9 under guest writes: restarted, no write failed, readback equal"
 	tr -d '\r' <"$CON" | grep -a GUEST | tail -n 5 | sed 's/^/#   /'
 fi
-grep -aq "GUEST: the module resumed" "$CON" && ok "the guest's module resumed on the restarted device side" ||
+if wait_console "GUEST: the module resumed" 50; then ok "the guest's module resumed on the restarted device side"; else
 	fail "the guest's module resumed on the restarted device side"
+	tr -d '\r' <"$CON" | grep -a "DMESG" | tail -n 8 | sed 's/^/#   /'
+fi
 note "$(tr -d '\r' <"$CON" | sed -n 's/^.*GUEST: \(.*rounds.*\)/\1/p')"
 
 st=""
