@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# scripts/vm-demo.sh [--xvl PATH] [--ko PATH] [--keep DIR]   (`make vm-demo`)
-#
+# scripts/vm-demo.sh [--direct] [--accel tcg|kvm|auto] [--xvl PATH] [--ko PATH] [--keep DIR]
+#                                                              (`make vm-demo`)
 # A driver compartment that is a Linux VM: Debian's unmodified cloud kernel
-# (scripts/guest/kernel.sh) under QEMU/TCG with xvl_virtio.ko, whose disk is
-# served by a plain `xvl server` in a host compartment.  The server is QEMU's
-# ivshmem server (ivshmem-doorbell, MSI-X vectors both ways), so the device
-# side sees the window and nothing of the guest's RAM.  In the guest:
+# (scripts/guest/kernel.sh) under QEMU (TCG by default, one vCPU) with
+# xvl_virtio.ko, whose disk is served by a plain `xvl server` in a device
+# compartment.  Both are started by the partitioner (`xvl run`, a
+# type = "vm" compartment; the window is an ivshmem-plain BAR, both sides
+# poll).  --direct: no partitioner; xvl server runs on the host as QEMU's
+# ivshmem server (ivshmem-doorbell, MSI-X vectors both ways).  Either way the
+# device side sees the window and nothing of the guest's RAM.  In the guest:
 # /dev/vda appears, mkfs.ext4, mount, files written and checksummed, unmount,
 # fsck -fn clean, the checksums verified after a fresh mount, then
 # `fio --verify=crc32c` on the raw device.  Prints one line per step and
@@ -14,9 +17,11 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-xvl=$root/build/src/cli/xvl ko=$root/kernel/xvl_virtio.ko keep=""
+xvl=$root/build/src/cli/xvl ko=$root/kernel/xvl_virtio.ko keep="" direct=0 accel=tcg
 while [ $# -gt 0 ]; do
 	case $1 in
+	--direct) direct=1; shift ;;
+	--accel) accel=$2; shift 2 ;;
 	--xvl) xvl=$2; shift 2 ;;
 	--ko) ko=$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
@@ -99,25 +104,48 @@ step "virtio_blk and xvl_virtio unloaded"
 exit 0
 EOF
 
-# The device side: xvl server, QEMU's ivshmem server for this window.
-truncate -s 128M "$T/disk.img"
-"$xvl" server --link window --window "ivshmem:$T/ivsh.sock,vectors=8" \
-	--dev name=d0,backend=file,path="$T/disk.img" >"$T/server.log" 2>&1 &
-srv=$!
-for _ in $(seq 1 100); do [ -S "$T/ivsh.sock" ] && break; kill -0 $srv 2>/dev/null || break; sleep 0.05; done
-[ -S "$T/ivsh.sock" ] || { cat "$T/server.log" >&2; die "xvl server did not start"; }
-say "host compartment: xvl server pid $srv, device d0 (file $T/disk.img, 128 MiB), window over ivshmem:$T/ivsh.sock, 8 vectors"
-
 "$G/initramfs.sh" "$T/guest.img" --module virtio_ring --module virtio --module virtio_blk --ko "$ko" \
 	--run "$T/guest.sh" --bin "$(command -v mke2fs):/sbin/mkfs.ext4" \
 	--bin "$(command -v e2fsck):/sbin/fsck.ext4" --bin "$(command -v fio):/usr/bin/fio" >"$T/initramfs.log" 2>&1 ||
 	{ cat "$T/initramfs.log" >&2; die "initramfs"; }
 say "initramfs: busybox, xvl_virtio.ko, mkfs.ext4, fsck.ext4, fio and their libraries ($(($(stat -c %s "$T/guest.img") / 1048576)) MiB)"
-
-say "booting the driver compartment: qemu-system-x86_64 -accel tcg -smp 1 -m 768M, ivshmem-doorbell on the window"
+truncate -s 128M "$T/disk.img"
 rc=0
-XVL_GUEST_MEM=768M "$G/run.sh" --timeout 240 --log "$T/console.log" "$T/guest.img" \
-	-chardev socket,path="$T/ivsh.sock",id=ivsh -device ivshmem-doorbell,chardev=ivsh,vectors=8 || rc=$?
+if [ $direct = 0 ]; then
+	# Through the partitioner: a device compartment (xvl server) and a VM compartment.
+	cat >"$T/vm.cfg" <<CFG
+name = "vm-demo-$$";
+state_dir = "$T/state";
+exit_with_drivers = true;
+windows = ( { name = "w"; size = "64M"; } );
+devices = ( { name = "d0"; backend = "file"; path = "$T/disk.img"; } );
+compartments = (
+  { name = "dev"; role = "device"; devices = ["d0"]; },
+  { name = "guest"; type = "vm"; window = "w"; connect = "dev"; kernel = "$GUEST_VMLINUZ";
+    initrd = "$T/guest.img"; memory = "768M"; vcpus = 1; accel = "$accel"; console = "$T/console.log";
+    append = "loglevel=4"; }
+);
+CFG
+	say "xvl run $T/vm.cfg: device compartment 'dev' (xvl server, d0 = file $T/disk.img, 128 MiB) and"
+	say "  VM compartment 'guest' (qemu-system-x86_64 -accel $accel -smp 1 -m 768M, window w as ivshmem-plain, both sides poll)"
+	"$xvl" run "$T/vm.cfg" >"$T/run.log" 2>&1 || rc=$?
+	sed -n 's/^.*\(compartment [a-z]* .*started\).*/\1/p; s/^.*\(compartment guest (pid [0-9]*) .*\)/\1/p' "$T/run.log" |
+		sed 's/^/vm-demo: xvl run: /'
+	[ $rc = 0 ] || { tail -n 20 "$T/run.log" >&2; die "xvl run exited with status $rc"; }
+	st=$(tr -d '\r' <"$T/console.log" | sed -n 's/^XVL-GUEST-EXIT \([0-9]*\)$/\1/p' | tail -n 1)
+	rc=${st:-125}
+else
+	# Without the partitioner: xvl server as QEMU's ivshmem server (ivshmem-doorbell, MSI-X).
+	"$xvl" server --link window --window "ivshmem:$T/ivsh.sock,vectors=8" \
+		--dev name=d0,backend=file,path="$T/disk.img" >"$T/server.log" 2>&1 &
+	srv=$!
+	for _ in $(seq 1 100); do [ -S "$T/ivsh.sock" ] && break; kill -0 $srv 2>/dev/null || break; sleep 0.05; done
+	[ -S "$T/ivsh.sock" ] || { cat "$T/server.log" >&2; die "xvl server did not start"; }
+	say "host: xvl server pid $srv, device d0 (file $T/disk.img, 128 MiB), window over ivshmem:$T/ivsh.sock, 8 vectors"
+	say "booting the VM: qemu-system-x86_64 -accel tcg -smp 1 -m 768M, ivshmem-doorbell on the window"
+	XVL_GUEST_MEM=768M "$G/run.sh" --timeout 240 --log "$T/console.log" "$T/guest.img" \
+		-chardev socket,path="$T/ivsh.sock",id=ivsh -device ivshmem-doorbell,chardev=ivsh,vectors=8 || rc=$?
+fi
 tr -d '\r' <"$T/console.log" | sed -n 's/^.*GUEST: /vm-demo: guest: /p'
 if grep -aE 'BUG|Oops|WARNING|soft lockup' "$T/console.log" >/dev/null; then
 	grep -aE -B2 -A10 'BUG|Oops|WARNING|soft lockup' "$T/console.log" | head -n 30 >&2
@@ -125,6 +153,6 @@ if grep -aE 'BUG|Oops|WARNING|soft lockup' "$T/console.log" >/dev/null; then
 fi
 [ $rc = 0 ] || { tr -d '\r' <"$T/console.log" | tail -n 30 >&2; die "guest exited with status $rc"; }
 say "guest console clean (no BUG|Oops|WARNING|soft lockup)"
-kill -TERM $srv; wait $srv 2>/dev/null || true
-srv=""
+if [ -n "$srv" ]; then kill -TERM $srv; wait $srv 2>/dev/null || true; srv=""; fi
+[ $direct = 1 ] || [ ! -e "$T/state" ] || die "the partitioner left its state directory $T/state"
 say "device side stopped; every step passed in $(elapsed)"
