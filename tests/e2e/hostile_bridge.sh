@@ -271,6 +271,13 @@ compartments = ( { name = "d"; role = "device"; devices = ["v0"]; },
     program = ["$XVL", "blk", "verify", "-c", "{link}", "--size", "4M", "--ops", "50000"]; } );
 EOF
 QSD_PID=$(pgrep -f "addr.path=$T/q.sock" | head -1)
+# qemu-storage-daemon listens again only once the proxy's session has ended:
+# the config check (which probes the backend) passes from then on.
+wait "$PROXY" 2>/dev/null
+for _ in $(seq 50); do
+	"$XVL" run --check "$T/v.cfg" >/dev/null 2>&1 && break
+	sleep 0.1
+done
 bg "$T/run.log" timeout 40 "$XVL" run "$T/v.cfg"
 grep_within 10 "serves" "$T/run.log"
 sleep 0.3
