@@ -35,7 +35,7 @@ if [ ! -f "$KO" ] || [ -n "$(find "$E2E_ROOT/kernel" "$E2E_ROOT/src/core" -name 
 	mkdir -p "$T/src/src"
 	cp -r "$E2E_ROOT/kernel" "$T/src/kernel"
 	cp -r "$E2E_ROOT/src/core" "$T/src/src/core"
-	(cd "$T/src/kernel" && find . -name '*.o' -o -name '*.ko' -o -name '*.cmd' | xargs rm -f; rm -rf core)
+	(cd "$T/src/kernel" && find . \( -name '*.o' -o -name '*.ko' -o -name '*.cmd' \) -delete; rm -rf core)
 	make -C "$KB" M="$T/src/kernel" -j2 modules >"$T/build.log" 2>&1 || { fail "build xvl_virtio.ko"; finish; }
 	KO=$T/src/kernel/xvl_virtio.ko
 fi
