@@ -12,6 +12,8 @@
 #     no write fails, the readback is equal;
 #   - the guest powers off: the VM compartment is reported exited with status 0;
 #   - xvl stop leaves no QEMU, no process, no state dir;
+#   - a second instance whose QEMU is killed with SIGKILL: the VM is reported
+#     killed by SIGKILL, its window released, the device side untouched;
 #   - the guest's console has no BUG|Oops|WARNING|soft lockup.
 # TAP on stdout.
 set -u
@@ -183,6 +185,31 @@ check "xvl stop" "$XVL" stop --state-dir "$SD"
 [ ! -e "$SD" ] && ok "xvl stop: the state directory is gone" || fail "xvl stop: the state directory is gone"
 left=$(pgrep -f "$T/guest.img" ; pgrep -f "$SD/")
 [ -z "$left" ] && ok "xvl stop: no QEMU and no compartment left" || fail "xvl stop: no QEMU and no compartment left ($left)"
+
+# the VM killed with SIGKILL: reported as such, its window released, the device side stays up
+mv "$CON" "$T/console1.log"
+"$XVL" run "$T/vm.cfg" --detach --quiet >"$T/run2.log" 2>&1 || fail "xvl run --detach, second instance"
+if wait_console "GUEST: verified" 400; then
+	J=$("$XVL" status --state-dir "$SD" --json 2>&1)
+	QPID=$(jq_ "c['guest']['pid']")
+	kill -KILL "$QPID"
+	st=""
+	for _ in $(seq 1 50); do
+		J=$("$XVL" status --state-dir "$SD" --json 2>&1)
+		st=$(jq_ "c['guest']['state'], c['guest']['last_exit'], d['windows'][0]['state'], c['dev']['state'], c['dev']['restarts']")
+		case $st in exited*) break ;; esac
+		sleep 0.1
+	done
+	expect_eq "exited killed by signal 9 (SIGKILL) released running 0" "$st" \
+		"QEMU killed with SIGKILL: VM compartment exited with the signal, window released, device side untouched"
+else
+	fail "second instance: the guest verified /dev/vda"
+fi
+check "xvl stop (second instance)" "$XVL" stop --state-dir "$SD"
+left=$(pgrep -f "$T/guest.img" ; pgrep -f "$SD/")
+[ -z "$left" ] && ok "xvl stop: nothing left of the second instance" || fail "xvl stop: nothing left of the second instance ($left)"
+cat "$T/console1.log" "$CON" >"$T/consoles.log" 2>/dev/null
+CON=$T/consoles.log
 
 if grep -aE 'BUG|Oops|WARNING|soft lockup' "$CON" >/dev/null; then
 	fail "the guest's console has no BUG|Oops|WARNING|soft lockup"
