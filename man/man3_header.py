@@ -165,7 +165,7 @@ def documented(header, desc):
             for fns, c in desc]
 
 
-def group_page(header, group, page):
+def group_page(header, group, page, include="xvloop/xvl.h"):
     names = [it[1] for it in group if it[0] == "proto"]
     desc = documented(header, descriptions(group))
     decls = [header.protos[n] for n in names]
@@ -174,7 +174,7 @@ def group_page(header, group, page):
            ", ".join(esc(n) for n in names) + " \\- " + esc(summary(desc[0][1])) + "\n",
            ".SH LIBRARY\nxvloop (\\fIlibxvloop\\fP, \\fI\\-lxvloop\\fP; "
            "\\fBpkg\\-config \\-\\-libs xvloop\\fP)\n",
-           ".SH SYNOPSIS\n.nf\n.B #include <xvloop/xvl.h>\n.PP\n"]
+           ".SH SYNOPSIS\n.nf\n.B #include <%s>\n.PP\n" % include]
     out += [".B %s\n" % esc(d).replace('"', "\\(dq") for d in decls]
     out.append(".fi\n.SH DESCRIPTION\n")
     for fns, c in desc:
@@ -207,8 +207,25 @@ def undeclared_page(sym):
             "%s: exported by the version script, not declared in xvl.h.\n" % (esc(sym), DRIFT))
 
 
-def api_pages(header_path, mapfile, outdir):
+def merge_into(header, other):
+    """header (xvl.h) also knows what other (an extra public header) declares."""
+    header.groups += other.groups
+    header.types.update(other.types)
+    header.protos.update(other.protos)
+    header.defines += other.defines
+    header.doc.update(other.doc)
+
+
+def api_pages(header_path, mapfile, outdir, extra=()):
     header = Header(header_path)
+    include = {}
+    for g in header.groups:
+        include[id(g)] = "xvloop/" + os.path.basename(header_path)
+    for path in extra:
+        other = Header(path)
+        for g in other.groups:
+            include[id(g)] = "xvloop/" + os.path.basename(path)
+        merge_into(header, other)
     syms = map_symbols(mapfile)
     missing = [s for s in syms if s not in header.protos]
     unlisted = [p for p in header.protos if p not in syms]
@@ -223,7 +240,7 @@ def api_pages(header_path, mapfile, outdir):
         if not names:
             continue
         page = next((n for n in names if n in syms), names[0])
-        write(os.path.join(outdir, page + ".3"), group_page(header, g, page))
+        write(os.path.join(outdir, page + ".3"), group_page(header, g, page, include[id(g)]))
         for n in names:
             if n != page:
                 write(os.path.join(outdir, n + ".3"), ".so man3/%s.3\n" % page)

@@ -4,8 +4,9 @@
 
   xvlman.py help XVL OUTDIR CMD...     section 1 (man1_help.py): `XVL --help`
                                        -> xvl.1, `XVL CMD --help` -> xvl-CMD.1
-  xvlman.py api HEADER MAP OUTDIR      section 3 (man3_header.py): the comment
-                                       above each prototype of HEADER, one page
+  xvlman.py api HEADER MAP OUTDIR [HEADER...]
+                                       section 3 (man3_header.py): the comment
+                                       above each prototype of the HEADERs, one page
                                        per symbol of the version script MAP,
                                        and libxvloop.3 (the file comment)
   xvlman.py md DOC OUT NAME SUMMARY HEADING...
@@ -26,8 +27,8 @@ from man5_markdown import md_page
 def main(argv):
     if len(argv) >= 4 and argv[1] == "help":
         cmd_help(argv[2], argv[3], argv[4:])
-    elif len(argv) == 5 and argv[1] == "api":
-        api_pages(argv[2], argv[3], argv[4])
+    elif len(argv) >= 5 and argv[1] == "api":
+        api_pages(argv[2], argv[3], argv[4], argv[5:])
     elif len(argv) >= 7 and argv[1] == "md":
         md_page(argv[2], argv[3], argv[4], argv[5], argv[6:])
     else:

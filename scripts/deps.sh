@@ -14,6 +14,7 @@ PKGS=(
 	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user
 	valgrind dpkg-dev
+	iperf3 iproute2 iputils-ping
 	qemu-system-x86 busybox-static cpio qemu-system-arm
 	e2fsprogs
 	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools

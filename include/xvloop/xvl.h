@@ -124,11 +124,20 @@ struct xvl_blk_opts {
 	/*
 	 * xvl_blk_wait busy-waits up to this long for a completion before it
 	 * sleeps (not in poll mode, which always spins).  A wake-up costs more
-	 * than a fast device's answer on some machines; 0: sleep at once.
+	 * than a fast device's answer on some machines.  0: adaptive, see
+	 * spin_adapt_us.
 	 */
 	unsigned spin_us;
-	/* New fields go here, at the end; zero must mean the old behaviour. */
+	/*
+	 * With spin_us 0, xvl_blk_wait spins for twice what recent waits on the
+	 * queue took, at most this many µs (0: XVL_BLK_SPIN_ADAPT_US), and not at
+	 * all while waits take longer than that; negative: sleep at once (the
+	 * behaviour of spin_us 0 before this field).
+	 */
+	int spin_adapt_us;
+	/* New fields go here, at the end; zero must mean the default behaviour. */
 };
+#define XVL_BLK_SPIN_ADAPT_US 50
 /* struct xvl_blk_opts o = {XVL_BLK_OPTS_INIT, .device = -1}; */
 #define XVL_BLK_OPTS_INIT .size = sizeof(struct xvl_blk_opts)
 

@@ -9,6 +9,7 @@
 int cmd_server(int argc, char **argv);
 int cmd_blk(int argc, char **argv);
 int cmd_blk_mount(int argc, char **argv);
+int cmd_net(int argc, char **argv);
 int cmd_cdi(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -63,6 +63,8 @@ static const char help[] =
 	"    -S, --queue-size N       ring entries per queue, power of two <= 1024 (default 256)\n"
 	"    -p, --poll               busy-poll: no notifications (costs a core on each side)\n"
 	"    -s, --spin-us N          wait for a completion spinning up to N us before sleeping\n"
+	"                             (default: adaptive, twice what recent waits took, at most\n"
+	"                             50 us)\n"
 	"    -W, --window-size BYTES  shared window to create (default 64M)\n"
 	"    -R, --reconnect-ms N     if the server goes away, reconnect within N ms, set the\n"
 	"                             device up again and resubmit what had not completed\n"

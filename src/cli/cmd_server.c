@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* xvl server */
+#include <errno.h>
 #include <getopt.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,6 +44,27 @@ static const char help[] =
 	"          relay=on          vhost-user: relay notifications through the server\n"
 	"                            (default: the backend and the client signal each other)\n"
 	"          reconnect-ms=N    vhost-user: wait this long for a lost backend (10000)\n"
+	"          type=net          a virtio-net device (default type=blk), with\n"
+	"                            backend=switch (a port of the built-in L2 switch)\n"
+	"                            backend=tap (a tap in the server's netns) or\n"
+	"                            backend=vhost-user (bridge to a vhost-user-net\n"
+	"                            backend, one queue pair);\n"
+	"                            queues=N is then queue pairs, 1..7\n"
+	"          switch=SW         switch: which switch (default sw0)\n"
+	"          ifname=IF         tap: the interface (created if missing)\n"
+	"          mac=MAC           net: the MAC address (default 52:54:00 + 3 bytes\n"
+	"                            derived from the name)\n"
+	"          mtu=N             net: 68..9000 (default 1500)\n"
+	"          spoof=on          switch: drop frames whose source MAC is not the\n"
+	"                            port's, and refuse MAC changes\n"
+	"    -c, --cpus LIST       one worker thread per CPU listed (0,1 or 0-3), pinned there;\n"
+	"                          auto: one per CPU the process may use, not pinned (what a\n"
+	"                          partition's device compartment needs: its seccomp profile\n"
+	"                          refuses sched_setaffinity).  The main thread keeps the\n"
+	"                          links.  Default: the main thread serves every queue itself\n"
+	"    -P, --poll-max-us N   after activity, poll the queues for at most N us (adapted\n"
+	"                          to what recent requests took) before sleeping; 0: never\n"
+	"                          poll (default 50)\n"
 	"    --link window         serve over the mailbox inside a shared window (PROTOCOL.md\n"
 	"                          section 7) instead of, or with --listen besides, the socket\n"
 	"    --window WINDOW       the window of the mailbox link:\n"
@@ -67,7 +92,51 @@ static const char help[] =
 	"    xvl server --listen /run/xvl.sock --dev name=disk0,backend=file,path=disk.img\n"
 	"    xvl server -l s.sock -d name=n0,backend=null,size=1G,queues=4\n"
 	"    xvl server -l s.sock -d name=q0,backend=vhost-user,path=/run/qsd.sock\n"
-	"    xvl server --link window --window ivshmem:/run/ivsh.sock,vectors=8 -d name=d0,backend=ram,size=64M\n";
+	"    xvl server --link window --window ivshmem:/run/ivsh.sock,vectors=8 -d name=d0,backend=ram,size=64M\n"
+	"    xvl server -l s.sock -d name=vnf0,type=net,backend=switch \\\n"
+	"        -d name=vnf1,type=net,backend=switch,spoof=on -d name=up0,type=net,backend=tap,ifname=xt0\n";
+
+/* "0,2-3" into o->cpus; -EINVAL on anything else. */
+static int parse_cpu_list(const char *text, struct xvl_server_opts *o)
+{
+	const char *p = text;
+	o->n_cpus = 0;
+	if (!strcmp(text, "auto")) { /* the CPUs this process may run on (a partition's cpus) */
+		cpu_set_t set;
+		if (sched_getaffinity(0, sizeof(set), &set) < 0)
+			return -errno;
+		/* one worker per CPU, not pinned: in a partition sched_setaffinity is refused
+		 * (seccomp), and the process's affinity already holds every thread */
+		for (int c = 0; c < CPU_SETSIZE && o->n_cpus < XVL_SERVER_MAX_CPUS; c++)
+			if (CPU_ISSET(c, &set))
+				o->cpus[o->n_cpus++] = -1;
+		return o->n_cpus ? 0 : -EINVAL;
+	}
+	while (*p) {
+		char *end;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		unsigned long a = strtoul(p, &end, 10), b = a;
+		if (*end == '-') {
+			if (end[1] < '0' || end[1] > '9')
+				return -EINVAL;
+			b = strtoul(end + 1, &end, 10);
+		}
+		if (b < a || b >= CPU_SETSIZE)
+			return -EINVAL;
+		for (unsigned long c = a; c <= b; c++) {
+			if (o->n_cpus == XVL_SERVER_MAX_CPUS)
+				return -EINVAL;
+			o->cpus[o->n_cpus++] = (int)c;
+		}
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			return -EINVAL;
+		p = end;
+	}
+	return o->n_cpus ? 0 : -EINVAL;
+}
 
 int cmd_server(int argc, char **argv)
 {
@@ -77,13 +146,14 @@ int cmd_server(int argc, char **argv)
 		{"max-window", required_argument, NULL, 'w'},
 		{"help", no_argument, NULL, 'h'},         {"link", required_argument, NULL, 'L'},
 		{"window", required_argument, NULL, 'W'}, {"doorbell", required_argument, NULL, 'B'},
+		{"cpus", required_argument, NULL, 'c'},   {"poll-max-us", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0}};
 	const char *link = "socket";
 	struct xvl_server_opts o = {0};
 	struct xvl_errbuf eb = {{0}};
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "l:d:n:w:qh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "l:d:n:w:qhc:P:", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': o.listen = optarg; break;
 		case 'n': o.name = optarg; break;
@@ -99,6 +169,20 @@ int cmd_server(int argc, char **argv)
 		case 'W': o.window = optarg; break;
 		case 'B': o.doorbell = optarg; break;
 		case 'h': return cli_help(help);
+		case 'c':
+			if (parse_cpu_list(optarg, &o) < 0)
+				return cli_fail(2, "server", "--cpus: '%s' is not a list of CPUs like "
+					        "0,1 or 0-3 (at most %u)", optarg, XVL_SERVER_MAX_CPUS);
+			break;
+		case 'P': {
+			char *end;
+			unsigned long us = strtoul(optarg, &end, 10);
+			if (*optarg < '0' || *optarg > '9' || *end || us > 1000000)
+				return cli_fail(2, "server", "--poll-max-us: '%s' is not a number of "
+					        "microseconds up to 1000000", optarg);
+			o.poll_max_ns = us ? (uint32_t)(us * 1000u) : UINT32_MAX;
+			break;
+		}
 		case 'd':
 			if (o.n_devs == XVL_SERVER_MAX_DEVS)
 				return cli_fail(2, "server", "at most %u devices", XVL_SERVER_MAX_DEVS);

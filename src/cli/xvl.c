@@ -15,6 +15,7 @@ static const char usage[] =
 	"    xvl server --listen SOCKET --dev SPEC [--dev SPEC]...\n"
 	"    xvl blk info|read|write|verify --connect URI [OPTIONS]\n"
 	"    xvl blk mount --connect URI [--device NAME] MOUNTPOINT\n"
+	"    xvl net info|ping|perf|tap --connect URI [--device NAME] [OPTIONS]\n"
 	"    xvl cdi --connect URI [--output FILE]\n"
 	"    xvl demo [--size BYTES] [--ops N] [--plain] [--keep]\n"
 	"    xvl export vhost-user-blk --connect URI --device NAME --socket PATH\n"
@@ -33,6 +34,7 @@ static const char usage[] =
 	"    server   serve devices on a socket\n"
 	"    blk      use a block device: info, read, write, verify; mount it as a\n"
 	"             regular file (FUSE)\n"
+	"    net      use a net device: info, ping, perf; a tap interface carried by it\n"
 	"    cdi      write a Container Device Interface spec for a server's devices\n"
 	"             (podman/containerd --device xvloop.io/blk=NAME)\n"
 	"    demo     a device compartment with a file-backed disk and a driver\n"
@@ -86,6 +88,8 @@ int main(int argc, char **argv)
 		return cmd_server(argc - 1, argv + 1);
 	if (!strcmp(cmd, "blk"))
 		return cmd_blk(argc - 1, argv + 1);
+	if (!strcmp(cmd, "net"))
+		return cmd_net(argc - 1, argv + 1);
 	if (!strcmp(cmd, "cdi"))
 		return cmd_cdi(argc - 1, argv + 1);
 	if (!strcmp(cmd, "demo"))

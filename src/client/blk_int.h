@@ -79,6 +79,7 @@ struct blk_queue {
 	int kick_fd;
 	int call_fd;
 	uint64_t last_link_check;
+	uint64_t wait_avg_ns;     /* what waits took lately (adaptive spin, blk_io.c) */
 	bool fd_exported;         /* the caller polls call_fd itself: complete() drains it */
 	uint16_t *resubmit;       /* SLOT_PARKED slots */
 	unsigned n_resubmit;

@@ -364,10 +364,37 @@ static int wait_spinning(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms
 	}
 }
 
-/* Busy-wait up to spin_us for a completion; true when one (or news) came. */
-static bool spin_briefly(struct xvl_blk *b, struct blk_queue *bq)
+/*
+ * How long to spin before sleeping.  spin_us set: that, fixed.  Otherwise
+ * adaptive (the idea of Linux's hybrid polling): spin for twice what recent
+ * waits took (an average over about 8), at most spin_adapt_us; when waits
+ * take longer than that bound the device is slow and a wake-up is cheap next
+ * to it: sleep at once.  With nothing measured yet, spin up to the bound.
+ */
+static uint64_t spin_window_ns(const struct xvl_blk *b, const struct blk_queue *bq)
 {
-	uint64_t end = xvl_os_now_ns() + (uint64_t)b->opts.spin_us * 1000u;
+	if (b->opts.spin_us)
+		return (uint64_t)b->opts.spin_us * 1000u;
+	if (b->opts.spin_adapt_us < 0)
+		return 0;
+	uint64_t max = (uint64_t)(b->opts.spin_adapt_us ? (unsigned)b->opts.spin_adapt_us
+							: XVL_BLK_SPIN_ADAPT_US) * 1000u;
+	if (!bq->wait_avg_ns)
+		return max;
+	if (bq->wait_avg_ns > max)
+		return 0;
+	return 2 * bq->wait_avg_ns < max ? 2 * bq->wait_avg_ns : max;
+}
+
+static void wait_took(struct blk_queue *bq, uint64_t ns)
+{
+	bq->wait_avg_ns = bq->wait_avg_ns ? bq->wait_avg_ns - bq->wait_avg_ns / 8 + ns / 8 : ns;
+}
+
+/* Busy-wait up to window ns for a completion; true when one (or news) came. */
+static bool spin_briefly(struct xvl_blk *b, struct blk_queue *bq, uint64_t window)
+{
+	uint64_t end = xvl_os_now_ns() + window;
 	do {
 		if (xvl_vq_drv_has_used(&bq->vq) || has_news(b, bq))
 			return true;
@@ -377,10 +404,8 @@ static bool spin_briefly(struct xvl_blk *b, struct blk_queue *bq)
 }
 
 /* Sleeps in poll() without the queue lock, so that recovery can run meanwhile. */
-static int wait_sleeping(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms)
+static int sleep_for_news(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms)
 {
-	if (b->opts.spin_us && spin_briefly(b, bq))
-		return 1;
 	for (;;) {
 		if (has_news(b, bq) || xvl_vq_drv_enable_cb(&bq->vq))
 			return 1;
@@ -401,6 +426,20 @@ static int wait_sleeping(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms
 			return 1;
 		}
 	}
+}
+
+static int wait_sleeping(struct xvl_blk *b, struct blk_queue *bq, int timeout_ms)
+{
+	uint64_t t0 = xvl_os_now_ns();
+	uint64_t window = timeout_ms || b->opts.spin_us ? spin_window_ns(b, bq) : 0;
+	if (window && spin_briefly(b, bq, window)) {
+		wait_took(bq, xvl_os_now_ns() - t0);
+		return 1;
+	}
+	int rc = sleep_for_news(b, bq, timeout_ms);
+	if (rc == 1 && timeout_ms)
+		wait_took(bq, xvl_os_now_ns() - t0);
+	return rc;
 }
 
 static int wait_locked(struct xvl_blk *b, uint16_t q, int timeout_ms)

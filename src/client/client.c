@@ -26,7 +26,16 @@
 
 static void handle_event(struct xvl_client *c, const struct xvl_msg *m)
 {
-	if (m->u.event.dev >= XVL_MAX_DEVICES || !c->open[m->u.event.dev])
+	if (m->u.event.dev >= XVL_MAX_DEVICES)
+		return;
+	struct xvl_net *n = c->open_net[m->u.event.dev];
+	if (n && m->u.event.code == XVL_EVENT_BROKEN)
+		xvl_net_mark_broken(n, m->u.event.reason, m->u.event.msg);
+	else if (n && m->u.event.code == XVL_EVENT_CONFIG)
+		xvl_net_config_changed(n);
+	else if (n && m->u.event.code == XVL_EVENT_RESTART)
+		xvl_net_request_restart(n);
+	if (!c->open[m->u.event.dev])
 		return;
 	struct xvl_blk *b = c->open[m->u.event.dev];
 	if (m->u.event.code == XVL_EVENT_BROKEN)
@@ -40,6 +49,8 @@ static void break_all(struct xvl_client *c, int reason, const char *why)
 	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
 		if (c->open[i])
 			xvl_blk_mark_broken(c->open[i], reason, why);
+		else if (c->open_net[i])
+			xvl_net_mark_broken(c->open_net[i], reason, why);
 }
 
 bool xvl_client_link_dead(const struct xvl_client *c)
@@ -497,6 +508,8 @@ void xvl_client_close(struct xvl_client *c)
 	for (unsigned i = 0; i < XVL_MAX_DEVICES; i++)
 		if (c->open[i])
 			xvl_blk_close(c->open[i]);
+		else if (c->open_net[i])
+			xvl_net_close(c->open_net[i]);
 	if (c->mode == XVL_MODE_VHOST)
 		xvl_vhost_close(&c->vh);
 	if (c->sock >= 0)

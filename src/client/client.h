@@ -51,6 +51,7 @@ struct xvl_client {
 	unsigned n_dev;
 	struct xvl_dev_desc dev[XVL_MAX_DEVICES];
 	struct xvl_blk *open[XVL_MAX_DEVICES];
+	struct xvl_net *open_net[XVL_MAX_DEVICES]; /* net devices (net_setup.c) */
 	char peer_name[XVL_NAME_MAX];
 	struct xvl_errbuf eb;
 };
@@ -83,6 +84,13 @@ int xvl_client_poll_link(struct xvl_client *c);
 bool xvl_client_link_dead(const struct xvl_client *c);
 /* The link socket, for a sleeper's poll() (-1 in direct mode).  Any thread. */
 int xvl_client_link_fd(const struct xvl_client *c);
+
+/* The same for a net device (net_setup.c); and EVENT CONFIG: the link status is re-read. */
+struct xvl_net;
+void xvl_net_mark_broken(struct xvl_net *n, int reason, const char *why);
+void xvl_net_config_changed(struct xvl_net *n);
+void xvl_net_request_restart(struct xvl_net *n);
+void xvl_net_close(struct xvl_net *n);
 
 /* Called by the client when the device reported broken or the link died. */
 void xvl_blk_mark_broken(struct xvl_blk *b, int reason, const char *why);

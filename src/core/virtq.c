@@ -619,6 +619,17 @@ int xvl_vq_dev_pop(struct xvl_vq_dev *vq, struct xvl_vq_elem *e, unsigned max_se
 	return 1;
 }
 
+int xvl_vq_dev_unpop(struct xvl_vq_dev *vq, uint16_t n)
+{
+	if (vq->broken)
+		return -EIO;
+	if (n > vq->inflight)
+		return -EINVAL;
+	vq->last_avail = (uint16_t)(vq->last_avail - n);
+	vq->inflight = (uint16_t)(vq->inflight - n);
+	return 0;
+}
+
 int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
 {
 	struct xvl_vring_used_elem *ue;

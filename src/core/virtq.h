@@ -229,6 +229,13 @@ int xvl_vq_dev_init(struct xvl_vq_dev *vq, const struct xvl_mem *m, const struct
  */
 int xvl_vq_dev_pop(struct xvl_vq_dev *vq, struct xvl_vq_elem *e, unsigned max_segs);
 
+/*
+ * Give back the last n chains popped and not pushed, unread, so the next
+ * pop returns them again (a receive that found too few buffers).  Returns 0,
+ * -EINVAL when fewer than n are in flight, -EIO when broken.
+ */
+int xvl_vq_dev_unpop(struct xvl_vq_dev *vq, uint16_t n);
+
 /* Return a chain: write the used entry and publish used idx (release). */
 int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len);
 

@@ -26,8 +26,9 @@
  * zerocopy=0 gives fio ordinary memory and the library copies each request
  * through a bounce block of the window.
  *
- * Completions.  poll=0 (default) sleeps on the queue's eventfd until the
- * device signals; poll=1 asks the device side not to notify (the xvloop
+ * Completions.  poll=0 (default) spins for a bounded time that adapts to
+ * what recent waits took (the library's xvl_blk_wait; spin_us fixes it), then
+ * sleeps on the queue's eventfd until the device signals; poll=1 asks the device side not to notify (the xvloop
  * server then polls the queue; a server device bridged to a vhost-user
  * backend refuses, since the server is not on that data path) and spins on
  * the used ring.  spin=1 keeps notifications in both directions but spins
@@ -152,7 +153,8 @@ static struct fio_option xvl_fio_options[] = {
 		.off1 = offsetof(struct xvl_fio_opts, spin_us),
 		.def = "0",
 		.help = "In event mode, wait for a completion spinning up to this many "
-			"microseconds before sleeping on the queue's eventfd",
+			"microseconds before sleeping on the queue's eventfd (0: adaptive, "
+			"twice what recent waits took, at most 50 us)",
 		.category = FIO_OPT_C_ENGINE,
 		.group = FIO_OPT_G_INVALID,
 	},

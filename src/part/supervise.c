@@ -100,6 +100,12 @@ static int go_args(const struct xp_inst *p, unsigned i, struct xp_go *g)
 	const char *mbox[] = {"--link", "window", "--window", "fd:3"};
 	for (unsigned j = 0; rc == 0 && k->mbox_driver >= 0 && j < 4; j++)
 		rc = xp_go_add(g, false, mbox[j]);
+	/* cpus = [...]: one worker thread per CPU of the compartment (not pinned: its
+	 * affinity holds them, and sched_setaffinity is not in the device profile) */
+	if (rc == 0 && k->have_cpus)
+		rc = xp_go_add(g, false, "--cpus");
+	if (rc == 0 && k->have_cpus)
+		rc = xp_go_add(g, false, "auto");
 	for (unsigned d = 0; rc == 0 && d < k->n_devs; d++) {
 		spec_text(&p->cfg.devs[k->devs[d]], a, sizeof(a));
 		rc = xp_go_add(g, false, "--dev");

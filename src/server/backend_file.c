@@ -73,7 +73,7 @@ static int file_open(struct srv_dev *d, struct xvl_errbuf *eb)
 
 static void file_submit(struct srv_dev *d, struct srv_req *r)
 {
-	struct io_uring_sqe *sqe = srv_get_sqe(d->srv);
+	struct io_uring_sqe *sqe = srv_queue_sqe(r->q);
 	off_t off = (off_t)(r->sector * XVL_BLK_SECTOR_SIZE);
 
 	if (!sqe) {
@@ -173,22 +173,37 @@ static int forbid_new_rings(void)
 
 	if (!under_seccomp_filter())
 		return 0;
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+	/* TSYNC: every thread (the server's workers) gets it, not only the caller */
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) < 0)
 		return -errno;
 	return 0;
 }
 
-int srv_ring_init(struct io_uring *ring, unsigned depth)
+int srv_ring_create(struct io_uring *ring, unsigned depth)
 {
 	int rc = io_uring_queue_init(depth, ring, IORING_SETUP_R_DISABLED);
 
 	if (rc < 0)
 		return rc;
 	rc = ring_restrict(ring);
-	if (rc == 0)
-		rc = forbid_new_rings();
 	if (rc < 0)
 		io_uring_queue_exit(ring);
+	return rc;
+}
+
+int srv_ring_seal(void)
+{
+	return forbid_new_rings();
+}
+
+int srv_ring_init(struct io_uring *ring, unsigned depth)
+{
+	int rc = srv_ring_create(ring, depth);
+	if (rc == 0) {
+		rc = srv_ring_seal();
+		if (rc < 0)
+			io_uring_queue_exit(ring);
+	}
 	return rc;
 }
 

@@ -172,14 +172,16 @@ static void serve_chain(struct srv_queue *q, const struct xvl_vq_elem *e)
 	struct srv_req *r = &q->req[e->head];
 
 	if (r->busy) {
-		srv_dev_break(d, -EPROTO, "queue %u: head %u reused while in flight", q->index, e->head);
+		srv_queue_break(q, -EPROTO, "queue %u: head %u reused while in flight", q->index,
+				e->head);
 		return;
 	}
 	/* The status byte is the last byte of the last (writable) segment: it must exist.
 	 * A zero-length one would put it one byte before that segment, outside the chain
 	 * (before the window itself when the segment sits at offset 0). */
 	if (e->n_in == 0 || e->seg[e->n_out + e->n_in - 1].len == 0) {
-		srv_dev_break(d, -EPROTO, "queue %u: chain %u has no status byte", q->index, e->head);
+		srv_queue_break(q, -EPROTO, "queue %u: chain %u has no status byte", q->index,
+				e->head);
 		return;
 	}
 	const struct xvl_seg *last = &e->seg[e->n_out + e->n_in - 1];
@@ -195,33 +197,36 @@ static void serve_chain(struct srv_queue *q, const struct xvl_vq_elem *e)
 		d->ops->submit(d, r);
 }
 
-void srv_queue_process(struct srv_queue *q)
+unsigned srv_queue_process(struct srv_queue *q, bool quiet)
 {
 	struct xvl_vq_elem e = {.seg = q->seg};
 	unsigned budget = BUDGET_PER_ROUND;
+	unsigned done = 0;
 
 	q->more = false;
 	for (;;) {
 		if (!q->poll)
 			xvl_vq_dev_disable_notify(&q->vq);
-		while (budget && srv_dev_running(q->dev)) {
+		while (budget && q->live) {
 			int rc = xvl_vq_dev_pop(&q->vq, &e, SRV_MAX_SEGS + 2);
 			if (rc == 0)
 				break;
 			if (rc < 0) {
-				srv_dev_break(q->dev, rc, "queue %u: driver broke the ring rules (%s)",
-					      q->index, rc == -E2BIG ? "chain too long" : "bad ring");
-				return;
+				srv_queue_break(q, rc, "queue %u: driver broke the ring rules (%s)",
+						q->index, rc == -E2BIG ? "chain too long" : "bad ring");
+				return done;
 			}
 			serve_chain(q, &e);
 			budget--;
+			done++;
 		}
-		srv_queue_notify(q);
+		if (q->live)
+			srv_queue_notify(q);
 		if (!budget) {
 			q->more = true;
-			return;
+			return done;
 		}
-		if (q->poll || !srv_dev_running(q->dev) || !xvl_vq_dev_enable_notify(&q->vq))
-			return;
+		if (quiet || q->poll || !q->live || !xvl_vq_dev_enable_notify(&q->vq))
+			return done;
 	}
 }

@@ -100,6 +100,8 @@ static int probe_apply(struct srv_dev *d, const struct xvl_vhost *v, uint8_t *cf
 	uint16_t nq = 1;
 	int rc;
 
+	if (d->spec.type == XVL_DEV_NET)
+		return srv_bridge_net_probe(d, v, eb); /* bridge_net.c */
 	if (d->spec.read_only)
 		features |= 1ull << XVL_BLK_F_RO;
 	rc = probe_queues(d, v, features, cfg, &nq, eb);
@@ -374,6 +376,7 @@ static struct br_job *job_new(struct srv_dev *d, enum br_job_kind kind)
 		return NULL;
 	j->kind = kind;
 	snprintf(j->path, sizeof(j->path), "%s", d->spec.path);
+	j->no_config = d->spec.type == XVL_DEV_NET; /* bridge_net.c makes it */
 	j->win_fd = j->pidfd = -1;
 	vh_reset(&j->vh);
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++)
@@ -473,7 +476,7 @@ static int start_launch(struct srv_dev *d, uint16_t nq, uint16_t qsize, struct x
 
 	if (!j)
 		return xvl_err(eb, -ENOMEM, "device %s: out of memory", d->spec.name);
-	j->features = d->driver_features;
+	j->features = srv_bridge_features(d); /* net: without what only the config space has */
 	j->win_fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0);
 	j->win_size = w->mem.size;
 	j->win_base = (uintptr_t)w->mem.base;
@@ -557,6 +560,7 @@ static void bridge_restart(struct srv_dev *d)
 	srv_log(d->srv, "device %s: vhost-user backend %s is back; client %s sets the device up "
 		"again", d->spec.name, d->spec.path, d->conn ? d->conn->name : "(none)");
 	srv_dev_reset(d);
+	srv_bridge_net_link(d, true);
 	send_event(d, XVL_EVENT_RESTART, 0, "vhost-user backend is back");
 }
 
@@ -744,6 +748,7 @@ void srv_bridge_lost(struct srv_dev *d)
 			      d->spec.path);
 		return;
 	}
+	srv_bridge_net_link(d, false);
 	await_backend(d, "went away");
 }
 

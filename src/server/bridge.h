@@ -69,6 +69,7 @@ struct br_job {
 	int rc;
 	struct xvl_errbuf eb;
 	uint8_t cfg[XVL_BLK_CFG_SIZE]; /* PROBE: the config space */
+	bool no_config;         /* PROBE: a net backend: the server makes the config space */
 	bool mem_sent;          /* START: the backend may have the window (SET_MEM_TABLE sent) */
 	int pid;                /* the instance talked to (SO_PEERCRED), 0 unknown */
 	int pidfd;              /* a pidfd of it, -1 if none could be had */

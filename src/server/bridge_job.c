@@ -61,7 +61,8 @@ static void job_probe(struct br_job *j)
 	j->rc = xvl_vhost_connect(&j->vh, j->path, &j->eb);
 	if (j->rc == 0) {
 		note_peer(j);
-		j->rc = xvl_vhost_get_config(&j->vh, 0, j->cfg, sizeof(j->cfg), &j->eb);
+		if (!j->no_config)
+			j->rc = xvl_vhost_get_config(&j->vh, 0, j->cfg, sizeof(j->cfg), &j->eb);
 	}
 	/* Keep features and queue count for the loop; the connection goes. */
 	uint64_t f = j->vh.features, pf = j->vh.protocol_features;

@@ -32,37 +32,44 @@ void srv_queue_notify(struct srv_queue *q)
 	struct srv_dev *d = q->dev;
 	if (q->call_fd < 0 || !xvl_vq_dev_notify_prepare(&q->vq))
 		return;
-	int rc = xvl_os_peer_eventfd_signal(&d->srv->guard, q->call_fd);
+	int rc = xvl_os_peer_eventfd_signal(srv_queue_guard(q), q->call_fd);
+	(void)d;
 	if (rc == 0) {
-		d->st_notifies++;
+		xvl_store_relaxed(&q->st_notifies, q->st_notifies + 1);
 	} else if (rc == -ETIMEDOUT) {
-		srv_dev_break(d, -EWOULDBLOCK, "queue %u: the call eventfd was made blocking",
-			      q->index);
+		srv_queue_break(q, -EWOULDBLOCK, "queue %u: the call eventfd was made blocking",
+				q->index);
 	} else if (rc != -EAGAIN) { /* -EAGAIN: at its maximum, a wakeup is pending anyway */
-		srv_dev_break(d, rc, "queue %u: signalling the call eventfd failed", q->index);
+		srv_queue_break(q, rc, "queue %u: signalling the call eventfd failed", q->index);
 	}
+}
+
+uint64_t srv_dev_requests(const struct srv_dev *d)
+{
+	uint64_t n = d->st_requests; /* net devices count per device */
+	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++) /* a worker may be counting */
+		n += xvl_load_relaxed(&d->q[i].st_requests);
+	return n;
 }
 
 void srv_req_done(struct srv_req *r, uint8_t status)
 {
 	struct srv_queue *q = r->q;
-	struct srv_dev *d = q->dev;
 
 	r->busy = false;
 	q->inflight--;
-	if (!srv_dev_running(d) || !q->enabled) {
+	if (!q->live) {
 		/* the driver reset or was told: the rings are no longer ours to write */
-		if (d->state == SRV_DEV_DRAINING && !q->inflight)
-			srv_dev_drained(d);
+		srv_queue_idle_check(q);
 		return;
 	}
 	xvl_store_relaxed(r->status, status);
 	xvl_vq_dev_push(&q->vq, r->head, used_len(r, status));
-	d->st_requests++;
+	xvl_store_relaxed(&q->st_requests, q->st_requests + 1);
 	if (status == XVL_BLK_S_OK)
-		d->st_bytes += r->bytes;
+		xvl_store_relaxed(&q->st_bytes, q->st_bytes + r->bytes);
 	else
-		d->st_errors++;
+		xvl_store_relaxed(&q->st_errors, q->st_errors + 1);
 }
 
 static uint8_t cqe_status(const struct srv_req *r, int res)
@@ -74,19 +81,23 @@ static uint8_t cqe_status(const struct srv_req *r, int res)
 	return XVL_BLK_S_OK;
 }
 
-void srv_reap_ring(struct srv *s)
+void srv_reap(struct io_uring *ring)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	if (!s->ring_ok)
-		return;
-	io_uring_for_each_cqe(&s->ring, head, cqe) {
+	io_uring_for_each_cqe(ring, head, cqe) {
 		struct srv_req *r = io_uring_cqe_get_data(cqe);
 		struct srv_queue *q = r->q;
 		srv_req_done(r, cqe_status(r, cqe->res));
-		q->more = q->enabled; /* notify, and look for new work, on the next pass */
+		q->more = q->live; /* notify, and look for new work, on the next pass */
 		n++;
 	}
-	io_uring_cq_advance(&s->ring, n);
+	io_uring_cq_advance(ring, n);
+}
+
+void srv_reap_ring(struct srv *s)
+{
+	if (s->ring_ok)
+		srv_reap(&s->ring);
 }

@@ -349,7 +349,7 @@ long srv_mbox_idle_us(struct srv *s, bool busy)
 	/* Polled queues that completed something count as activity too. */
 	uint64_t reqs = 0;
 	for (unsigned i = 0; i < s->n_devs; i++)
-		reqs += s->dev[i].st_requests;
+		reqs += srv_dev_requests(&s->dev[i]);
 	if (reqs != m->last_requests) {
 		m->last_requests = reqs;
 		m->last_work_ns = now;

@@ -31,9 +31,13 @@
  *   - d->conn != NULL  <=>  state != FREE.
  *   - A queue is served (q->enabled) only while its device is RUNNING, and
  *     only if it is configured (SET_QUEUE with ENABLE accepted).
- *   - s->poll_queues == the number of served queues in POLL mode, summed
- *     over all devices: only queue_serve() and queue_unserve() change it,
- *     and each changes it only when q->enabled flips.
+ *   - s->poll_queues == the number of queues in POLL mode the control
+ *     thread serves, summed over all devices: only queue_serve() and
+ *     queue_unserve() change it, and each changes it only when q->enabled
+ *     flips on a queue not handed to a worker.
+ *   - A queue handed to a worker thread (q->handed, worker.c) counts as in
+ *     flight until the worker released it: a reset goes DRAINING and its
+ *     reply waits; its fds and req[] stay until then (q->clear_pending).
  *   - A request in flight (q->inflight) points into its connection's window
  *     and into q->req[]: neither is released, nor the queue set up again,
  *     until it completed.  SET_QUEUE needs SETUP, which a device with
@@ -65,8 +69,8 @@ bool srv_dev_running(const struct srv_dev *d)
 static unsigned dev_inflight(const struct srv_dev *d)
 {
 	unsigned n = 0;
-	for (unsigned q = 0; q < XVL_MAX_QUEUES; q++)
-		n += d->q[q].inflight;
+	for (unsigned q = 0; q < XVL_MAX_QUEUES; q++) /* a worker's queue: in flight till released */
+		n += d->q[q].handed ? 1 : d->q[q].inflight;
 	return n + srv_bridge_busy(d); /* a vhost backend being stopped counts as in flight */
 }
 
@@ -77,6 +81,21 @@ static int queue_serve(struct srv_queue *q)
 	struct srv *s = q->dev->srv;
 	if (!q->configured || q->enabled)
 		return 0;
+	if (q->handed)
+		return -EBUSY; /* cannot happen: serving again needs a reset, which waits for it */
+	/*
+	 * Bridged queues are the backend's; a net device's queues stay on this
+	 * thread too: the switch writes into the rx rings of the other ports of
+	 * the same switch, which must all be served by one thread.
+	 */
+	q->worker = q->dev->spec.kind == XVL_BK_VHOST || q->dev->net
+			    ? NULL
+			    : srv_worker_for(s, q->dev->index, q->index);
+	if (q->worker) {
+		q->enabled = true;
+		srv_worker_attach(q); /* the worker parks avail_event of a polled queue */
+		return 0;
+	}
 	if (!q->poll && srv_watch(s, q->kick_fd, &q->kick_w, W_KICK, q) < 0)
 		return -errno;
 	if (q->poll) {
@@ -85,6 +104,7 @@ static int queue_serve(struct srv_queue *q)
 		xvl_vq_dev_disable_notify(&q->vq);
 	}
 	q->enabled = true;
+	q->live = true;
 	q->more = true; /* pick up anything queued before DRIVER_OK */
 	return 0;
 }
@@ -94,11 +114,17 @@ static void queue_unserve(struct srv_queue *q)
 	struct srv *s = q->dev->srv;
 	if (!q->enabled)
 		return;
+	if (q->handed) { /* once per hand-off: enabled flips once */
+		q->enabled = false;
+		srv_worker_detach(q);
+		return;
+	}
 	if (q->poll)
 		s->poll_queues--;
 	else
 		srv_unwatch(s, q->kick_fd);
 	q->enabled = false;
+	q->live = false;
 	q->more = false;
 }
 
@@ -106,6 +132,10 @@ static void queue_unserve(struct srv_queue *q)
 static void queue_clear(struct srv_queue *q)
 {
 	queue_unserve(q);
+	if (q->handed) { /* the worker still uses the fds and req[]: at RELEASED */
+		q->clear_pending = true;
+		return;
+	}
 	if (q->kick_fd >= 0)
 		close(q->kick_fd);
 	if (q->call_fd >= 0)
@@ -117,6 +147,19 @@ static void queue_clear(struct srv_queue *q)
 		free(q->req);
 		q->req = NULL;
 	}
+}
+
+void srv_queue_released(struct srv_queue *q)
+{
+	struct srv_dev *d = q->dev;
+	q->handed = false;
+	q->worker = NULL;
+	if (q->clear_pending) {
+		q->clear_pending = false;
+		queue_clear(q);
+	}
+	if (d->state == SRV_DEV_DRAINING)
+		srv_dev_drained(d);
 }
 
 /* ------------------------------------------------------------ transitions */
@@ -132,6 +175,8 @@ static void dev_reset_now(struct srv_dev *d)
 {
 	if (d->spec.kind == XVL_BK_VHOST)
 		srv_bridge_stop(d);
+	if (d->net)
+		srv_net_reset(d);
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++)
 		queue_clear(&d->q[i]);
 	d->status = 0;
@@ -208,6 +253,8 @@ void srv_dev_shutdown(struct srv_dev *d)
 {
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++) {
 		d->q[i].inflight = 0; /* the ring is gone: no completion will come */
+		d->q[i].handed = false; /* the workers are stopped (xvl_server_destroy) */
+		d->q[i].worker = NULL;
 		queue_clear(&d->q[i]);
 	}
 	d->conn = NULL;
@@ -229,7 +276,8 @@ void srv_dev_break(struct srv_dev *d, int reason, const char *fmt, ...)
 	va_end(ap);
 	srv_log(d->srv, "device %s broken: %s", d->spec.name, msg);
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++)
-		d->q[i].vq.broken = true;
+		if (!d->q[i].handed) /* a worker's queue stops at DETACH */
+			d->q[i].vq.broken = true;
 	dev_stop_serving(d);
 	srv_dev_event(d, XVL_EVENT_BROKEN, reason, msg);
 }
@@ -250,6 +298,8 @@ static int dev_start(struct srv_dev *d)
 		if (rc < 0)
 			return rc;
 	}
+	if (d->net)
+		srv_net_start(d);
 	return 0;
 }
 
@@ -409,7 +459,7 @@ static int queue_setup(struct srv_queue *q, const struct xvl_m_queue *mq, int *f
 	bool poll = mq->flags & XVL_QUEUE_F_POLL;
 	if (!poll && check_eventfds(d->conn, fds) < 0)
 		return -EINVAL;
-	if (q->inflight)
+	if (q->inflight || q->handed)
 		return -EBUSY; /* cannot happen in SETUP (see the invariants); kept as a guard */
 	queue_clear(q);
 	if (!(mq->flags & XVL_QUEUE_F_ENABLE))

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "srv.h"
+#include "xvl_atomic.h"
 #include "virtio_blk.h"
 
 static int on_hello(struct srv_conn *c, const struct xvl_msg *m, struct xvl_msg *rep)
@@ -44,7 +45,7 @@ static int on_dev_info(struct srv_conn *c, const struct xvl_msg *m, struct xvl_m
 	struct srv_dev *d = &c->srv->dev[m->u.dev.dev];
 	if (d->spec.kind == XVL_BK_VHOST)
 		srv_bridge_probe_if_needed(d);
-	rep->u.info = (struct xvl_m_dev_info){.dev = d->index, .virtio_id = XVL_VIRTIO_ID_BLOCK,
+	rep->u.info = (struct xvl_m_dev_info){.dev = d->index, .virtio_id = d->spec.type == XVL_DEV_NET ? XVL_VIRTIO_ID_NET : XVL_VIRTIO_ID_BLOCK,
 					      .num_queues = d->num_queues,
 					      .max_queue_size = d->max_queue_size,
 					      .config_len = d->config_len, .features = d->features};
@@ -107,6 +108,13 @@ static int on_get_stats(struct srv_conn *c, const struct xvl_msg *m, struct xvl_
 	rep->u.stats = (struct xvl_m_stats){.dev = d->index, .requests = d->st_requests,
 					    .bytes = d->st_bytes, .errors = d->st_errors,
 					    .notifies = d->st_notifies};
+	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++) { /* a worker may be counting */
+		const struct srv_queue *q = &d->q[i];
+		rep->u.stats.requests += xvl_load_relaxed(&q->st_requests);
+		rep->u.stats.bytes += xvl_load_relaxed(&q->st_bytes);
+		rep->u.stats.errors += xvl_load_relaxed(&q->st_errors);
+		rep->u.stats.notifies += xvl_load_relaxed(&q->st_notifies);
+	}
 	return 0;
 }
 

@@ -5,7 +5,9 @@
  * One thread, one epoll set: the listening socket, each client's link,
  * each queue's kick eventfd, the io_uring completion fd, a signalfd and a
  * timerfd for the HELLO timeout.  Queues in poll mode make the loop spin
- * instead of sleeping.  The other jobs live in their own files:
+ * instead of sleeping; after activity the loop polls for a bounded time that
+ * adapts (poll.c).  With --cpus, worker threads serve the built-in backends'
+ * queues instead (worker.c) and this thread keeps the link and control.  The other jobs live in their own files:
  * connections and link I/O in conn.c, link requests in link.c, the device
  * state machine in devstate.c, request completion in complete.c, the
  * virtio-blk model in blkdev.c.  No call made from the loop may block on a
@@ -110,6 +112,9 @@ static const struct srv_backend_ops *backend_ops(enum xvl_backend_kind k)
 		return &srv_ram_ops;
 	case XVL_BK_VHOST:
 		return &srv_vhost_ops;
+	case XVL_BK_SWITCH:
+	case XVL_BK_TAP:
+		return &srv_net_ops; /* virtio-net: netdev.c */
 	}
 	return NULL;
 }
@@ -142,7 +147,7 @@ static int dev_open(struct srv *s, unsigned i, const struct xvl_dev_spec *spec,
 	int rc = d->ops->open(d, eb);
 	if (rc < 0)
 		return rc;
-	if (spec->kind != XVL_BK_VHOST) {
+	if (spec->kind != XVL_BK_VHOST && spec->type != XVL_DEV_NET) {
 		d->features |= (1ull << XVL_BLK_F_SEG_MAX) | (1ull << XVL_BLK_F_BLK_SIZE);
 		if (d->num_queues > 1)
 			d->features |= 1ull << XVL_BLK_F_MQ;
@@ -153,20 +158,46 @@ static int dev_open(struct srv *s, unsigned i, const struct xvl_dev_spec *spec,
 
 /* ------------------------------------------------------------ loop */
 
-static bool service_queues(struct srv *s)
+/* Serve the queues this thread holds; returns the chains popped.  polling: look at
+ * every queue, and leave notifications off (see poll.c). */
+static unsigned service_queues(struct srv *s, bool polling, bool *busy)
 {
-	bool busy = false;
+	unsigned work = 0;
+	*busy = false;
 	for (unsigned i = 0; i < s->n_devs; i++) {
 		struct srv_dev *d = &s->dev[i];
 		for (unsigned j = 0; j < d->num_queues; j++) {
 			struct srv_queue *q = &d->q[j];
-			if (!q->enabled || (!q->poll && !q->more))
+			/* q->worker first: a worker's queue is not ours to look at */
+			if (q->worker || !q->live || d->spec.kind == XVL_BK_VHOST ||
+			    (!q->poll && !q->more && !polling))
 				continue;
-			srv_queue_process(q);
-			busy |= q->more;
+			if (d->net)
+				srv_net_queue_process(q); /* never a worker's: see devstate.c */
+			else
+				work += srv_queue_process(q, polling);
+			*busy |= q->more;
 		}
 	}
-	return busy;
+	return work;
+}
+
+/* Before sleeping: notifications back on for the queues polled quietly; true if
+ * work came meanwhile. */
+static bool rearm_queues(struct srv *s)
+{
+	bool work = false;
+	for (unsigned i = 0; i < s->n_devs; i++) {
+		struct srv_dev *d = &s->dev[i];
+		for (unsigned j = 0; d->spec.kind != XVL_BK_VHOST && j < d->num_queues; j++) {
+			struct srv_queue *q = &d->q[j];
+			if (!q->worker && q->live && !q->poll && xvl_vq_dev_enable_notify(&q->vq)) {
+				q->more = true;
+				work = true;
+			}
+		}
+	}
+	return work;
 }
 
 static void on_tick(struct srv *s)
@@ -180,7 +211,7 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 {
 	/* Requests and the vhost bridge may make blocking calls they retry on EINTR
 	 * (a backend's handshake): the eventfd guard must not be ticking then. */
-	if (w->kind != W_KICK && w->kind != W_RING && w->kind != W_RELAY_CALL)
+	if (w->kind != W_KICK && w->kind != W_RING && w->kind != W_RELAY_CALL && w->kind != W_TAP)
 		xvl_os_guard_release(&s->guard);
 	switch (w->kind) {
 	case W_LISTEN:
@@ -213,6 +244,9 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 	case W_VHOST_TIMER:
 		srv_bridge_retry(w->obj);
 		break;
+	case W_WORKER:
+		srv_worker_news(s);
+		break;
 	case W_VHOST_JOB:
 		srv_bridge_job_done(w->obj);
 		break;
@@ -221,6 +255,9 @@ static void on_event(struct srv *s, struct srv_watch *w, uint32_t events)
 	case W_IVSH_PEER:
 		srv_mbox_on_event(s, w);
 		break;
+	case W_TAP:
+		srv_tap_event(w);
+		break;
 	}
 }
 
@@ -228,26 +265,41 @@ int xvl_server_run(struct xvl_server *xs)
 {
 	struct srv *s = (struct srv *)xs;
 	struct epoll_event ev[MAX_EVENTS];
-	bool busy = false;
+	bool busy = false, polling = false;
 
-	srv_log(s, "serving %u device(s) on %s", s->n_devs,
-		s->opts.listen ? s->opts.listen : s->opts.window);
+	srv_log(s, "serving %u device(s) on %s with %u worker thread(s), polling up to %llu ns",
+		s->n_devs, s->opts.listen ? s->opts.listen : s->opts.window, s->n_workers,
+		(unsigned long long)s->poll.max_ns);
 	while (!s->stop) {
-		int timeout = busy || s->poll_queues ? 0 : -1;
+		int timeout = busy || polling || s->poll_queues ? 0 : -1;
+		if (timeout < 0 && rearm_queues(s))
+			timeout = 0;
 		long idle_us = srv_mbox_idle_us(s, busy);
-		if (idle_us >= 0 && (timeout < 0 || !busy))
+		if (idle_us >= 0 && (timeout < 0 || (!busy && !polling)))
 			timeout = (int)((idle_us + 999) / 1000); /* polling a window link: bounded, adaptive */
-		if (timeout != 0) /* no peer eventfd is touched while we sleep */
+		uint64_t t0 = 0;
+		if (timeout != 0) { /* no peer eventfd is touched while we sleep */
 			xvl_os_guard_release(&s->guard);
+			t0 = xvl_os_now_ns();
+		}
 		int n = epoll_wait(s->epfd, ev, MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		if (timeout != 0)
+			srv_poll_adapt(&s->poll, xvl_os_now_ns() - t0);
 		for (int i = 0; i < n; i++)
 			on_event(s, ev[i].data.ptr, ev[i].events);
 		srv_mbox_poll(s);
-		if (s->poll_queues)
+		unsigned work = 0;
+		if ((s->poll_queues || polling) && s->ring_ok && io_uring_cq_ready(&s->ring)) {
+			work += io_uring_cq_ready(&s->ring);
 			srv_reap_ring(s);
-		busy = service_queues(s);
+		}
+		work += service_queues(s, polling, &busy);
+		uint64_t now = xvl_os_now_ns();
+		if (work || n > 0)
+			s->last_work_ns = now;
+		polling = srv_poll_keep(&s->poll, s->last_work_ns, now);
 		srv_conns_reap(s);
 		if (s->ring_pending) {
 			io_uring_submit(&s->ring);
@@ -281,7 +333,7 @@ static int setup_signals(struct srv *s, struct xvl_errbuf *eb)
 
 static int setup_ring(struct srv *s)
 {
-	if (srv_ring_init(&s->ring, RING_DEPTH) < 0)
+	if (srv_ring_create(&s->ring, RING_DEPTH) < 0) /* sealed after the workers' rings */
 		return 0; /* file backends will say so; the others do not need it */
 	s->ring_ok = true;
 	return srv_watch(s, s->ring.ring_fd, &s->ring_w, W_RING, NULL);
@@ -317,6 +369,15 @@ static int server_setup(struct srv *s, struct xvl_errbuf *eb)
 		if (rc < 0)
 			return rc;
 	}
+	srv_poll_init(&s->poll, s->opts.poll_max_ns == UINT32_MAX ? 0
+				: s->opts.poll_max_ns ? s->opts.poll_max_ns
+							: XVL_SERVER_POLL_NS);
+	rc = srv_workers_start(s, eb); /* after the signal mask: threads inherit it */
+	int sealed = rc == 0 ? srv_ring_seal() : 0;
+	if (sealed < 0)
+		rc = xvl_err(eb, sealed, "cannot forbid new io_urings: %s", strerror(-sealed));
+	if (rc < 0)
+		return rc;
 	srv_bridge_settle(s); /* the bridged devices' first probes, all at once, bounded */
 	rc = srv_mbox_setup(s, eb);
 	if (rc < 0 || !s->opts.listen)
@@ -344,7 +405,7 @@ int xvl_server_create(struct xvl_server **out, const struct xvl_server_opts *o,
 	if (!s)
 		return xvl_err(eb, -ENOMEM, "out of memory");
 	s->opts = *o;
-	s->epfd = s->listen_fd = s->signal_fd = s->tick_fd = -1;
+	s->epfd = s->listen_fd = s->signal_fd = s->tick_fd = s->news_fd = -1;
 	int rc = server_setup(s, eb);
 	if (rc < 0) {
 		xvl_server_destroy((struct xvl_server *)s);
@@ -359,6 +420,7 @@ void xvl_server_destroy(struct xvl_server *xs)
 	struct srv *s = (struct srv *)xs;
 	if (!s)
 		return;
+	srv_workers_stop(s); /* first: then nothing else touches the queues */
 	for (unsigned i = 0; i < s->n_devs; i++)
 		srv_dev_shutdown(&s->dev[i]); /* before the connections: nothing waits for them */
 	srv_mbox_destroy(s);

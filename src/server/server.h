@@ -14,12 +14,21 @@
 #include "os.h"
 
 #define XVL_SERVER_MAX_DEVS 16
+#define XVL_SERVER_MAX_CPUS 64
+#define XVL_SERVER_POLL_NS 50000u /* default adaptive polling bound (docs/PERFORMANCE.md) */
 
 enum xvl_backend_kind {
 	XVL_BK_FILE,
 	XVL_BK_NULL,
 	XVL_BK_RAM,
 	XVL_BK_VHOST,
+	XVL_BK_SWITCH, /* net: a port of the server's built-in L2 switch */
+	XVL_BK_TAP,    /* net: a tap interface in the server's network namespace */
+};
+
+enum xvl_dev_type {
+	XVL_DEV_BLK, /* the default */
+	XVL_DEV_NET,
 };
 
 /* One device as given on the command line or in a config file. */
@@ -34,10 +43,20 @@ struct xvl_dev_spec {
 	bool read_only;
 	bool relay;          /* vhost: relay notifications through the server */
 	unsigned reconnect_ms; /* vhost: how long to wait for a lost backend, default 10000 */
+	/* type=net */
+	enum xvl_dev_type type;
+	char sw[16];         /* switch: the switch's name, default "sw0" */
+	char ifname[16];     /* tap: the interface */
+	uint8_t mac[6];
+	bool has_mac;        /* else 52:54:00 + 3 bytes from the name */
+	uint16_t mtu;        /* 0: 1500 */
+	bool spoof;          /* switch: drop frames whose source MAC is not the port's */
 };
 
 /*
- * Parse "name=disk0,backend=file,path=disk.img,direct=on,ro=on,queues=4,size=1G".
+ * Parse "name=disk0,backend=file,path=disk.img,direct=on,ro=on,queues=4,size=1G"
+ * or "name=net0,type=net,backend=switch,switch=sw0,mac=52:54:00:12:34:56,mtu=1500,queues=2"
+ * (net: queues = queue pairs).
  * Unknown keys and bad values are refused with a message naming them.
  */
 int xvl_dev_spec_parse(struct xvl_dev_spec *d, const char *text, struct xvl_errbuf *eb);
@@ -60,6 +79,12 @@ struct xvl_server_opts {
 	struct xvl_dev_spec devs[XVL_SERVER_MAX_DEVS];
 	bool quiet;
 	uint64_t max_window; /* largest window accepted from a client; 0: XVL_SERVER_MAX_WINDOW */
+	/* worker threads: one per CPU listed (pinned if allowed); 0: the control thread
+	 * serves the queues itself */
+	unsigned n_cpus;
+	int cpus[XVL_SERVER_MAX_CPUS];
+	/* adaptive polling bound in ns; 0: the default (XVL_SERVER_POLL_NS), UINT32_MAX: off */
+	uint32_t poll_max_ns;
 };
 
 /* Default cap on a client's window (xvl server --max-window). */

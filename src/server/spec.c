@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto.h"
 #include "server.h"
 
 int xvl_parse_size(const char *text, uint64_t *out)
@@ -59,7 +60,7 @@ static int parse_backend(const char *v, enum xvl_backend_kind *k)
 		const char *name;
 		enum xvl_backend_kind kind;
 	} names[] = {{"file", XVL_BK_FILE}, {"null", XVL_BK_NULL}, {"ram", XVL_BK_RAM},
-		     {"vhost-user", XVL_BK_VHOST}};
+		     {"vhost-user", XVL_BK_VHOST}, {"switch", XVL_BK_SWITCH}, {"tap", XVL_BK_TAP}};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (!strcmp(v, names[i].name)) {
 			*k = names[i].kind;
@@ -75,6 +76,45 @@ static int copy_str(char *dst, size_t cap, const char *v)
 		return -EINVAL;
 	strcpy(dst, v);
 	return 0;
+}
+
+static int parse_mac(const char *v, uint8_t mac[6])
+{
+	unsigned b[6];
+	char tail;
+	if (sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+		   &tail) != 6 || strlen(v) != 17)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)b[i];
+	return (mac[0] & 1) ? -EINVAL : 0; /* a station address, not a group one */
+}
+
+/* Keys of type=net devices; -ENOENT when k is none of them. */
+static int set_net_key(struct xvl_dev_spec *d, const char *k, const char *v)
+{
+	if (!strcmp(k, "type")) {
+		if (!strcmp(v, "net"))
+			d->type = XVL_DEV_NET;
+		else if (!strcmp(v, "blk"))
+			d->type = XVL_DEV_BLK;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	if (!strcmp(k, "switch"))
+		return copy_str(d->sw, sizeof(d->sw), v);
+	if (!strcmp(k, "ifname"))
+		return copy_str(d->ifname, sizeof(d->ifname), v);
+	if (!strcmp(k, "mac")) {
+		d->has_mac = true;
+		return parse_mac(v, d->mac);
+	}
+	if (!strcmp(k, "mtu"))
+		return parse_u16(v, &d->mtu, 68, 9000);
+	if (!strcmp(k, "spoof"))
+		return parse_bool(v, &d->spoof);
+	return -ENOENT;
 }
 
 static int set_key(struct xvl_dev_spec *d, const char *k, const char *v, bool *have_backend)
@@ -113,13 +153,39 @@ static int set_key(struct xvl_dev_spec *d, const char *k, const char *v, bool *h
 		d->reconnect_ms = (unsigned)ms;
 		return 0;
 	}
-	return -ENOENT;
+	return set_net_key(d, k, v);
 }
 
-static int check_spec(const struct xvl_dev_spec *d, const char *text, struct xvl_errbuf *eb)
+static int check_net_spec(struct xvl_dev_spec *d, struct xvl_errbuf *eb)
+{
+	if (d->kind != XVL_BK_SWITCH && d->kind != XVL_BK_TAP && d->kind != XVL_BK_VHOST)
+		return xvl_err(eb, -EINVAL, "device %s: type=net takes backend=switch, tap or "
+			       "vhost-user", d->name);
+	if (d->kind == XVL_BK_VHOST && !d->path[0])
+		return xvl_err(eb, -EINVAL, "device %s: path= is missing", d->name);
+	if (d->kind == XVL_BK_VHOST && d->queues > 1)
+		return xvl_err(eb, -EINVAL, "device %s: a vhost-user-net bridge has one queue pair "
+			       "(no control queue: multi-queue needs one)", d->name);
+	if (d->kind == XVL_BK_TAP && !d->ifname[0])
+		return xvl_err(eb, -EINVAL, "device %s: backend=tap needs ifname=", d->name);
+	/* 2 queues per pair and the control queue within the protocol's queues per device */
+	if (d->queues > (XVL_MAX_QUEUES - 1) / 2)
+		return xvl_err(eb, -EINVAL, "device %s: queues=%u pairs asked, at most %u", d->name,
+			       d->queues, (XVL_MAX_QUEUES - 1) / 2);
+	if (!d->sw[0])
+		strcpy(d->sw, "sw0");
+	return 0;
+}
+
+static int check_spec(struct xvl_dev_spec *d, const char *text, struct xvl_errbuf *eb)
 {
 	if (!d->name[0])
 		return xvl_err(eb, -EINVAL, "device '%s': name= is missing", text);
+	if (d->type == XVL_DEV_NET)
+		return check_net_spec(d, eb);
+	if (d->kind == XVL_BK_SWITCH || d->kind == XVL_BK_TAP)
+		return xvl_err(eb, -EINVAL, "device %s: backend=switch and backend=tap need type=net",
+			       d->name);
 	if ((d->kind == XVL_BK_FILE || d->kind == XVL_BK_VHOST) && !d->path[0])
 		return xvl_err(eb, -EINVAL, "device %s: path= is missing", d->name);
 	if ((d->kind == XVL_BK_NULL || d->kind == XVL_BK_RAM) && !d->size)
@@ -147,14 +213,15 @@ int xvl_dev_spec_parse(struct xvl_dev_spec *d, const char *text, struct xvl_errb
 		if (rc == -ENOENT)
 			return xvl_err(eb, -EINVAL,
 				       "device '%s': unknown key '%s' (known: name, backend, path, "
-				       "size, queues, queue-size, direct, ro, relay, reconnect-ms)",
+				       "size, queues, queue-size, direct, ro, relay, reconnect-ms; "
+				       "net: type, switch, ifname, mac, mtu, spoof)",
 				       text, item);
 		if (rc < 0)
 			return xvl_err(eb, -EINVAL, "device '%s': bad value '%s' for %s", text, eq + 1,
 				       item);
 	}
 	if (!have_backend)
-		return xvl_err(eb, -EINVAL, "device '%s': backend= is missing (file, null, ram, vhost-user)",
+		return xvl_err(eb, -EINVAL, "device '%s': backend= is missing (file, null, ram, vhost-user; net: switch, tap)",
 			       text);
 	return check_spec(d, text, eb);
 }

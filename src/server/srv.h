@@ -19,6 +19,8 @@ struct srv;
 struct srv_dev;
 struct srv_queue;
 struct srv_conn;
+struct srv_worker;
+struct srv_mailbox;
 struct srv_bridge;
 
 #define SRV_MAX_CONNS 256u  /* connections served at once; more are closed at accept */
@@ -39,13 +41,30 @@ enum srv_watch_kind {
 	W_IVSH_LISTEN, /* the ivshmem server's socket (window link) */
 	W_IVSH_PEER,   /* an ivshmem peer's socket: readable means it left */
 	W_TICK,        /* once a second while a connection awaits its HELLO */
+	W_WORKER,      /* a worker posted news about a queue it held (worker.c) */
 	W_VHOST_JOB,   /* a vhost backend job (bridge_job.c) finished */
+	W_TAP,         /* a net device's tap fd (obj: its srv_net; the pair from the watch) */
 };
 
 struct srv_watch {
 	enum srv_watch_kind kind;
 	void *obj;
 };
+
+/*
+ * Adaptive polling (poll.c): after activity a serving thread keeps looking at its
+ * queues for ns before it sleeps; ns grows when sleeps turn out short (the next
+ * request came within max_ns) and shrinks when they are long.  max_ns 0: never poll.
+ */
+struct srv_poll {
+	uint64_t ns;
+	uint64_t max_ns;
+};
+void srv_poll_init(struct srv_poll *p, uint64_t max_ns);
+/* A sleep of slept ns ended: adapt the window. */
+void srv_poll_adapt(struct srv_poll *p, uint64_t slept);
+/* Still inside the window that started with the last work at last_ns? */
+bool srv_poll_keep(const struct srv_poll *p, uint64_t last_ns, uint64_t now);
 
 /* One request in flight; indexed by its chain head, so at most one per head. */
 struct srv_req {
@@ -68,6 +87,18 @@ struct srv_queue {
 	bool enabled;        /* being served (device RUNNING); see devstate.c */
 	bool poll;
 	bool more;           /* work left from the last round */
+	/*
+	 * Hand-off to a worker thread (worker.c).  The control thread sets worker and
+	 * handed, and owns enabled/configured/fds/req[] as before; while handed is true
+	 * the worker alone touches vq, req[], inflight, more, live, seg and the counters,
+	 * and the control thread counts the queue as in flight.  handed drops only when
+	 * the worker said it let go (RELEASED), after its last request completed.
+	 */
+	struct srv_worker *worker; /* the thread serving it; NULL: the control thread */
+	bool handed;         /* given to worker and not yet released */
+	bool clear_pending;  /* queue_clear asked while handed: done at RELEASED */
+	bool live;           /* serving thread's view: pop, push, notify (== enabled on main) */
+	bool w_detach;       /* worker-local: DETACH received */
 	struct xvl_vq_dev vq;
 	int kick_fd;
 	int call_fd;
@@ -79,6 +110,11 @@ struct srv_queue {
 	int relay_call;
 	struct srv_watch kick_w;
 	struct srv_watch relay_call_w;
+	/* counters, written by the serving thread only (relaxed: STATS reads them) */
+	uint64_t st_requests;
+	uint64_t st_bytes;
+	uint64_t st_errors;
+	uint64_t st_notifies;
 };
 
 struct srv_backend_ops {
@@ -129,7 +165,12 @@ struct srv_dev {
 	bool vh_probed;      /* features and config were read from the backend */
 	struct srv_watch vh_w;
 	struct srv_bridge *br; /* vhost bridge: backend state machine (bridge.h) */
-	/* counters */
+	struct srv_net *net; /* type=net: the net device's state (srv_net.h), else NULL */
+	/*
+	 * Device-level counters, kept by the control thread: net devices (whose
+	 * queues it serves) and the vhost relay.  The built-in blk backends count
+	 * per queue (a worker may be counting); GET_STATS adds both.
+	 */
 	uint64_t st_requests;
 	uint64_t st_bytes;
 	uint64_t st_errors;
@@ -186,6 +227,14 @@ struct srv {
 	struct srv_watch listen_w, signal_w, ring_w, tick_w;
 	unsigned poll_queues; /* enabled queues in poll mode: the loop spins while > 0 */
 	struct xvl_os_guard guard; /* for peers' eventfds */
+	/* worker threads (worker.c); none: the control thread serves every queue */
+	unsigned n_workers;
+	struct srv_worker *workers;
+	int news_fd;               /* eventfd: workers posted news */
+	struct srv_watch news_w;
+	struct srv_mailbox *news;  /* workers -> control thread */
+	struct srv_poll poll;      /* the control thread's adaptive polling */
+	uint64_t last_work_ns;
 	struct srv_mbox *mbox; /* the window link, if any (conn_mbox.c) */
 };
 
@@ -197,12 +246,15 @@ extern const struct srv_backend_ops srv_vhost_ops;
 
 /* virtio-blk device model (blkdev.c). */
 void srv_blk_fill_config(struct srv_dev *d, uint16_t num_queues, uint32_t seg_max);
-/* Serve every available chain of q (bounded per call; sets q->more when cut short). */
-void srv_queue_process(struct srv_queue *q);
+/* Serve every available chain of q (bounded per call; sets q->more when cut short).
+ * quiet: leave notifications off when the ring is empty (the caller polls on). */
+unsigned srv_queue_process(struct srv_queue *q, bool quiet);
 
 /* Request completion (complete.c). */
 /* Finish r with a virtio-blk status; pushes the used entry when the queue is served. */
 void srv_req_done(struct srv_req *r, uint8_t status);
+/* Requests the device's queues completed (any thread; the counters are per queue). */
+uint64_t srv_dev_requests(const struct srv_dev *d);
 /* Send a used-buffer notification on q if the driver wants one (never blocks). */
 void srv_queue_notify(struct srv_queue *q);
 /* Reap the file backends' io_uring completions. */
@@ -270,6 +322,10 @@ void srv_link_dispatch(struct srv_conn *c, const struct xvl_msg *m, int *fds, un
 /* Loop helpers (server.c). */
 /* The server's ring, restricted to the file backend's opcodes (backend_file.c). */
 int srv_ring_init(struct io_uring *ring, unsigned depth);
+/* The two halves of srv_ring_init: a restricted ring, and (once every ring of the
+ * server exists, its workers' too) no new ring under a seccomp filter. */
+int srv_ring_create(struct io_uring *ring, unsigned depth);
+int srv_ring_seal(void);
 
 struct io_uring_sqe *srv_get_sqe(struct srv *s);
 /* Watch fd for input with w as its event data; unwatch before closing it. */
@@ -299,6 +355,42 @@ void srv_bridge_job_done(struct srv_dev *d);
 /* The backend is still being stopped: counted as in flight, so the device is DRAINING
  * (DETACH/RESET replies wait) until the stop job calls srv_dev_drained(). */
 bool srv_bridge_busy(const struct srv_dev *d);
+/* type=net (bridge_net.c): features, queues and config space from a net backend; the
+ * driver's features as passed on to the backend (blk: all of them). */
+int srv_bridge_net_probe(struct srv_dev *d, const struct xvl_vhost *v, struct xvl_errbuf *eb);
+uint64_t srv_bridge_features(const struct srv_dev *d);
+/* type=net: the backend session went down or came back: config STATUS and EVENT CONFIG. */
+void srv_bridge_net_link(struct srv_dev *d, bool up);
+
+/* virtio-net devices (netdev.c, netsw.c, backend_tap.c; internals in srv_net.h). */
+void srv_net_queue_process(struct srv_queue *q);
+void srv_net_start(struct srv_dev *d);
+void srv_net_reset(struct srv_dev *d);
+void srv_tap_event(struct srv_watch *w);
+extern const struct srv_backend_ops srv_net_ops;
+
+/* Worker threads (worker.c). */
+int srv_workers_start(struct srv *s, struct xvl_errbuf *eb);
+void srv_workers_stop(struct srv *s);
+/* Control thread: give q to its worker / ask the worker to let it go (once). */
+void srv_worker_attach(struct srv_queue *q);
+void srv_worker_detach(struct srv_queue *q);
+/* Which worker serves queue of device dev (NULL: none, the control thread). */
+struct srv_worker *srv_worker_for(struct srv *s, unsigned dev, unsigned queue);
+/* Control thread: the worker let q go (devstate.c). */
+void srv_queue_released(struct srv_queue *q);
+/* Control thread: the news fd fired. */
+void srv_worker_news(struct srv *s);
+/* Serving thread of q: the ring, the guard for peers' eventfds, and a queue failure
+ * (the control thread breaks the device; a worker stops serving q first). */
+struct io_uring_sqe *srv_queue_sqe(struct srv_queue *q);
+struct xvl_os_guard *srv_queue_guard(struct srv_queue *q);
+void srv_queue_break(struct srv_queue *q, int reason, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Serving thread: a request of a queue no longer live finished. */
+void srv_queue_idle_check(struct srv_queue *q);
+/* Reap the completions of one ring. */
+void srv_reap(struct io_uring *ring);
 
 void srv_log(const struct srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -43,12 +43,12 @@ else
 	diff <(echo "$want") <(echo "$got") | grep '^[<>]' | sed 's/^/#   /'
 fi
 
-echo '#include <xvloop/xvl.h>' >"$T/h.c"
+printf '#include <xvloop/xvl.h>\n#include <xvloop/xvl_net.h>\n' >"$T/h.c"
 if cc -std=gnu11 -I"$E2E_ROOT/include" -fsyntax-only -aux-info "$T/aux.txt" "$T/h.c" 2>"$T/cc.log"; then
-	declared=$(grep 'xvloop/xvl\.h:' "$T/aux.txt" | sed -n 's/.*[ *]\(xvl_[a-z0-9_]*\) (.*/\1/p' | sort)
+	declared=$(grep -E 'xvloop/xvl(_net)?\.h:' "$T/aux.txt" | sed -n 's/.*[ *]\(xvl_[a-z0-9_]*\) (.*/\1/p' | sort)
 	exported=$(echo "$want" | sed 's/@@.*//' | sort)
 	if [ "$declared" = "$exported" ]; then
-		ok "xvl.h declares exactly the exported functions ($(echo "$declared" | grep -c .))"
+		ok "xvl.h and xvl_net.h declare exactly the exported functions ($(echo "$declared" | grep -c .))"
 	else
 		fail "xvl.h and the version script differ (< declared, > exported)"
 		diff <(echo "$declared") <(echo "$exported") | grep '^[<>]' | sed 's/^/#   /'
@@ -78,7 +78,7 @@ fi
 
 # Every options struct initialized in the tree sets its size (a caller that
 # does not is refused at run time with -EINVAL: catch it here, by file:line).
-pub=$(sed -n 's/^struct \(xvl_[a-z_]*_opts\) {.*/\1/p' "$E2E_ROOT/include/xvloop/xvl.h" | paste -sd'|')
+pub=$(sed -n 's/^struct \(xvl_[a-z_]*_opts\) {.*/\1/p' "$E2E_ROOT"/include/xvloop/xvl*.h | paste -sd'|')
 bare=$(cd "$E2E_ROOT" && grep -rnE --include='*.c' --include='*.h' \
 	"struct ($pub) [a-z_0-9]+ = \\{" src tests bench 2>/dev/null | grep -v '_OPTS_INIT' |
 	grep -v 'tests/e2e/abi_prog.c')

@@ -37,7 +37,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 F=(-std=gnu11 -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-sanitize-recover=undefined
 	-D_GNU_SOURCE -I"$R/include" -I"$R/src/core" -I"$R/src/os" -I"$R/src/vhost"
 	-I"$R/src/client" -I"$R/tests/hostile")
-CORE=("$R"/src/core/window.c "$R"/src/core/virtq.c "$R"/src/core/proto.c "$R"/src/core/mailbox.c "$R"/src/os/*.c)
+CORE=("$R"/src/core/window.c "$R"/src/core/virtq.c "$R"/src/core/proto.c "$R"/src/core/mailbox.c "$R"/src/core/net.c "$R"/src/os/*.c)
 if ! "$CC" "${F[@]}" "${CORE[@]}" "$R/tests/hostile/hostile_driver.c" -o "$T/hostile_driver" 2>"$T/cc.log" ||
 	! "$CC" "${F[@]}" "${CORE[@]}" "$R/tests/hostile/hostile_device.c" -o "$T/hostile_device" 2>>"$T/cc.log" ||
 	! "$CC" "${F[@]}" "${CORE[@]}" "$R"/src/vhost/*.c "$R"/src/client/*.c \
@@ -50,7 +50,7 @@ ok "build the hostile peers (ASan/UBSan)"
 
 # ---------------------------------------------------------------- server
 truncate -s 64M "$T/bad.img"
-"$SRV" server -l "$T/s.sock" -d "name=bad,backend=file,path=$T/bad.img" \
+"$SRV" server ${XVL_SERVER_ARGS:-} -l "$T/s.sock" -d "name=bad,backend=file,path=$T/bad.img" \
 	-d "name=good,backend=ram,size=64M" -d "name=mq,backend=ram,size=16M,queues=4" \
 	>"$T/srv.log" 2>&1 &
 SP=$!

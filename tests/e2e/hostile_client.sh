@@ -28,7 +28,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 F=(-std=gnu11 -g -O1 -Wall -Wextra -fsanitize=address,undefined -fno-sanitize-recover=undefined
 	-D_GNU_SOURCE -I"$R/include" -I"$R/src/core" -I"$R/src/os" -I"$R/src/vhost"
 	-I"$R/src/client" -I"$R/tests/hostile")
-CORE=("$R"/src/core/window.c "$R"/src/core/virtq.c "$R"/src/core/proto.c "$R"/src/core/mailbox.c "$R"/src/os/*.c)
+CORE=("$R"/src/core/window.c "$R"/src/core/virtq.c "$R"/src/core/proto.c "$R"/src/core/mailbox.c "$R"/src/core/net.c "$R"/src/os/*.c)
 "$CC" "${F[@]}" "${CORE[@]}" "$R/tests/hostile/hostile_device.c" -o "$T/hostile_device" 2>"$T/cc.log" &
 P1=$!
 "$CC" "${F[@]}" "${CORE[@]}" "$R"/src/vhost/*.c "$R"/src/client/*.c \

@@ -44,7 +44,7 @@ run_case() {
 	local c=$1 hold=${2:-0}
 	truncate -s 64M "$T/f0.img"
 	rm -f "$T/s.sock"
-	"$SRV" server -l "$T/s.sock" -d "name=f0,backend=file,path=$T/f0.img" \
+	"$SRV" server ${XVL_SERVER_ARGS:-} -l "$T/s.sock" -d "name=f0,backend=file,path=$T/f0.img" \
 		-d "name=ram1,backend=ram,size=64M" >"$T/srv.log" 2>&1 &
 	local sp=$!
 	E2E_PIDS+=("$sp")
@@ -108,7 +108,7 @@ run_case() {
 
 # The HELLO timeout takes 10 s: its own server, in the background meanwhile.
 rm -f "$T/ht.sock"
-"$SRV" server -l "$T/ht.sock" -d "name=ram1,backend=ram,size=1M" >"$T/ht-srv.log" 2>&1 &
+"$SRV" server ${XVL_SERVER_ARGS:-} -l "$T/ht.sock" -d "name=ram1,backend=ram,size=1M" >"$T/ht-srv.log" 2>&1 &
 HT_SRV=$!
 E2E_PIDS+=("$HT_SRV")
 HT_PEER=

@@ -68,6 +68,9 @@ else
 fi
 "$XVL" status --state-dir "$SD" >"$T/status.txt" 2>&1
 grep -q "device running" "$T/status.txt" && ok "xvl status (text)" || fail "xvl status (text)"
+nthr=$(ls "/proc/$DEV/task" 2>/dev/null | wc -l)
+check "dev: cpus = [0] gives its server a worker thread under seccomp (--cpus auto; $nthr threads)" \
+	test "$nthr" -ge 2
 io_requests() { st | jq_ "sum((x['io'] or {}).get('requests', 0) for x in d['devices'])"; }
 r1=$(io_requests)
 sleep 0.3

@@ -263,6 +263,29 @@ static void test_basic(void)
 	CHECK(xvl_vq_drv_inflight(&v.drv) == 0 && v.drv.num_free == 8, "basic: all free again");
 }
 
+/* unpop: chains a receive could not use go back and pop again, in order. */
+static void test_unpop(void)
+{
+	struct env v;
+	uint64_t token = 0;
+	uint32_t len = 0;
+
+	CHECK(env_setup(&v, 8, false, false), "unpop: init both sides");
+	CHECK(add_chain(&v, 0, 0, 1, 1) == 0 && add_chain(&v, 0, 0, 1, 2) == 0, "unpop: add two");
+	CHECK(pop(&v) == 1, "unpop: pop the first");
+	uint16_t first = v.e.head;
+	CHECK(pop(&v) == 1, "unpop: pop the second");
+	CHECK(xvl_vq_dev_unpop(&v.dev, 3) == -EINVAL, "unpop: more than in flight is refused");
+	CHECK(xvl_vq_dev_unpop(&v.dev, 2) == 0 && v.dev.inflight == 0, "unpop: both given back");
+	CHECK(pop(&v) == 1 && v.e.head == first, "unpop: the first pops again");
+	CHECK(pop(&v) == 1 && pop(&v) == 0, "unpop: then the second, then nothing");
+	CHECK(xvl_vq_dev_push(&v.dev, first, 4) == 0, "unpop: push the first");
+	CHECK(xvl_vq_drv_get_used(&v.drv, &token, &len) == 1 && token == 1 && len == 4,
+	      "unpop: the driver sees it completed once");
+	v.dev.broken = true;
+	CHECK(xvl_vq_dev_unpop(&v.dev, 1) == -EIO, "unpop: broken queue refuses");
+}
+
 static void test_add_errors(void)
 {
 	struct env v;
@@ -1084,6 +1107,7 @@ int main(void)
 	test_layout();
 	test_init_errors();
 	test_basic();
+	test_unpop();
 	test_add_errors();
 	test_mixed_chains();
 	test_indirect();
