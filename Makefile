@@ -20,7 +20,7 @@ fio_opt = $$(if [ "$(HAVE_FIO_OPT)" = yes ] && [ "$(FIO_SRC)" != none ]; then p=
 
 .PHONY: all help deps build demo check build-asan build-aarch64 build-riscv64 \
 	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers install uninstall clean distclean \
-	module module-clean
+	module module-clean vm-demo
 
 all: deps build
 
@@ -32,6 +32,8 @@ help:
 	@echo "make fuzz       build the libFuzzer targets, run each FUZZ_TIME=$(FUZZ_TIME) s"
 	@echo "make module     build kernel/xvl_virtio.ko (W=1) against the guest kernel's headers"
 	@echo "                (scripts/guest/kernel.sh --headers installs them; KBUILD=DIR overrides)"
+	@echo "make vm-demo    a Linux VM compartment (Debian's kernel + xvl_virtio.ko) on a disk served"
+	@echo "                by xvl server: mkfs.ext4, files, fsck, fio --verify (scripts/vm-demo.sh)"
 	@echo "make install    build ./build-install for PREFIX=$(PREFIX) and install it (DESTDIR honoured)"
 	@echo "make uninstall  remove what make install installed"
 	@echo "make clean      remove build directories (distclean: also .fio-src)"
@@ -79,6 +81,10 @@ module:
 
 module-clean:
 	$(MAKE) -C kernel clean
+
+# A VM driver compartment on an xvloop disk (scripts/vm-demo.sh).
+vm-demo: build module
+	scripts/vm-demo.sh
 
 # Its own build directory, so that ./build keeps its default prefix.
 install: deps

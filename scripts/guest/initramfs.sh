@@ -56,8 +56,8 @@ done
 # module NAME -> path of its .ko, and its dependencies (from .modinfo)
 ko_path() { find "$GUEST_MODULES/kernel" -name "$1.ko" -print -quit 2>/dev/null ||
 	    find "$GUEST_MODULES/kernel" -name "${1//_/-}.ko" -print -quit; }
-# (objcopy cannot write to a pipe: through /dev/stdout it wrote nothing and
-# every dependency was silently missed, e.g. virtio_pci's virtio_pci_modern_dev)
+# (objcopy writes a temporary file next to its output and renames it: never
+# give it /dev/stdout, which as root it would replace with a regular file)
 ko_deps() {
 	objcopy -O binary --only-section=.modinfo "$1" "$tmp/modinfo" 2>/dev/null || return 0
 	tr '\0' '\n' <"$tmp/modinfo" | sed -n 's/^depends=//p' | tr ',' ' '

@@ -34,6 +34,9 @@ static const char run_help[] =
 	"    supervisor: a device side that dies is restarted on the same socket; a driver\n"
 	"    side that dies has its window released.  SIGINT/SIGTERM or 'xvl stop' tears\n"
 	"    everything down.  A config error is one line: FILE:LINE: KEY: what is wrong.\n"
+	"    A driver compartment with type = \"vm\" is a QEMU guest (kernel, initrd, memory,\n"
+	"    vcpus, accel = auto|kvm|tcg, console): its window is an ivshmem-plain BAR that\n"
+	"    kernel/xvl_virtio.ko in the guest drives, the device side sees only the window.\n"
 	"\n"
 	"OPTIONS\n"
 	"    --default           use the compiled-in config (a RAM disk and a verifying driver)\n"
@@ -255,6 +258,15 @@ static void print_comp(json_object *k)
 	       S("memory_max"), S("memory_enforced_by"));
 	if (*S("last_exit"))
 		printf("  %-12s last exit: %s\n", "", S("last_exit"));
+	json_object *vm;
+	if (json_object_object_get_ex(k, "vm", &vm)) {
+		json_object *a = NULL, *c = NULL, *m = NULL;
+		json_object_object_get_ex(vm, "accel", &a);
+		json_object_object_get_ex(vm, "vcpus", &c);
+		json_object_object_get_ex(vm, "memory", &m);
+		printf("  %-12s vm: %s, %s vCPU(s), %lld MiB\n", "", json_object_get_string(a),
+		       json_object_get_string(c), (long long)(json_object_get_int64(m) >> 20));
+	}
 #undef S
 }
 

@@ -15,7 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "part.h"
+#include "part_int.h"
 
 const char xp_default_config[] =
 	"# xvl run --default: one device compartment with a RAM disk, one driver\n"
@@ -417,9 +417,14 @@ static int comp_devices(struct cx *x, const config_setting_t *g, const char *p, 
 static int comp_role(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
 {
 	char role[16];
-	int rc = get_str(x, g, p, "role", true, role, sizeof(role));
+	int rc = get_str(x, g, p, "role", !k->vm, role, sizeof(role));
 	if (rc < 0)
 		return rc;
+	if (rc == 0 && k->vm)
+		snprintf(role, sizeof(role), "driver"); /* a VM is a driver side */
+	if (k->vm && strcmp(role, "driver"))
+		return bad(x, config_setting_get_member(g, "role"), p,
+			   "a type = \"vm\" compartment is a driver (device sides run xvl server)");
 	if (!strcmp(role, "driver"))
 		k->role = XP_DRIVER;
 	else if (!strcmp(role, "device"))
@@ -457,6 +462,11 @@ static int comp_program(struct cx *x, const config_setting_t *g, const char *p, 
 	int rc = get_strings(x, g, p, "program", &k->argv[0][0], XP_ARG_MAX, XP_MAX_ARGS, &k->argc);
 	if (rc < 0)
 		return rc;
+	if (k->vm && k->argc)
+		return bad(x, config_setting_get_member(g, "program"), p,
+			   "a type = \"vm\" compartment runs QEMU: give kernel, initrd, memory, vcpus instead of 'program'");
+	if (k->vm)
+		return 0;
 	if (k->role == XP_DRIVER && !k->argc)
 		return bad(x, config_setting_get_member(g, "program") ? config_setting_get_member(g, "program") : g,
 			   p, "a driver compartment needs 'program' (e.g. [\"xvl\", \"blk\", \"verify\", \"--connect\", \"{link}\"])");
@@ -499,22 +509,101 @@ static int comp_link(struct cx *x, const config_setting_t *g, const char *p, str
 	const config_setting_t *s = config_setting_get_member(g, "link");
 	if (strcmp(link, "socket") && strcmp(link, "window"))
 		return bad(x, s, p, "'%s' (expected socket or window)", link);
-	k->link_window = !strcmp(link, "window");
+	if (k->vm && s && strcmp(link, "window"))
+		return bad(x, s, p, "a VM's link is the mailbox in its window (link = \"window\")");
+	k->link_window = k->vm || !strcmp(link, "window");
 	if (k->link_window && k->role != XP_DRIVER)
 		return bad(x, s, p, "'link' belongs to a driver compartment (its window carries the link)");
 	return 0;
 }
 
+/* type = "process" (default) | "vm". */
+static int comp_type(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	static const char *const vm_only[] = {"kernel", "initrd", "append", "vcpus", "accel", "console"};
+	char type[16] = "process";
+	int rc = get_str(x, g, p, "type", false, type, sizeof(type));
+	if (rc < 0)
+		return rc;
+	if (strcmp(type, "process") && strcmp(type, "vm"))
+		return bad(x, config_setting_get_member(g, "type"), p, "'%s' (expected process or vm)", type);
+	k->vm = !strcmp(type, "vm");
+	for (unsigned i = 0; !k->vm && i < sizeof(vm_only) / sizeof(vm_only[0]); i++)
+		if (config_setting_get_member(g, vm_only[i]))
+			return bad(x, config_setting_get_member(g, vm_only[i]), p,
+				   "'%s' belongs to a type = \"vm\" compartment", vm_only[i]);
+	return 0;
+}
+
+static int need_file(struct cx *x, const config_setting_t *g, const char *p, const char *key,
+		     const char *f)
+{
+	if (x->offline || !*f || access(f, R_OK) == 0)
+		return 0;
+	return bad(x, config_setting_get_member(g, key), p, "cannot read '%s': %s", f, strerror(errno));
+}
+
+/* A VM: its guest (kernel, initrd, append, console), memory, vCPUs, accelerator; then its QEMU argv. */
+static int comp_vm(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	char accel[8] = "auto";
+	k->vm_vcpus = 1;
+	k->vm_memory = k->memory ? k->memory : 512ull << 20;
+	k->memory = 0; /* guest RAM, not a limit: QEMU (TCG) needs more than that of its own */
+	int rc = get_str(x, g, p, "kernel", true, k->vm_kernel, sizeof(k->vm_kernel));
+	if (rc >= 0)
+		rc = get_str(x, g, p, "initrd", false, k->vm_initrd, sizeof(k->vm_initrd));
+	if (rc >= 0)
+		rc = get_str(x, g, p, "append", false, k->vm_append, sizeof(k->vm_append));
+	if (rc >= 0)
+		rc = get_str(x, g, p, "console", false, k->vm_console, sizeof(k->vm_console));
+	if (rc >= 0)
+		rc = get_uint(x, g, p, "vcpus", 64, &k->vm_vcpus);
+	if (rc >= 0)
+		rc = get_str(x, g, p, "accel", false, accel, sizeof(accel));
+	if (rc < 0)
+		return rc;
+	if (!k->vm_vcpus)
+		return bad(x, config_setting_get_member(g, "vcpus"), p, "'vcpus' must be 1..64");
+	if (k->vm_memory < (64ull << 20))
+		return bad(x, config_setting_get_member(g, "memory"), p, "a VM needs at least 64M of memory");
+	if (strcmp(accel, "auto") && strcmp(accel, "kvm") && strcmp(accel, "tcg"))
+		return bad(x, config_setting_get_member(g, "accel"), p, "'%s' (expected auto, kvm or tcg)", accel);
+	if (!strcmp(accel, "auto"))
+		snprintf(accel, sizeof(accel), "%s", !x->offline && xp_vm_kvm_usable() ? "kvm" : "tcg");
+	else if (!strcmp(accel, "kvm") && !x->offline && !xp_vm_kvm_usable())
+		return bad(x, config_setting_get_member(g, "accel"), p,
+			   "/dev/kvm cannot create a VM here (use accel = \"tcg\" or \"auto\")");
+	snprintf(k->vm_accel, sizeof(k->vm_accel), "%s", accel);
+	uint64_t ws = x->c->wins[k->window].size;
+	if (ws & (ws - 1))
+		return bad(x, config_setting_get_member(g, "window"), p,
+			   "window '%s' is %llu bytes: a VM's window is an ivshmem BAR, its size a power of two",
+			   x->c->wins[k->window].name, (unsigned long long)ws);
+	rc = need_file(x, g, p, "kernel", k->vm_kernel);
+	if (rc == 0)
+		rc = need_file(x, g, p, "initrd", k->vm_initrd);
+	if (rc == 0 && xp_vm_build_argv(k) < 0)
+		rc = bad(x, g, p, "the QEMU command line exceeds %u arguments of %u bytes", XP_MAX_ARGS, XP_ARG_MAX);
+	if (rc == 0 && !x->offline && !program_found(k->argv[0]))
+		rc = bad(x, g, p, "%s is not on PATH (Debian package qemu-system-x86)", k->argv[0]);
+	return rc;
+}
+
 static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const char *p)
 {
 	static const char *const keys[] = {"name", "role", "program", "cpus", "memory", "window",
-					   "connect", "devices", "syscalls", "link", NULL};
+					   "connect", "devices", "syscalls", "link", "type", "kernel",
+					   "initrd", "append", "vcpus", "accel", "console", NULL};
 	struct xp_comp *k = &x->c->comps[idx];
 	k->mbox_driver = -1;
 	int rc = only_keys(x, g, p, keys,
-			   "name, role, program, cpus, memory, window, connect, devices, syscalls, link");
+			   "name, role, program, cpus, memory, window, connect, devices, syscalls, link, "
+			   "type, kernel, initrd, append, vcpus, accel, console");
 	if (rc == 0)
 		rc = get_str(x, g, p, "name", true, k->name, sizeof(k->name));
+	if (rc >= 0)
+		rc = comp_type(x, g, p, k);
 	if (rc >= 0 && find_name(k->name, x->c->comps[0].name, sizeof(*k), (unsigned)idx) >= 0)
 		rc = bad(x, config_setting_get_member(g, "name"), p, "a compartment called '%s' exists already", k->name);
 	if (rc >= 0)
@@ -533,6 +622,8 @@ static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const ch
 		rc = parse_syscalls(x, g, p, k);
 	if (rc >= 0)
 		rc = comp_link(x, g, p, k);
+	if (rc >= 0 && k->vm)
+		rc = comp_vm(x, g, p, k);
 	k->line = line_of(g);
 	k->server = -1;
 	return rc < 0 ? rc : 0;

@@ -67,6 +67,13 @@ struct xp_comp {
 	int server;                /* driver: device compartment it connects to */
 	unsigned n_devs;           /* device: devices served */
 	int devs[XP_MAX_DEVS];
+	/* type = "vm" (a driver): a QEMU guest, argv built by xp_vm_build_argv() from these */
+	bool vm;
+	char vm_kernel[XP_PATH_MAX], vm_initrd[XP_PATH_MAX], vm_console[XP_PATH_MAX];
+	char vm_append[160];
+	char vm_accel[8];          /* "kvm" or "tcg" ("auto" is resolved when the config loads) */
+	unsigned vm_vcpus;
+	uint64_t vm_memory;        /* guest RAM ('memory'; no cgroup limit on QEMU) */
 	unsigned n_syscalls;       /* extra syscalls allowed */
 	char syscalls[XP_MAX_SYSCALLS][XP_NAME_MAX];
 	int line;

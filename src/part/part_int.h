@@ -72,6 +72,10 @@ void xp_pool_fill(struct xp_inst *p);
 int xp_shell_new(struct xp_inst *p, struct xp_shell *sh, struct xvl_errbuf *eb);
 void xp_describe_status(int st, char *out, size_t cap);
 
+/* vm.c */
+bool xp_vm_kvm_usable(void);
+int xp_vm_build_argv(struct xp_comp *k);
+
 /* status.c */
 char *xp_status_json(struct xp_inst *p);   /* malloc'd */
 void xp_ctl_serve(struct xp_inst *p);      /* one request on the control socket */

@@ -49,6 +49,18 @@ static json_object *comp_json(struct xp_inst *p, unsigned i)
 	json_object *o = json_object_new_object();
 	add_str(o, "name", k->name);
 	add_str(o, "role", k->role == XP_DEVICE ? "device" : "driver");
+	add_str(o, "type", k->vm ? "vm" : "process");
+	if (k->vm) {
+		json_object *v = json_object_new_object();
+		add_str(v, "accel", k->vm_accel);
+		add_int(v, "vcpus", k->vm_vcpus);
+		add_int(v, "memory", (int64_t)k->vm_memory);
+		add_str(v, "kernel", k->vm_kernel);
+		add_str(v, "initrd", k->vm_initrd);
+		add_str(v, "console", k->vm_console[0] ? k->vm_console : "(supervisor log)");
+		add_str(v, "transport", "ivshmem-plain (window as BAR2, both sides poll)");
+		json_object_object_add(o, "vm", v);
+	}
 	add_int(o, "pid", r->pid);
 	add_str(o, "state", state_name(r->state));
 	add_int(o, "restarts", r->restarts);

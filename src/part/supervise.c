@@ -251,7 +251,7 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 	r->started_ns = xvl_os_now_ns();
 	r->from_pool = pooled;
 	xp_log(p, "compartment %s (%s) started: pid %d, %s, %.2f ms", k->name,
-	       k->role == XP_DEVICE ? "device" : "driver", (int)sh.pid,
+	       k->role == XP_DEVICE ? "device" : k->vm ? "driver, vm" : "driver", (int)sh.pid,
 	       pooled ? "from the pool" : "cold", (double)(r->started_ns - t0) / 1e6);
 	return 0;
 }

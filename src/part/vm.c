@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VM compartments (type = "vm"): a QEMU guest whose xvloop transport
+ * (kernel/xvl_virtio.ko) finds the compartment's window as an ivshmem-plain
+ * BAR.  The partitioner creates the window (a sealed memfd) and hands it to
+ * QEMU as descriptor 3, which QEMU maps through /proc/self/fd/3; the device
+ * compartment gets the same memfd as its descriptor 3.  The guest's RAM is
+ * QEMU's private memory: the device side sees the window and nothing else.
+ * Both sides poll (ivshmem-plain has no doorbells).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#include "part_int.h"
+
+/* /dev/kvm opens, speaks API 12 and gives us a VM with a vCPU. */
+static bool kvm_ioctls_work(void)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		return false;
+	bool ok = false;
+	if (ioctl(kvm, KVM_GET_API_VERSION, 0) == KVM_API_VERSION) {
+		int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+		if (vm >= 0) {
+			int cpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+			ok = cpu >= 0;
+			if (cpu >= 0)
+				close(cpu);
+			close(vm);
+		}
+	}
+	close(kvm);
+	return ok;
+}
+
+/*
+ * QEMU itself starts with -accel kvm -cpu max (stopped, -S) and is still up
+ * after 1 s.  A nested KVM that creates vCPUs but refuses their MSRs makes
+ * QEMU abort right there, which the ioctls above do not show.
+ */
+static bool qemu_kvm_starts(void)
+{
+	char *const argv[] = {"qemu-system-x86_64", "-machine", "q35", "-accel", "kvm", "-cpu", "max",
+			      "-display", "none", "-nodefaults", "-monitor", "none", "-serial", "none",
+			      "-S", NULL};
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	posix_spawn_file_actions_init(&fa);
+	for (int fd = 0; fd < 3; fd++)
+		posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", fd ? O_WRONLY : O_RDONLY, 0);
+	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0)
+		return false;
+	bool alive = true;
+	for (int i = 0; alive && i < 100; i++) {
+		alive = waitpid(pid, NULL, WNOHANG) == 0;
+		if (alive)
+			usleep(10000);
+	}
+	if (alive) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	return alive;
+}
+
+/* -accel kvm will work: the ioctls answer and QEMU starts with it. */
+bool xp_vm_kvm_usable(void)
+{
+	return kvm_ioctls_work() && qemu_kvm_starts();
+}
+
+static int add(struct xp_comp *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int add(struct xp_comp *k, const char *fmt, ...)
+{
+	if (k->argc >= XP_MAX_ARGS)
+		return -E2BIG;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(k->argv[k->argc], XP_ARG_MAX, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= XP_ARG_MAX)
+		return -E2BIG;
+	k->argc++;
+	return 0;
+}
+
+/*
+ * The QEMU command line of a VM compartment; {window_size} is replaced at
+ * start.  QEMU runs with its own seccomp sandbox (-sandbox) instead of the
+ * partitioner's allow-list, which is made for xvloop's own programs.
+ */
+int xp_vm_build_argv(struct xp_comp *k)
+{
+	int rc = 0;
+	k->argc = 0;
+	rc |= add(k, "qemu-system-x86_64");
+	rc |= add(k, "-machine");
+	rc |= add(k, "q35");
+	rc |= add(k, "-cpu");
+	rc |= add(k, "max");
+	rc |= add(k, "-accel");
+	rc |= add(k, "%s", k->vm_accel);
+	rc |= add(k, "-smp");
+	rc |= add(k, "%u", k->vm_vcpus);
+	rc |= add(k, "-m");
+	rc |= add(k, "%lluM", (unsigned long long)(k->vm_memory >> 20));
+	rc |= add(k, "-display");
+	rc |= add(k, "none");
+	rc |= add(k, "-nodefaults");
+	rc |= add(k, "-no-reboot");
+	rc |= add(k, "-monitor");
+	rc |= add(k, "none");
+	rc |= add(k, "-serial");
+	rc |= k->vm_console[0] ? add(k, "file:%s", k->vm_console) : add(k, "stdio");
+	rc |= add(k, "-sandbox");
+	rc |= add(k, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+	rc |= add(k, "-kernel");
+	rc |= add(k, "%s", k->vm_kernel);
+	if (k->vm_initrd[0]) {
+		rc |= add(k, "-initrd");
+		rc |= add(k, "%s", k->vm_initrd);
+	}
+	rc |= add(k, "-append");
+	rc |= add(k, "console=ttyS0 panic=-1 %s", k->vm_append);
+	rc |= add(k, "-object");
+	rc |= add(k, "memory-backend-file,id=xvlwin,share=on,mem-path=/proc/self/fd/3,size={window_size}");
+	rc |= add(k, "-device");
+	rc |= add(k, "ivshmem-plain,memdev=xvlwin");
+	return rc ? -E2BIG : 0;
+}
