@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "srv.h"
+#include "srv_net.h"
 #include "virtio_net.h"
 
 #define BRIDGE_NET_FEATURES                                                                      \
@@ -25,19 +26,6 @@
 	 (1ull << XVL_NET_F_HOST_TSO4) | (1ull << XVL_NET_F_HOST_TSO6) |                            \
 	 (1ull << XVL_NET_F_GUEST_TSO4) | (1ull << XVL_NET_F_GUEST_TSO6))
 #define BRIDGE_NET_FRONTEND ((1ull << XVL_NET_F_MAC) | (1ull << XVL_NET_F_STATUS))
-
-static void default_mac(const char *name, uint8_t mac[6])
-{
-	uint32_t h = 2166136261u;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	mac[0] = 0x52;
-	mac[1] = 0x54;
-	mac[2] = 0x00;
-	mac[3] = (uint8_t)(h >> 16);
-	mac[4] = (uint8_t)(h >> 8);
-	mac[5] = (uint8_t)h;
-}
 
 int srv_bridge_net_probe(struct srv_dev *d, const struct xvl_vhost *v, struct xvl_errbuf *eb)
 {
@@ -49,7 +37,7 @@ int srv_bridge_net_probe(struct srv_dev *d, const struct xvl_vhost *v, struct xv
 	if (d->spec.has_mac)
 		memcpy(c + XVL_NET_CFG_MAC, d->spec.mac, XVL_ETH_ALEN);
 	else
-		default_mac(d->spec.name, c + XVL_NET_CFG_MAC);
+		srv_net_default_mac(d->spec.name, c + XVL_NET_CFG_MAC);
 	c[XVL_NET_CFG_STATUS] = XVL_NET_S_LINK_UP; /* the backend answered */
 	c[XVL_NET_CFG_MAX_PAIRS] = 1;
 	d->config_len = XVL_NET_CFG_SIZE;

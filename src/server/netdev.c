@@ -77,7 +77,7 @@ static void fill_config(struct srv_dev *d)
 }
 
 /* Stable default MAC: 52:54:00 and 3 bytes of FNV-1a over the device name. */
-static void default_mac(const char *name, uint8_t mac[6])
+void srv_net_default_mac(const char *name, uint8_t mac[6])
 {
 	uint32_t h = 2166136261u;
 	for (const char *p = name; *p; p++)
@@ -116,7 +116,7 @@ static int net_open(struct srv_dev *d, struct xvl_errbuf *eb)
 	if (sp->has_mac)
 		memcpy(n->mac, sp->mac, XVL_ETH_ALEN);
 	else
-		default_mac(sp->name, n->mac);
+		srv_net_default_mac(sp->name, n->mac);
 	d->num_queues = (uint16_t)(2u * n->max_pairs + 1u);
 	d->features |= NET_OFFERED;
 	if (n->max_pairs > 1)
@@ -183,7 +183,7 @@ void srv_net_reset(struct srv_dev *d)
 	if (d->spec.has_mac)
 		memcpy(n->mac, d->spec.mac, XVL_ETH_ALEN);
 	else
-		default_mac(d->spec.name, n->mac);
+		srv_net_default_mac(d->spec.name, n->mac);
 	fill_config(d);
 	if (d->spec.kind == XVL_BK_SWITCH)
 		srv_sw_port_reset(d);

@@ -71,6 +71,8 @@ struct srv_net {
 
 /* netdev.c: the device model. */
 extern const struct srv_backend_ops srv_net_ops;
+/* The MAC a device gets when its spec names none: 52:54:00 + 3 bytes of a hash of its name. */
+void srv_net_default_mac(const char *name, uint8_t mac[6]);
 void srv_net_queue_process(struct srv_queue *q);
 /* Deliver one frame (hdr as received, frame bytes after it) to pair's rx queue of d.
  * Returns 0, or -ENOBUFS / -EMSGSIZE / -EOPNOTSUPP when dropped (counted at d). */
