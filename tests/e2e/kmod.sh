@@ -197,6 +197,32 @@ fi
 stop_server "$S2" >/dev/null 2>&1
 clean_log pollbell "ivshmem-doorbell, force_poll=1: guest kernel log clean"
 
+# 3c. the device behind the window is qemu-storage-daemon: the server bridges the guest's
+#     rings to it (the window is qsd's only memory), MSI-X doorbells as in 3
+if command -v qemu-storage-daemon >/dev/null; then
+	truncate -s 64M "$T/disk3.img"
+	rm -f "$T/ivsh.sock"
+	bg "$T/qsd3.log" qemu-storage-daemon --blockdev driver=file,node-name=f0,filename="$T/disk3.img" \
+		--export type=vhost-user-blk,id=e0,node-name=f0,addr.type=unix,addr.path="$T/qsd3.sock",writable=on
+	Q3=$BG_PID
+	wait_sock "$T/qsd3.sock" "$Q3"
+	bg "$T/srv3.log" "$XVL" server --link window --window "ivshmem:$T/ivsh.sock,vectors=8" \
+		--dev "name=d0,backend=vhost-user,path=$T/qsd3.sock"
+	S3=$BG_PID
+	wait_sock "$T/ivsh.sock" "$S3"
+	guest qsd "$T/verify.sh" -chardev socket,path="$T/ivsh.sock",id=ivsh \
+		-device ivshmem-doorbell,chardev=ivsh,vectors=8
+	if [ "$GRC" = 0 ]; then ok "ivshmem-doorbell + xvl server bridged to qemu-storage-daemon: /dev/vda verified in the guest"; else
+		fail "ivshmem-doorbell + xvl server bridged to qemu-storage-daemon: /dev/vda verified (guest $GRC)"
+		show_guest qsd; sed 's/^/#   srv: /' "$T/srv3.log" | tail -n 8; fi
+	stop_server "$S3" >/dev/null 2>&1
+	kill "$Q3" 2>/dev/null; wait "$Q3" 2>/dev/null
+	expect_eq "$(guest_sha qsd)" "$(host_sha "$T/disk3.img")" "qemu-storage-daemon's image holds what the guest wrote"
+	clean_log qsd "bridged to qemu-storage-daemon: guest kernel log clean"
+else
+	skip "guest on a device bridged to qemu-storage-daemon (not installed)"
+fi
+
 # The guest's half of the restart scenarios: write the same 8 MiB pattern over
 # and over for 7 s (O_DIRECT, 64 KiB), then read it back; exit 3 when a write fails.
 cat >"$T/writer.sh" <<'EOF'
