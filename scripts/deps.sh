@@ -17,7 +17,7 @@ PKGS=(
 	iperf3 iproute2 iputils-ping
 	qemu-system-x86 busybox-static cpio qemu-system-arm
 	e2fsprogs
-	debhelper lintian fakeroot build-essential man-db groff-base abigail-tools
+	debhelper dh-dkms lintian fakeroot build-essential man-db groff-base abigail-tools
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 )
 # The target's libraries for the aarch64 cross build of the whole stack (the

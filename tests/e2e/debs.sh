@@ -60,6 +60,36 @@ for p in libxvloop0 libxvloop-dev xvloop; do
 	if [ -f "$f" ]; then debs+=("$f"); else fail "package $p was built"; fi
 done
 expect_eq 3 "${#debs[@]}" "libxvloop0, libxvloop-dev and xvloop built"
+dkms_deb=$T/src/xvloop-dkms_${ver}_all.deb
+if [ -f "$dkms_deb" ]; then
+	dkroot=$T/dkms-root
+	dpkg -x "$dkms_deb" "$dkroot"
+	dk=$dkroot/usr/src/xvloop-$ver
+	if [ -f "$dk/dkms.conf" ] && [ -f "$dk/kernel/Kbuild" ] && [ -f "$dk/src/core/mailbox.c" ] &&
+		grep -q 'BUILT_MODULE_NAME\[0\]="xvl_virtio"' "$dk/dkms.conf" &&
+		dpkg-deb -I "$dkms_deb" postinst 2>/dev/null | grep -q dkms; then
+		ok "xvloop-dkms: /usr/src/xvloop-$ver with dkms.conf, kernel/ and the core it compiles in; postinst runs dkms"
+	else
+		fail "xvloop-dkms: sources, dkms.conf or postinst missing"
+		dpkg -c "$dkms_deb" | sed 's/^/#   /' | head -20
+	fi
+	# the packaged sources build the module the way DKMS does (make -C KERNEL M=.../kernel)
+	kb=$("$E2E_ROOT/scripts/guest/kernel.sh" --headers 2>/dev/null | sed -n 's/^KBUILD=//p')
+	if [ -n "$kb" ] && [ -d "$kb" ]; then
+		cp -r "$dk" "$T/dkms-build"
+		if make -C "$kb" M="$T/dkms-build/kernel" W=1 modules >"$T/dkms-build.log" 2>&1 &&
+			[ -f "$T/dkms-build/kernel/xvl_virtio.ko" ] && ! grep -q 'warning:' "$T/dkms-build.log"; then
+			ok "xvloop-dkms: the packaged sources build xvl_virtio.ko against $(basename "$kb") (W=1, no warning)"
+		else
+			fail "xvloop-dkms: the packaged sources do not build"
+			grep -E 'error|warning' "$T/dkms-build.log" | head -10 | sed 's/^/#   /'
+		fi
+	else
+		skip "xvloop-dkms build: no guest kernel headers (scripts/guest/kernel.sh --headers)"
+	fi
+else
+	fail "package xvloop-dkms was built"
+fi
 
 changes=$T/src/xvloop_${ver}_${arch}.changes
 lintian --fail-on error --tag-display-limit 0 "$changes" >"$T/lintian.log" 2>&1
