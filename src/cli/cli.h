@@ -24,4 +24,8 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((for
 /* Size argument with K/M/G suffixes; exits with a message on a bad value. */
 bool cli_size(const char *cmd, const char *opt, const char *text, uint64_t *out);
 
+struct xvl_client;
+/* --device as given: an index ("0") or a name; -1 when not given, -ENODEV when unknown. */
+int cli_device_index(struct xvl_client *c, const char *dev);
+
 #endif

@@ -223,17 +223,6 @@ static bool parse_opt(struct blk_args *a, int opt)
 
 /* ------------------------------------------------------------ open */
 
-static int resolve_device(struct xvl_client *c, const char *dev)
-{
-	if (!dev)
-		return -1;
-	char *end;
-	long i = strtol(dev, &end, 10);
-	if (*dev && !*end)
-		return (int)i;
-	return xvl_client_find(c, dev);
-}
-
 static int open_blk(struct blk_args *a, struct xvl_client **c, struct xvl_blk **b)
 {
 	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-blk", .window_size = a->window_size,
@@ -241,7 +230,7 @@ static int open_blk(struct blk_args *a, struct xvl_client **c, struct xvl_blk **
 	char err[300];
 	if (xvl_client_connect(c, a->connect, &co, err, sizeof(err)) < 0)
 		return cli_fail(1, "blk", "cannot connect to %s", err);
-	int dev = resolve_device(*c, a->device);
+	int dev = cli_device_index(*c, a->device);
 	if (a->device && dev < 0) {
 		cli_fail(1, "blk", "no device called '%s' on %s", a->device, a->connect);
 		xvl_client_close(*c);

@@ -176,17 +176,6 @@ static bool parse_opt(struct net_args *a, int opt)
 	}
 }
 
-static int resolve_device(struct xvl_client *c, const char *dev)
-{
-	if (!dev)
-		return -1;
-	char *end;
-	long i = strtol(dev, &end, 10);
-	if (*dev && !*end)
-		return (int)i;
-	return xvl_client_find(c, dev);
-}
-
 static int open_net(struct net_args *a, struct xvl_client **c, struct xvl_net **n)
 {
 	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "xvl-net",
@@ -194,7 +183,7 @@ static int open_net(struct net_args *a, struct xvl_client **c, struct xvl_net **
 	char err[300];
 	if (xvl_client_connect(c, a->connect, &co, err, sizeof(err)) < 0)
 		return cli_fail(1, "net", "cannot connect to %s", err);
-	int dev = resolve_device(*c, a->device);
+	int dev = cli_device_index(*c, a->device);
 	if (a->device && dev < 0) {
 		cli_fail(1, "net", "no device called '%s' on %s", a->device, a->connect);
 		xvl_client_close(*c);

@@ -2,10 +2,12 @@
 /* xvl: the xvloop command. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "server.h"
+#include "xvloop/xvl.h"
 
 static const char usage[] =
 	"NAME\n"
@@ -75,6 +77,17 @@ bool cli_size(const char *cmd, const char *opt, const char *text, uint64_t *out)
 	cli_fail(2, cmd, "%s: '%s' is not a size (a number with an optional K, M, G or T suffix)",
 		 opt, text);
 	return false;
+}
+
+int cli_device_index(struct xvl_client *c, const char *dev)
+{
+	if (!dev)
+		return -1;
+	char *end;
+	long i = strtol(dev, &end, 10);
+	if (*dev && !*end)
+		return (int)i;
+	return xvl_client_find(c, dev);
 }
 
 int main(int argc, char **argv)
