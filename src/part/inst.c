@@ -247,7 +247,7 @@ static int start_role(struct xp_inst *p, enum xp_role role, struct xvl_errbuf *e
 		if (p->cfg.comps[i].role != role)
 			continue;
 		int rc = xp_comp_start(p, i, eb);
-		if (rc == 0 && role == XP_DEVICE)
+		if (rc == 0 && role == XP_DEVICE && !p->cfg.comps[i].vm) /* a VM has no socket */
 			rc = xp_wait_listening(p, p->rt[i].link, p->rt[i].pid, 5000, eb);
 		if (rc < 0)
 			return xp_err_prefix(eb, rc, "compartment", p->cfg.comps[i].name);

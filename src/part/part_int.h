@@ -72,9 +72,21 @@ void xp_pool_fill(struct xp_inst *p);
 int xp_shell_new(struct xp_inst *p, struct xp_shell *sh, struct xvl_errbuf *eb);
 void xp_describe_status(int st, char *out, size_t cap);
 
+/* The window compartment i is given as fd 3: its own (a driver), the window of the driver
+ * whose mailbox link it serves (a device side with link = "window"), or -1. */
+static inline int xp_comp_window(const struct xp_config *c, unsigned i)
+{
+	const struct xp_comp *k = &c->comps[i];
+	return k->window >= 0 ? k->window : k->mbox_driver >= 0 ? c->comps[k->mbox_driver].window : -1;
+}
+
+/* supervise.c: a device as `xvl server --dev` takes it (name=...,backend=...). */
+void xp_spec_text(const struct xp_device *d, char *out, size_t cap);
+
 /* vm.c */
 bool xp_vm_kvm_usable(void);
-int xp_vm_build_argv(struct xp_comp *k);
+/* QEMU's argv for VM compartment k of c: -E2BIG when it does not fit. */
+int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k);
 
 /* status.c */
 char *xp_status_json(struct xp_inst *p);   /* malloc'd */
