@@ -58,7 +58,9 @@ static json_object *comp_json(struct xp_inst *p, unsigned i)
 		add_str(v, "kernel", k->vm_kernel);
 		add_str(v, "initrd", k->vm_initrd);
 		add_str(v, "console", k->vm_console[0] ? k->vm_console : "(supervisor log)");
-		add_str(v, "transport", "ivshmem-plain (window as BAR2, both sides poll)");
+		add_str(v, "transport", k->role == XP_DEVICE
+						? "ivshmem-plain (its driver's window as BAR2, xvl server in the guest; both sides poll)"
+						: "ivshmem-plain (window as BAR2, both sides poll)");
 		json_object_object_add(o, "vm", v);
 	}
 	add_int(o, "pid", r->pid);
