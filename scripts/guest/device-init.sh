@@ -6,7 +6,10 @@
 # partitioner put on the kernel command line (one xvl.dev=SPEC each; a file
 # device's path is one of this guest's own disks, /dev/vda...), waits for
 # those disks, and runs `xvl server --link window` on BAR2 (the window; the
-# server maps resource2 from sysfs).  When the server exits, so does this
+# server maps resource2 from sysfs).  With xvl.doorbell=peer=N (a window with
+# vectors: ivshmem-doorbell) the server rings peer N, the driver, through
+# BAR0; it has no vectors of its own (MSI-X in user space needs vfio-pci),
+# so it polls.  When the server exits, so does this
 # script, and the guest powers off: the partitioner sees QEMU exit and
 # starts the device VM again on the same window.
 bar=""
@@ -16,12 +19,13 @@ done
 [ -n "$bar" ] || { echo "XVL-DEVICE: no ivshmem device (1af4:1110)"; exit 1; }
 # no firmware on aarch64 virt: memory decoding is off until enabled
 echo 1 >"${bar%/resource2}/enable" 2>/dev/null
-name=device
+name=device db=""
 set --
 for t in $(cat /proc/cmdline); do
 	case $t in
 	xvl.dev=*) set -- "$@" --dev "${t#xvl.dev=}" ;;
 	xvl.name=*) name=${t#xvl.name=} ;;
+	xvl.doorbell=*) db=${t#xvl.doorbell=} ;;
 	esac
 done
 [ $# -gt 0 ] || { echo "XVL-DEVICE: no xvl.dev= on the kernel command line"; exit 1; }
@@ -36,6 +40,9 @@ for a in "$@"; do
 		;;
 	esac
 done
+# ivshmem-doorbell: ring the driver through BAR0 (xvl.doorbell=peer=N); no MSI-X of our own
+# without vfio-pci, so this side polls
+[ -n "$db" ] && set -- --doorbell "ivshmem:${bar%/resource2},$db" "$@"
 echo "XVL-DEVICE: serving on $bar: $*"
 xvl server --link window --window "$bar" --name "$name" "$@"
 st=$?

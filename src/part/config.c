@@ -170,12 +170,14 @@ static int get_strings(struct cx *x, const config_setting_t *g, const char *path
 
 static int parse_window(struct cx *x, const config_setting_t *g, struct xp_window *w, const char *p)
 {
-	static const char *const keys[] = {"name", "size", "backing", NULL};
-	int rc = only_keys(x, g, p, keys, "name, size, backing");
+	static const char *const keys[] = {"name", "size", "backing", "vectors", NULL};
+	int rc = only_keys(x, g, p, keys, "name, size, backing, vectors");
 	if (rc == 0)
 		rc = get_str(x, g, p, "name", true, w->name, sizeof(w->name));
 	if (rc >= 0)
 		rc = get_size(x, g, p, "size", true, &w->size);
+	if (rc >= 0)
+		rc = get_uint(x, g, p, "vectors", XVL_MBOX_MAX_VECTORS, &w->vectors);
 	if (rc < 0)
 		return rc;
 	snprintf(w->backing, sizeof(w->backing), "memfd");
@@ -808,11 +810,19 @@ static int connect_fn(struct cx *x, const config_setting_t *g, unsigned i, const
 	struct xp_comp *d = &x->c->comps[k->server];
 	if (d->vm && (rc = vm_window_pow2(x, g, p, k->window)) < 0)
 		return rc;
+	if (x->c->wins[k->window].vectors && !(k->vm && d->vm))
+		return bad(x, config_setting_get_member(g, "window"), p,
+			   "window '%s' has vectors (ivshmem-doorbell): only between a driver VM and a device VM",
+			   x->c->wins[k->window].name);
 	if (d->mbox_driver >= 0)
 		return bad(x, config_setting_get_member(g, "link"), p,
 			   "device compartment '%s' already serves the mailbox link of '%s' (one per device side)",
 			   d->name, x->c->comps[d->mbox_driver].name);
 	d->mbox_driver = (int)i;
+	/* a device VM's QEMU maps its driver's window: the command lines can be made now */
+	if ((d->vm && xp_vm_build_argv(x->c, d) < 0) || (k->vm && xp_vm_build_argv(x->c, k) < 0))
+		return bad(x, g, p, "the QEMU command line of '%s' or '%s' exceeds %u arguments of %u bytes",
+			   d->name, k->name, XP_MAX_ARGS, XP_ARG_MAX);
 	return 0;
 }
 

@@ -42,6 +42,8 @@ struct xp_window {
 	char backing[XP_PATH_MAX]; /* "memfd" or "memfd-huge" */
 	int line;
 	int owner;                 /* driver compartment index, -1 = none */
+	unsigned vectors;          /* > 0: VMs on it use ivshmem-doorbell with this many
+				    * vectors each, the partitioner their ivshmem server */
 };
 
 struct xp_device {

@@ -237,8 +237,18 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 	int fds[2] = {r->log_wr, win >= 0 ? p->win_fd[win] : -1};
 	if (rc == 0 && win >= 0 && fds[1] < 0)
 		rc = xvl_err(eb, -EBADF, "its window %s was released", p->cfg.wins[win].name);
+	/* a VM on a window with doorbells gets its ivshmem introduction instead (vm.c) */
+	int intro = -1;
+	if (rc == 0 && k->vm && win >= 0 && p->cfg.wins[win].vectors) {
+		rc = xp_ivsh_peer_fd(p, (unsigned)win, k->role == XP_DEVICE ? XP_IVSH_DEVICE : XP_IVSH_DRIVER, eb);
+		intro = rc >= 0 ? rc : -1;
+		fds[1] = rc >= 0 ? rc : fds[1];
+		rc = rc >= 0 ? 0 : rc;
+	}
 	if (rc == 0)
 		rc = xp_shell_exec(&sh, g, fds, win >= 0 ? 2 : 1, eb);
+	if (intro >= 0)
+		close(intro);
 	free(g);
 	if (rc < 0) {
 		shell_drop(&sh);

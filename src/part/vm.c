@@ -10,7 +10,10 @@
  *              gives it on the kernel command line (xvl.dev=SPEC); a file
  *              device is a virtio-blk disk of the guest on the host file.
  * A guest's RAM is QEMU's private memory: the other side sees the window and
- * nothing else.  Both sides poll (ivshmem-plain has no doorbells).
+ * nothing else.  Both sides poll (ivshmem-plain has no doorbells), unless the
+ * window has vectors: then both VMs are ivshmem-doorbell peers of the
+ * partitioner (ivsh.c), fd 3 their introduction, the driver's module gets
+ * MSI-X and the device VM's server rings it through BAR0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -111,10 +114,19 @@ static int add(struct xp_comp *k, const char *fmt, ...)
  * xvl.name=NAME (its --name; left out for a name with blanks).  A file
  * device is the guest's own disk: the n-th file device is /dev/vd<a+n>.
  */
-static int vm_cmdline(const struct xp_config *c, const struct xp_comp *k, char *out, size_t cap)
+static int vm_cmdline(const struct xp_config *c, const struct xp_comp *k, unsigned vectors,
+		      char *out, size_t cap)
 {
 	int n = snprintf(out, cap, "console=ttyS0 panic=-1%s%s", k->vm_append[0] ? " " : "",
 			 k->vm_append);
+	/* doorbells: the device VM's server rings the driver (ivshmem peer 1) through BAR0 */
+	if (k->role == XP_DEVICE && vectors && n >= 0 && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " xvl.doorbell=peer=%u", XP_IVSH_DRIVER);
+	/* ... but that server has no vectors of its own (MSI-X in a guest's user space needs
+	 * vfio-pci), and the module gives its queues vectors whenever it has MSI-X: its
+	 * queues must poll (initramfs.sh's init passes NAME.param= to insmod) */
+	if (k->role == XP_DRIVER && vectors && n >= 0 && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " xvl_virtio.force_poll=1");
 	unsigned disks = 0;
 	if (k->role == XP_DEVICE && n >= 0 && (size_t)n < cap && !k->name[strcspn(k->name, " \t\n\"")])
 		n += snprintf(out + n, cap - (size_t)n, " xvl.name=%s", k->name);
@@ -158,7 +170,9 @@ static int vm_disks(const struct xp_config *c, struct xp_comp *k)
 int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
 {
 	char cmdline[XP_ARG_MAX];
-	int rc = vm_cmdline(c, k, cmdline, sizeof(cmdline));
+	int win = xp_comp_window(c, (unsigned)(k - c->comps));
+	unsigned vectors = win >= 0 ? c->wins[win].vectors : 0;
+	int rc = vm_cmdline(c, k, vectors, cmdline, sizeof(cmdline));
 	if (rc < 0)
 		return rc;
 	k->argc = 0;
@@ -196,10 +210,17 @@ int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
 	}
 	rc |= add(k, "-append");
 	rc |= add(k, "%s", cmdline);
-	rc |= add(k, "-object");
-	rc |= add(k, "memory-backend-file,id=xvlwin,share=on,mem-path=/proc/self/fd/3,size={window_size}");
-	rc |= add(k, "-device");
-	rc |= add(k, "ivshmem-plain,memdev=xvlwin");
+	if (vectors) { /* fd 3: the socketpair ivsh.c filled with this peer's introduction */
+		rc |= add(k, "-chardev");
+		rc |= add(k, "socket,id=xvlivsh,fd=3");
+		rc |= add(k, "-device");
+		rc |= add(k, "ivshmem-doorbell,chardev=xvlivsh,vectors=%u", vectors);
+	} else {
+		rc |= add(k, "-object");
+		rc |= add(k, "memory-backend-file,id=xvlwin,share=on,mem-path=/proc/self/fd/3,size={window_size}");
+		rc |= add(k, "-device");
+		rc |= add(k, "ivshmem-plain,memdev=xvlwin");
+	}
 	if (rc == 0)
 		rc = vm_disks(c, k);
 	return rc ? (rc == -EINVAL ? -EINVAL : -E2BIG) : 0;
