@@ -85,6 +85,7 @@ cmp /tmp/pat /tmp/back || { echo "GUEST: readback differs after the restart"; ex
 echo "GUEST: $r rounds written across the restart in $(( $(date +%s) - t0 )) s, readback equal"
 dmesg | grep -E "xvl" | tail -n 6 | sed 's/^/DMESG: /'
 [ $after -gt 0 ] && echo "GUEST: the module resumed on the restarted device VM"
+echo "GUEST-MSIX $(grep xvl_virtio /proc/interrupts | head -n 1 | awk '{ print $2 }')"
 rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
 exit 0
 GUEST
@@ -122,79 +123,100 @@ bad_cfg 's|{ name = "drv"; type = "vm";|{ name = "drv"; role = "driver"; program
 bad_cfg 's|connect = "devvm";|connect = "devvm"; link = "socket";|' "link = .window"
 bad_cfg 's|window = "w"; connect = "devvm";|window = "w"; connect = "devvm"; link = "window";|; s|devices = \["d0"\];|devices = ["d0"]; link = "window";|' "belongs to the driver"
 
-t0=$(date +%s.%N)
-check "xvl run --detach starts the device VM and the driver VM" "$XVL" run "$T/two.cfg" --detach
-wait_in() {
-	for _ in $(seq 1 "$3"); do
-		grep -aq "$2" "$1" 2>/dev/null && return 0
+# One run of CFG: label L, QEMU's ivshmem device DEVARG, transport words TRANSPORT in status.
+phase() {
+	local L=$1 CFG=$2 DEVARG=$3 TRANSPORT=$4
+	: >"$DCON"
+	: >"$DRV"
+	t0=$(date +%s.%N)
+	check "$L: xvl run --detach starts the device VM and the driver VM" "$XVL" run "$CFG" --detach
+	wait_in() {
+		for _ in $(seq 1 "$3"); do
+			grep -aq "$2" "$1" 2>/dev/null && return 0
+			sleep 0.1
+		done
+		return 1
+	}
+	secs() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+	wait_in "$DCON" "XVL-DEVICE: serving" 900 && ok "$L: the device VM serves the window ($(secs) s after xvl run)" ||
+		{ fail "$L: the device VM serves the window"; tr -d '\r' <"$DCON" | tail -n 15 | sed 's/^/#   /'; }
+	if wait_in "$DRV" "GUEST: verified" 1200; then
+		ok "$L: the driver VM verified /dev/vda served by the device VM ($(secs) s after xvl run)"
+	else
+		fail "$L: the driver VM verified /dev/vda served by the device VM"
+		tr -d '\r' <"$DRV" | tail -n 20 | sed 's/^/#   drv: /'
+		tr -d '\r' <"$DCON" | tail -n 10 | sed 's/^/#   dev: /'
+	fi
+	gsha=$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: verified //p')
+	expect_eq "$gsha" "$(head -c 4194304 "$T/a.img" | sha256sum | cut -d' ' -f1)" \
+		"$L: the host image holds what the driver VM wrote (through the device VM's own disk)"
+
+	J=$("$XVL" status --state-dir "$SD" --json 2>&1)
+	J0=$J
+	jq_() { echo "$J" | python3 -c "import json,sys; d=json.load(sys.stdin); c={k['name']: k for k in d['compartments']}; print($1)" 2>&1; }
+	expect_eq "device vm running driver vm running" \
+		"$(jq_ "c['devvm']['role'], c['devvm']['type'], c['devvm']['state'], c['drv']['role'], c['drv']['type'], c['drv']['state']")" \
+		"$L: xvl status --json: both VMs (role, type, state)"
+	"$XVL" status --state-dir "$SD" >"$T/status.txt" 2>&1
+	[ "$(grep -c "vm: tcg" "$T/status.txt")" = 2 ] && ok "$L: xvl status: both VMs shown" ||
+		{ fail "$L: xvl status: both VMs shown"; sed 's/^/#   /' "$T/status.txt"; }
+	DQ=$(jq_ "c['devvm']['pid']")
+	tr '\0' ' ' <"/proc/$DQ/cmdline" 2>/dev/null | grep -q "$DEVARG.*file=$T/a.img,if=virtio.*" &&
+		tr '\0' ' ' <"/proc/$DQ/cmdline" | grep -q "xvl.dev=name=d0,backend=file,path=/dev/vda" &&
+		ok "$L: the device VM is QEMU with the window as $DEVARG, the image as its disk, d0 on its command line" ||
+		fail "$L: the device VM's QEMU command line (pid $DQ): $(tr '\0' ' ' <"/proc/$DQ/cmdline" 2>/dev/null | cut -c1-300)"
+
+	if wait_in "$DRV" "GUEST: writing" 100; then
+		sleep 1
+		kill -KILL "$DQ"
+	fi
+	if wait_in "$DRV" "across the restart.*readback equal" 1200; then
+		ok "$L: device VM QEMU kill -9 under the driver's writes: restarted, no write failed, readback equal"
+	else
+		fail "$L: device VM QEMU kill -9 under the driver's writes: restarted, no write failed, readback equal"
+		tr -d '\r' <"$DRV" | grep -a "GUEST\|DMESG" | tail -n 8 | sed 's/^/#   /'
+	fi
+	wait_in "$DRV" "GUEST: the module resumed" 50 && ok "$L: the driver VM's module resumed on the restarted device VM" ||
+		{ fail "$L: the driver VM's module resumed on the restarted device VM"; tr -d '\r' <"$DRV" | grep -a DMESG | sed 's/^/#   /'; }
+	note "$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: \(.*rounds.*\)/\1/p')"
+	tr -d '\r' <"$DRV" | grep -a "DMESG" | sed 's/^DMESG: /# drv dmesg: /'
+	[ "$(grep -ac "XVL-DEVICE: serving" "$DCON")" = 2 ] && grep -q "device side devvm restarted (#1)" "$SD/supervisor.log" &&
+		ok "$L: the partitioner booted the device VM again (its console holds both boots)" ||
+		{ fail "$L: the partitioner booted the device VM again (its console holds both boots)"; grep devvm "$SD/supervisor.log" | sed 's/^/#   /'; }
+	grep -h "devvm" "$SD/supervisor.log" | grep -v "^\[" | sed 's/^/# /'
+
+	st=""
+	for _ in $(seq 1 300); do
+		J=$("$XVL" status --state-dir "$SD" --json 2>&1)
+		st=$(jq_ "c['drv']['state'], c['drv']['last_exit'], c['devvm']['state'], c['devvm']['restarts'], c['devvm']['pid'] != $DQ")
+		case $st in exited*) break ;; esac
 		sleep 0.1
 	done
-	return 1
+	expect_eq "exited exited with status 0 running 1 True" "$st" \
+		"$L: the driver VM powered off with status 0; the device VM restarted once, a new QEMU, still running"
+	tr -d '\r' <"$DRV" | grep -aqx "XVL-GUEST-EXIT 0" && grep -aq "GUEST: unloaded" "$DRV" &&
+		ok "$L: driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0" ||
+		fail "$L: driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0"
+
+	check "$L: xvl stop" "$XVL" stop --state-dir "$SD"
+	left=$(pgrep -f "$T/dev.gz"; pgrep -f "$T/drv.gz")
+	[ -z "$left" ] && [ ! -e "$SD" ] && ok "$L: xvl stop: no QEMU left, state dir gone" ||
+		fail "$L: xvl stop: no QEMU left, state dir gone (left: $left)"
+	expect_eq "$TRANSPORT" "$(echo "$J0" | python3 -c "import json,sys; d=json.load(sys.stdin); print(' '.join(c['vm']['transport'].split()[0] for c in d['compartments']))" 2>&1)" \
+		"$L: xvl status --json: both VMs' transport"
+	cat "$DRV" >>"$T/drv.all"
+	cat "$DCON" >>"$T/dev.all"
 }
-secs() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-wait_in "$DCON" "XVL-DEVICE: serving" 900 && ok "the device VM serves the window ($(secs) s after xvl run)" ||
-	{ fail "the device VM serves the window"; tr -d '\r' <"$DCON" | tail -n 15 | sed 's/^/#   /'; }
-if wait_in "$DRV" "GUEST: verified" 1200; then
-	ok "the driver VM verified /dev/vda served by the device VM ($(secs) s after xvl run)"
-else
-	fail "the driver VM verified /dev/vda served by the device VM"
-	tr -d '\r' <"$DRV" | tail -n 20 | sed 's/^/#   drv: /'
-	tr -d '\r' <"$DCON" | tail -n 10 | sed 's/^/#   dev: /'
-fi
-gsha=$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: verified //p')
-expect_eq "$gsha" "$(head -c 4194304 "$T/a.img" | sha256sum | cut -d' ' -f1)" \
-	"the host image holds what the driver VM wrote (through the device VM's own disk)"
 
-J=$("$XVL" status --state-dir "$SD" --json 2>&1)
-jq_() { echo "$J" | python3 -c "import json,sys; d=json.load(sys.stdin); c={k['name']: k for k in d['compartments']}; print($1)" 2>&1; }
-expect_eq "device vm running driver vm running" \
-	"$(jq_ "c['devvm']['role'], c['devvm']['type'], c['devvm']['state'], c['drv']['role'], c['drv']['type'], c['drv']['state']")" \
-	"xvl status --json: both VMs (role, type, state)"
-"$XVL" status --state-dir "$SD" >"$T/status.txt" 2>&1
-[ "$(grep -c "vm: tcg" "$T/status.txt")" = 2 ] && ok "xvl status: both VMs shown" ||
-	{ fail "xvl status: both VMs shown"; sed 's/^/#   /' "$T/status.txt"; }
-DQ=$(jq_ "c['devvm']['pid']")
-tr '\0' ' ' <"/proc/$DQ/cmdline" 2>/dev/null | grep -q "ivshmem-plain.*file=$T/a.img,if=virtio.*" &&
-	tr '\0' ' ' <"/proc/$DQ/cmdline" | grep -q "xvl.dev=name=d0,backend=file,path=/dev/vda" &&
-	ok "the device VM is QEMU with the window as ivshmem-plain, the image as its disk, d0 on its command line" ||
-	fail "the device VM's QEMU command line (pid $DQ): $(tr '\0' ' ' <"/proc/$DQ/cmdline" 2>/dev/null | cut -c1-300)"
-
-if wait_in "$DRV" "GUEST: writing" 100; then
-	sleep 1
-	kill -KILL "$DQ"
-fi
-if wait_in "$DRV" "across the restart.*readback equal" 1200; then
-	ok "device VM QEMU kill -9 under the driver's writes: restarted, no write failed, readback equal"
-else
-	fail "device VM QEMU kill -9 under the driver's writes: restarted, no write failed, readback equal"
-	tr -d '\r' <"$DRV" | grep -a "GUEST\|DMESG" | tail -n 8 | sed 's/^/#   /'
-fi
-wait_in "$DRV" "GUEST: the module resumed" 50 && ok "the driver VM's module resumed on the restarted device VM" ||
-	{ fail "the driver VM's module resumed on the restarted device VM"; tr -d '\r' <"$DRV" | grep -a DMESG | sed 's/^/#   /'; }
-note "$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: \(.*rounds.*\)/\1/p')"
-tr -d '\r' <"$DRV" | grep -a "DMESG" | sed 's/^DMESG: /# drv dmesg: /'
-[ "$(grep -ac "XVL-DEVICE: serving" "$DCON")" = 2 ] && grep -q "device side devvm restarted (#1)" "$SD/supervisor.log" &&
-	ok "the partitioner booted the device VM again (its console holds both boots)" ||
-	{ fail "the partitioner booted the device VM again (its console holds both boots)"; grep devvm "$SD/supervisor.log" | sed 's/^/#   /'; }
-grep -h "devvm" "$SD/supervisor.log" | grep -v "^\[" | sed 's/^/# /'
-
-st=""
-for _ in $(seq 1 300); do
-	J=$("$XVL" status --state-dir "$SD" --json 2>&1)
-	st=$(jq_ "c['drv']['state'], c['drv']['last_exit'], c['devvm']['state'], c['devvm']['restarts'], c['devvm']['pid'] != $DQ")
-	case $st in exited*) break ;; esac
-	sleep 0.1
-done
-expect_eq "exited exited with status 0 running 1 True" "$st" \
-	"the driver VM powered off with status 0; the device VM restarted once, a new QEMU, still running"
-tr -d '\r' <"$DRV" | grep -aqx "XVL-GUEST-EXIT 0" && grep -aq "GUEST: unloaded" "$DRV" &&
-	ok "driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0" ||
-	fail "driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0"
-
-check "xvl stop" "$XVL" stop --state-dir "$SD"
-left=$(pgrep -f "$T/dev.gz"; pgrep -f "$T/drv.gz")
-[ -z "$left" ] && [ ! -e "$SD" ] && ok "xvl stop: no QEMU left, state dir gone" ||
-	fail "xvl stop: no QEMU left, state dir gone (left: $left)"
+phase plain "$T/two.cfg" ivshmem-plain "ivshmem-plain ivshmem-plain"
+# doorbells: the partitioner is the ivshmem server of the window; the device VM's server
+# rings the driver VM's MSI-X vector through BAR0 (its own side polls: no vfio-pci yet)
+sed 's/size = "64M"; }/size = "64M"; vectors = 4; }/' "$T/two.cfg" >"$T/db.cfg"
+phase doorbell "$T/db.cfg" ivshmem-doorbell "ivshmem-doorbell ivshmem-doorbell"
+msix=$(tr -d '\r' <"$T/drv.all" | sed -n 's/^GUEST-MSIX //p' | tail -n 1)
+[ "${msix:-0}" -gt 0 ] 2>/dev/null && ok "doorbell: the driver VM took ${msix} MSI-X interrupts rung by the device VMs (guest to guest)" ||
+	fail "doorbell: the driver VM took MSI-X interrupts rung by the device VMs (got '${msix}')"
+DRV=$T/drv.all DCON=$T/dev.all
 if grep -aE 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" >/dev/null; then
 	fail "both guests' consoles free of BUG|Oops|WARNING|soft lockup"
 	grep -aE -A8 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" | head -n 20 | sed 's/^/#   /'
