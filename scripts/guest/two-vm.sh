@@ -25,6 +25,8 @@
 #                    consoles (device.log, driver.log), state; default a new
 #                    one under /tmp
 #   --timeout S      the whole run's timeout (default 180)
+#   --vectors N      doorbells: the window gets vectors = N (ivshmem-doorbell, the
+#                    partitioner the ivshmem server; default 0, ivshmem-plain)
 #   --print-config   write the config and the images, print the config, do not run
 #
 # The partitioner supervises both: a device VM that dies is booted again on
@@ -34,7 +36,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-disk="" ko="" run="" xvl=$root/build/src/cli/xvl dxvl=() dir="" timeout=180 bins=() print=0
+disk="" ko="" run="" xvl=$root/build/src/cli/xvl dxvl=() dir="" timeout=180 bins=() print=0 vectors=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--disk) disk=$2; shift 2 ;;
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
 	--device-xvl) dxvl=(--xvl "$2"); shift 2 ;;
 	--dir) dir=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
+	--vectors) vectors=$2; shift 2 ;;
 	--print-config) print=1; shift ;;
 	*) echo "two-vm.sh: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -68,7 +71,7 @@ cat >"$dir/two-vm.cfg" <<EOF
 name = "two-vm-$$";
 state_dir = "$dir/state";
 exit_with_drivers = true;
-windows = ( { name = "w"; size = "64M"; } );          # a power of two: an ivshmem BAR
+windows = ( { name = "w"; size = "64M";$([ "$vectors" = 0 ] || echo " vectors = $vectors;") } );   # a power of two: an ivshmem BAR
 devices = ( { name = "d0"; backend = "file"; path = "$disk"; } );
 compartments = (
   { name = "devvm"; role = "device"; type = "vm"; devices = ["d0"];

@@ -41,6 +41,8 @@ static const char run_help[] =
 	"    the window of the driver it serves (initrd: scripts/guest/device-initrd.sh),\n"
 	"    its devices on the guest's kernel command line (xvl.dev=SPEC), a file device\n"
 	"    a virtio-blk disk of the guest; killed, it is booted again on the same window.\n"
+	"    A window with vectors = N joins the two VMs as ivshmem-doorbell peers of the\n"
+	"    partitioner (the device VM rings the driver's MSI-X vectors).\n"
 	"\n"
 	"OPTIONS\n"
 	"    --default           use the compiled-in config (a RAM disk and a verifying driver)\n"
