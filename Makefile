@@ -19,7 +19,7 @@ HAVE_FIO_OPT := $(shell grep -qs "fio_src" meson_options.txt meson.options && ec
 fio_opt = $$(if [ "$(HAVE_FIO_OPT)" = yes ] && [ "$(FIO_SRC)" != none ]; then p=$$(scripts/fio-headers.sh "$(FIO_SRC)") || exit 1; echo "-Dfio_src=$$p"; fi)
 
 .PHONY: all help deps build demo check build-asan build-aarch64 build-riscv64 \
-	build-aarch64-static cross freestanding fuzz fuzz-build fio-headers install uninstall clean distclean \
+	build-aarch64-static build-static cross freestanding fuzz fuzz-build fio-headers install uninstall clean distclean \
 	module module-clean vm-demo
 
 all: deps build
@@ -59,6 +59,12 @@ build-aarch64 build-riscv64: build-%: deps
 # The whole stack for aarch64, linked statically: what the arm64 guest runs.
 build-aarch64-static: deps
 	@scripts/meson-setup.sh $@ --cross-file cross/aarch64.ini -Dprefer_static=true -Dc_link_args=-static
+	$(NINJA) -C $@ src/cli/xvl
+
+# xvl linked statically for this host's architecture: what a device-compartment VM runs
+# (scripts/guest/device-initrd.sh).
+build-static: deps
+	@scripts/meson-setup.sh $@ -Dprefer_static=true -Dc_link_args=-static
 	$(NINJA) -C $@ src/cli/xvl
 
 cross: build-aarch64 build-riscv64
@@ -107,7 +113,7 @@ check: deps
 	@tests/run.sh --build
 
 clean:
-	rm -rf build build-asan build-aarch64 build-aarch64-static build-riscv64 build-freestanding build-kernel-core build-fuzz build-install build-logs
+	rm -rf build build-asan build-aarch64 build-aarch64-static build-static build-riscv64 build-freestanding build-kernel-core build-fuzz build-install build-logs
 
 distclean: clean
 	rm -rf .fio-src

@@ -3,7 +3,8 @@
 #
 # A busybox initramfs (cpio, gzip) for a TCG test guest running Debian's
 # cloud kernel (scripts/guest/kernel.sh).  Its /init mounts proc, sys, dev,
-# tmp, loads the named modules with their dependencies (in order), runs
+# tmp, loads the named modules with their dependencies (in order; a module's
+# parameters from NAME.param=value on the kernel command line), runs
 # /guest.sh with its output on the console, prints "XVL-GUEST-EXIT <status>"
 # and powers the guest off.
 #
@@ -107,8 +108,12 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
+# NAME.param=value on the kernel command line is a parameter of module NAME, as
+# modprobe would apply it (busybox insmod does not read /proc/cmdline)
 while read -r m; do
-	insmod "$m" || echo "init: insmod $m failed"
+	n=$(basename "$m" .ko | tr - _)
+	args=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^$n\.//p" | tr '\n' ' ')
+	insmod "$m" $args || echo "init: insmod $m $args failed"
 done </etc/modules
 /guest.sh
 echo "XVL-GUEST-EXIT $?"

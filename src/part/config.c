@@ -170,12 +170,14 @@ static int get_strings(struct cx *x, const config_setting_t *g, const char *path
 
 static int parse_window(struct cx *x, const config_setting_t *g, struct xp_window *w, const char *p)
 {
-	static const char *const keys[] = {"name", "size", "backing", NULL};
-	int rc = only_keys(x, g, p, keys, "name, size, backing");
+	static const char *const keys[] = {"name", "size", "backing", "vectors", NULL};
+	int rc = only_keys(x, g, p, keys, "name, size, backing, vectors");
 	if (rc == 0)
 		rc = get_str(x, g, p, "name", true, w->name, sizeof(w->name));
 	if (rc >= 0)
 		rc = get_size(x, g, p, "size", true, &w->size);
+	if (rc >= 0)
+		rc = get_uint(x, g, p, "vectors", XVL_MBOX_MAX_VECTORS, &w->vectors);
 	if (rc < 0)
 		return rc;
 	snprintf(w->backing, sizeof(w->backing), "memfd");
@@ -421,10 +423,7 @@ static int comp_role(struct cx *x, const config_setting_t *g, const char *p, str
 	if (rc < 0)
 		return rc;
 	if (rc == 0 && k->vm)
-		snprintf(role, sizeof(role), "driver"); /* a VM is a driver side */
-	if (k->vm && strcmp(role, "driver"))
-		return bad(x, config_setting_get_member(g, "role"), p,
-			   "a type = \"vm\" compartment is a driver (device sides run xvl server)");
+		snprintf(role, sizeof(role), "driver"); /* a VM without a role is a driver side */
 	if (!strcmp(role, "driver"))
 		k->role = XP_DRIVER;
 	else if (!strcmp(role, "device"))
@@ -509,9 +508,11 @@ static int comp_link(struct cx *x, const config_setting_t *g, const char *p, str
 	const config_setting_t *s = config_setting_get_member(g, "link");
 	if (strcmp(link, "socket") && strcmp(link, "window"))
 		return bad(x, s, p, "'%s' (expected socket or window)", link);
+	if (k->vm && k->role == XP_DEVICE && s)
+		return bad(x, s, p, "a device VM serves the mailbox in its driver's window: 'link' belongs to the driver");
 	if (k->vm && s && strcmp(link, "window"))
 		return bad(x, s, p, "a VM's link is the mailbox in its window (link = \"window\")");
-	k->link_window = k->vm || !strcmp(link, "window");
+	k->link_window = (k->vm && k->role == XP_DRIVER) || !strcmp(link, "window");
 	if (k->link_window && k->role != XP_DRIVER)
 		return bad(x, s, p, "'link' belongs to a driver compartment (its window carries the link)");
 	return 0;
@@ -541,6 +542,17 @@ static int need_file(struct cx *x, const config_setting_t *g, const char *p, con
 	if (x->offline || !*f || access(f, R_OK) == 0)
 		return 0;
 	return bad(x, config_setting_get_member(g, key), p, "cannot read '%s': %s", f, strerror(errno));
+}
+
+/* A window a VM maps is an ivshmem BAR: a power of two. */
+static int vm_window_pow2(struct cx *x, const config_setting_t *g, const char *p, int w)
+{
+	uint64_t ws = x->c->wins[w].size;
+	if (!(ws & (ws - 1)))
+		return 0;
+	return bad(x, config_setting_get_member(g, "window"), p,
+		   "window '%s' is %llu bytes: a VM's window is an ivshmem BAR, its size a power of two",
+		   x->c->wins[w].name, (unsigned long long)ws);
 }
 
 /* A VM: its guest (kernel, initrd, append, console), memory, vCPUs, accelerator; then its QEMU argv. */
@@ -575,16 +587,23 @@ static int comp_vm(struct cx *x, const config_setting_t *g, const char *p, struc
 		return bad(x, config_setting_get_member(g, "accel"), p,
 			   "/dev/kvm cannot create a VM here (use accel = \"tcg\" or \"auto\")");
 	snprintf(k->vm_accel, sizeof(k->vm_accel), "%s", accel);
-	uint64_t ws = x->c->wins[k->window].size;
-	if (ws & (ws - 1))
-		return bad(x, config_setting_get_member(g, "window"), p,
-			   "window '%s' is %llu bytes: a VM's window is an ivshmem BAR, its size a power of two",
-			   x->c->wins[k->window].name, (unsigned long long)ws);
+	if (k->window >= 0 && (rc = vm_window_pow2(x, g, p, k->window)) < 0)
+		return rc;
+	for (unsigned i = 0; i < k->n_devs; i++)
+		if (x->c->devs[k->devs[i]].kind != XP_DEV_BUILTIN)
+			return bad(x, config_setting_get_member(g, "devices"), p,
+				   "device '%s': a device VM serves file, ram and null devices (not vhost-user or qsd)",
+				   x->c->devs[k->devs[i]].name);
 	rc = need_file(x, g, p, "kernel", k->vm_kernel);
 	if (rc == 0)
 		rc = need_file(x, g, p, "initrd", k->vm_initrd);
-	if (rc == 0 && xp_vm_build_argv(k) < 0)
-		rc = bad(x, g, p, "the QEMU command line exceeds %u arguments of %u bytes", XP_MAX_ARGS, XP_ARG_MAX);
+	int arc = rc == 0 ? xp_vm_build_argv(x->c, k) : 0;
+	if (arc == -EINVAL)
+		rc = bad(x, config_setting_get_member(g, "devices"), p,
+			 "a device VM's disk image path must not contain ',' (QEMU's option syntax)");
+	else if (arc < 0)
+		rc = bad(x, g, p, "the QEMU command line (or the kernel's, with one xvl.dev= per device) "
+			 "exceeds %u arguments of %u bytes", XP_MAX_ARGS, XP_ARG_MAX);
 	if (rc == 0 && !x->offline && !program_found(k->argv[0]))
 		rc = bad(x, g, p, "%s is not on PATH (Debian package qemu-system-x86)", k->argv[0]);
 	return rc;
@@ -692,6 +711,22 @@ static int check_windows(struct cx *x, const config_setting_t *root)
 	return 0;
 }
 
+/* A device VM serves the mailbox in one driver's window: some driver must connect to it. */
+static int check_device_vms(struct cx *x, const config_setting_t *root)
+{
+	const config_setting_t *list = config_setting_get_member(root, "compartments");
+	for (unsigned i = 0; i < x->c->n_comps; i++) {
+		const struct xp_comp *k = &x->c->comps[i];
+		if (k->vm && k->role == XP_DEVICE && k->mbox_driver < 0) {
+			char p[64];
+			snprintf(p, sizeof(p), "compartments.%s", k->name);
+			return bad(x, config_setting_get_elem(list, i), p,
+				   "no driver connects to this device VM (it serves one driver's window)");
+		}
+	}
+	return 0;
+}
+
 static int check_devices(struct cx *x, const config_setting_t *root)
 {
 	const config_setting_t *list = config_setting_get_member(root, "devices");
@@ -765,15 +800,29 @@ static int connect_fn(struct cx *x, const config_setting_t *g, unsigned i, const
 {
 	struct xp_comp *k = &x->c->comps[i];
 	int rc = comp_connect(x, g, p, k);
+	if (rc == 0 && k->role == XP_DRIVER && x->c->comps[k->server].vm && !k->link_window)
+		return bad(x, config_setting_get_member(g, "connect"), p,
+			   "device VM '%s' has no socket: its driver needs link = \"window\" (or type = \"vm\")",
+			   x->c->comps[k->server].name);
 	if (rc < 0 || !k->link_window)
 		return rc;
 	/* A device side serves one mailbox: the window of one driver. */
 	struct xp_comp *d = &x->c->comps[k->server];
+	if (d->vm && (rc = vm_window_pow2(x, g, p, k->window)) < 0)
+		return rc;
+	if (x->c->wins[k->window].vectors && !(k->vm && d->vm))
+		return bad(x, config_setting_get_member(g, "window"), p,
+			   "window '%s' has vectors (ivshmem-doorbell): only between a driver VM and a device VM",
+			   x->c->wins[k->window].name);
 	if (d->mbox_driver >= 0)
 		return bad(x, config_setting_get_member(g, "link"), p,
 			   "device compartment '%s' already serves the mailbox link of '%s' (one per device side)",
 			   d->name, x->c->comps[d->mbox_driver].name);
 	d->mbox_driver = (int)i;
+	/* a device VM's QEMU maps its driver's window: the command lines can be made now */
+	if ((d->vm && xp_vm_build_argv(x->c, d) < 0) || (k->vm && xp_vm_build_argv(x->c, k) < 0))
+		return bad(x, g, p, "the QEMU command line of '%s' or '%s' exceeds %u arguments of %u bytes",
+			   d->name, k->name, XP_MAX_ARGS, XP_ARG_MAX);
 	return 0;
 }
 
@@ -833,6 +882,8 @@ static int parse_all(struct cx *x, const config_setting_t *root)
 		rc = each(x, root, "compartments", XP_MAX_COMPS, &n, connect_fn);
 	if (rc == 0)
 		rc = check_devices(x, root);
+	if (rc == 0)
+		rc = check_device_vms(x, root);
 	if (rc == 0)
 		rc = check_windows(x, root);
 	return rc;

@@ -138,6 +138,8 @@ int xp_inst_create(struct xp_inst **out, const struct xp_config *c, const struct
 	p->t0_ns = xvl_os_now_ns();
 	for (unsigned i = 0; i < XP_MAX_WINS; i++)
 		p->win_fd[i] = -1;
+	memset(p->ivsh_ev, 0xff, sizeof(p->ivsh_ev)); /* every doorbell eventfd -1 */
+	memset(p->ivsh_sock, 0xff, sizeof(p->ivsh_sock));
 	for (unsigned i = 0; i < XP_MAX_COMPS; i++)
 		p->rt[i] = (struct xp_comp_rt){.log_rd = -1, .log_wr = -1, .last_status = -1};
 	if (c->state_dir[0])
@@ -247,7 +249,7 @@ static int start_role(struct xp_inst *p, enum xp_role role, struct xvl_errbuf *e
 		if (p->cfg.comps[i].role != role)
 			continue;
 		int rc = xp_comp_start(p, i, eb);
-		if (rc == 0 && role == XP_DEVICE)
+		if (rc == 0 && role == XP_DEVICE && !p->cfg.comps[i].vm) /* a VM has no socket */
 			rc = xp_wait_listening(p, p->rt[i].link, p->rt[i].pid, 5000, eb);
 		if (rc < 0)
 			return xp_err_prefix(eb, rc, "compartment", p->cfg.comps[i].name);
@@ -259,8 +261,11 @@ int xp_inst_start(struct xp_inst *p, struct xvl_errbuf *eb)
 {
 	int rc = 0;
 	for (unsigned i = 0; rc == 0 && i < p->cfg.n_wins; i++)
-		if (p->cfg.wins[i].owner >= 0)
+		if (p->cfg.wins[i].owner >= 0) {
 			rc = window_create(p, i, eb);
+			if (rc == 0 && p->cfg.wins[i].vectors)
+				rc = xp_ivsh_create(p, i, eb);
+		}
 	for (unsigned d = 0; rc == 0 && d < p->cfg.n_devs; d++)
 		if (p->cfg.devs[d].kind == XP_DEV_QSD)
 			rc = qsd_start(p, d, eb);
@@ -341,9 +346,11 @@ static void remove_files(struct xp_inst *p)
 	for (unsigned d = 0; d < p->cfg.n_devs; d++)
 		if (p->qsd_sock[d][0])
 			unlink(p->qsd_sock[d]);
-	for (unsigned w = 0; w < p->cfg.n_wins; w++)
+	for (unsigned w = 0; w < p->cfg.n_wins; w++) {
 		if (p->win_fd[w] >= 0)
 			close(p->win_fd[w]);
+		xp_ivsh_close(p, w);
+	}
 	if (p->ctl_fd >= 0) {
 		close(p->ctl_fd);
 		unlink(p->ctl_path);

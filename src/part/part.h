@@ -22,7 +22,7 @@
 #define XP_MAX_WINS 16
 #define XP_MAX_DEVS XVL_SERVER_MAX_DEVS
 #define XP_MAX_COMPS 16
-#define XP_MAX_ARGS 32
+#define XP_MAX_ARGS 48
 #define XP_ARG_MAX 256
 #define XP_MAX_SYSCALLS 32
 
@@ -42,6 +42,8 @@ struct xp_window {
 	char backing[XP_PATH_MAX]; /* "memfd" or "memfd-huge" */
 	int line;
 	int owner;                 /* driver compartment index, -1 = none */
+	unsigned vectors;          /* > 0: VMs on it use ivshmem-doorbell with this many
+				    * vectors each, the partitioner their ivshmem server */
 };
 
 struct xp_device {
@@ -67,7 +69,9 @@ struct xp_comp {
 	int server;                /* driver: device compartment it connects to */
 	unsigned n_devs;           /* device: devices served */
 	int devs[XP_MAX_DEVS];
-	/* type = "vm" (a driver): a QEMU guest, argv built by xp_vm_build_argv() from these */
+	/* type = "vm": a QEMU guest, argv built by xp_vm_build_argv() from these.  A driver VM
+	 * runs kernel/xvl_virtio.ko on its window; a device VM runs xvl server in its user
+	 * space on the window of the driver it serves (its mbox_driver). */
 	bool vm;
 	char vm_kernel[XP_PATH_MAX], vm_initrd[XP_PATH_MAX], vm_console[XP_PATH_MAX];
 	char vm_append[160];

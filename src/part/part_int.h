@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "mailbox.h"
 #include "part.h"
 #include "sandbox.h"
 
@@ -45,6 +46,8 @@ struct xp_inst {
 	unsigned n_shells;          /* shells made so far: names their cgroups */
 	uint64_t refill_after_ns;   /* the pool is refilled once starts have settled */
 	int win_fd[XP_MAX_WINS];
+	int ivsh_ev[XP_MAX_WINS][2][XVL_MBOX_MAX_VECTORS]; /* ivsh.c: doorbell eventfds, -1 none */
+	int ivsh_sock[XP_MAX_WINS][2];  /* ivsh.c: our end of each peer's introduction, -1 none */
 	uint64_t win_size[XP_MAX_WINS];
 	struct xp_comp_rt rt[XP_MAX_COMPS];
 	pid_t qsd_pid[XP_MAX_DEVS];
@@ -72,9 +75,29 @@ void xp_pool_fill(struct xp_inst *p);
 int xp_shell_new(struct xp_inst *p, struct xp_shell *sh, struct xvl_errbuf *eb);
 void xp_describe_status(int st, char *out, size_t cap);
 
+/* The window compartment i is given as fd 3: its own (a driver), the window of the driver
+ * whose mailbox link it serves (a device side with link = "window"), or -1. */
+static inline int xp_comp_window(const struct xp_config *c, unsigned i)
+{
+	const struct xp_comp *k = &c->comps[i];
+	return k->window >= 0 ? k->window : k->mbox_driver >= 0 ? c->comps[k->mbox_driver].window : -1;
+}
+
+/* supervise.c: a device as `xvl server --dev` takes it (name=...,backend=...). */
+void xp_spec_text(const struct xp_device *d, char *out, size_t cap);
+
+/* ivsh.c: the ivshmem server of windows with vectors (peer 0 the device side, 1 the driver) */
+#define XP_IVSH_DEVICE 0u
+#define XP_IVSH_DRIVER 1u
+int xp_ivsh_create(struct xp_inst *p, unsigned w, struct xvl_errbuf *eb);
+/* A socketpair end holding peer self's whole introduction, for QEMU's -chardev socket,fd=. */
+int xp_ivsh_peer_fd(struct xp_inst *p, unsigned w, unsigned self, struct xvl_errbuf *eb);
+void xp_ivsh_close(struct xp_inst *p, unsigned w);
+
 /* vm.c */
 bool xp_vm_kvm_usable(void);
-int xp_vm_build_argv(struct xp_comp *k);
+/* QEMU's argv for VM compartment k of c: -E2BIG when it does not fit. */
+int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k);
 
 /* status.c */
 char *xp_status_json(struct xp_inst *p);   /* malloc'd */

@@ -58,7 +58,15 @@ static json_object *comp_json(struct xp_inst *p, unsigned i)
 		add_str(v, "kernel", k->vm_kernel);
 		add_str(v, "initrd", k->vm_initrd);
 		add_str(v, "console", k->vm_console[0] ? k->vm_console : "(supervisor log)");
-		add_str(v, "transport", "ivshmem-plain (window as BAR2, both sides poll)");
+		int w = xp_comp_window(&p->cfg, i);
+		add_str(v, "transport", w >= 0 && p->cfg.wins[w].vectors
+						? (k->role == XP_DEVICE
+							   ? "ivshmem-doorbell peer 0 (xvl server in the guest rings the driver; polls its own side)"
+							   : "ivshmem-doorbell peer 1 (MSI-X from the device side)")
+					: k->role == XP_DEVICE
+						? "ivshmem-plain (its driver's window as BAR2, xvl server in the guest; both sides poll)"
+						: "ivshmem-plain (window as BAR2, both sides poll)");
+		add_int(v, "vectors", w >= 0 ? p->cfg.wins[w].vectors : 0);
 		json_object_object_add(o, "vm", v);
 	}
 	add_int(o, "pid", r->pid);

@@ -22,7 +22,7 @@
 
 static const char *const spec_backends[] = {"file", "null", "ram", "vhost-user"};
 
-static void spec_text(const struct xp_device *d, char *out, size_t cap)
+void xp_spec_text(const struct xp_device *d, char *out, size_t cap)
 {
 	const struct xvl_dev_spec *s = &d->spec;
 	int n = snprintf(out, cap, "name=%s,backend=%s", s->name, spec_backends[s->kind]);
@@ -42,11 +42,11 @@ static void spec_text(const struct xp_device *d, char *out, size_t cap)
 static int subst(const struct xp_inst *p, unsigned i, const char *in, char *out, size_t cap)
 {
 	const struct xp_comp *k = &p->cfg.comps[i];
+	int win = xp_comp_window(&p->cfg, i);
 	char wsz[24];
-	snprintf(wsz, sizeof(wsz), "%llu",
-		 (unsigned long long)(k->window >= 0 ? p->win_size[k->window] : 0));
+	snprintf(wsz, sizeof(wsz), "%llu", (unsigned long long)(win >= 0 ? p->win_size[win] : 0));
 	const char *keys[] = {"{link}", "{window_fd}", "{window_size}", "{name}", "{state_dir}"};
-	const char *vals[] = {k->link_window ? "mbox:" : p->rt[i].link, k->window >= 0 ? "3" : "-1", wsz,
+	const char *vals[] = {k->link_window ? "mbox:" : p->rt[i].link, win >= 0 ? "3" : "-1", wsz,
 			      k->name, p->dir};
 	size_t o = 0;
 	while (*in) {
@@ -107,7 +107,7 @@ static int go_args(const struct xp_inst *p, unsigned i, struct xp_go *g)
 	if (rc == 0 && k->have_cpus)
 		rc = xp_go_add(g, false, "auto");
 	for (unsigned d = 0; rc == 0 && d < k->n_devs; d++) {
-		spec_text(&p->cfg.devs[k->devs[d]], a, sizeof(a));
+		xp_spec_text(&p->cfg.devs[k->devs[d]], a, sizeof(a));
 		rc = xp_go_add(g, false, "--dev");
 		if (rc == 0)
 			rc = xp_go_add(g, false, a);
@@ -233,12 +233,22 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 	if (rc == 0)
 		rc = xp_cgroup_limit(&sh.cg, k->memory, eb);
 	/* A device side serving a mailbox link gets that driver's window too. */
-	int win = k->window >= 0 ? k->window : k->mbox_driver >= 0 ? p->cfg.comps[k->mbox_driver].window : -1;
+	int win = xp_comp_window(&p->cfg, i);
 	int fds[2] = {r->log_wr, win >= 0 ? p->win_fd[win] : -1};
 	if (rc == 0 && win >= 0 && fds[1] < 0)
 		rc = xvl_err(eb, -EBADF, "its window %s was released", p->cfg.wins[win].name);
+	/* a VM on a window with doorbells gets its ivshmem introduction instead (vm.c) */
+	int intro = -1;
+	if (rc == 0 && k->vm && win >= 0 && p->cfg.wins[win].vectors) {
+		rc = xp_ivsh_peer_fd(p, (unsigned)win, k->role == XP_DEVICE ? XP_IVSH_DEVICE : XP_IVSH_DRIVER, eb);
+		intro = rc >= 0 ? rc : -1;
+		fds[1] = rc >= 0 ? rc : fds[1];
+		rc = rc >= 0 ? 0 : rc;
+	}
 	if (rc == 0)
 		rc = xp_shell_exec(&sh, g, fds, win >= 0 ? 2 : 1, eb);
+	if (intro >= 0)
+		close(intro);
 	free(g);
 	if (rc < 0) {
 		shell_drop(&sh);
@@ -251,7 +261,7 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 	r->started_ns = xvl_os_now_ns();
 	r->from_pool = pooled;
 	xp_log(p, "compartment %s (%s) started: pid %d, %s, %.2f ms", k->name,
-	       k->role == XP_DEVICE ? "device" : k->vm ? "driver, vm" : "driver", (int)sh.pid,
+	       k->role == XP_DEVICE ? (k->vm ? "device, vm" : "device") : k->vm ? "driver, vm" : "driver", (int)sh.pid,
 	       pooled ? "from the pool" : "cold", (double)(r->started_ns - t0) / 1e6);
 	return 0;
 }
@@ -327,7 +337,8 @@ static void restart_device(struct xp_inst *p, unsigned i, uint64_t died_ns)
 		return;
 	}
 	int rc = xp_comp_start(p, i, &eb);
-	if (rc == 0)
+	/* a device VM has no socket: its guest boots and its server attaches to the window */
+	if (rc == 0 && !p->cfg.comps[i].vm)
 		rc = xp_wait_listening(p, r->link, r->pid, 5000, &eb);
 	r->restarts++;
 	if (rc < 0) {
@@ -337,6 +348,12 @@ static void restart_device(struct xp_inst *p, unsigned i, uint64_t died_ns)
 	r->last_restart_us = (xvl_os_now_ns() - died_ns) / 1000;
 	if (r->last_restart_us > r->max_restart_us)
 		r->max_restart_us = r->last_restart_us;
+	if (p->cfg.comps[i].vm) {
+		xp_log(p, "device side %s restarted (#%u): QEMU pid %d after %.2f ms; its guest boots "
+		       "and serves the window again", name, r->restarts, (int)r->pid,
+		       (double)r->last_restart_us / 1000.0);
+		return;
+	}
 	xp_log(p, "device side %s restarted (#%u) as pid %d, serving %s again after %.2f ms%s", name,
 	       r->restarts, (int)r->pid, r->link, (double)r->last_restart_us / 1000.0,
 	       r->last_restart_us > p->cfg.restart_ms * 1000ull ? " (over the restart bound)" : "");

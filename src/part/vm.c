@@ -1,12 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * VM compartments (type = "vm"): a QEMU guest whose xvloop transport
- * (kernel/xvl_virtio.ko) finds the compartment's window as an ivshmem-plain
- * BAR.  The partitioner creates the window (a sealed memfd) and hands it to
- * QEMU as descriptor 3, which QEMU maps through /proc/self/fd/3; the device
- * compartment gets the same memfd as its descriptor 3.  The guest's RAM is
- * QEMU's private memory: the device side sees the window and nothing else.
- * Both sides poll (ivshmem-plain has no doorbells).
+ * VM compartments (type = "vm"): QEMU guests on a window the partitioner
+ * made (a sealed memfd), handed to QEMU as descriptor 3 and mapped through
+ * /proc/self/fd/3 as an ivshmem-plain BAR.
+ *   driver VM: its xvloop transport (kernel/xvl_virtio.ko) finds its window
+ *              there; the device compartment gets the same memfd as fd 3.
+ *   device VM: its guest runs `xvl server --link window` on BAR2 of the
+ *              window of the driver it serves, with the devices the config
+ *              gives it on the kernel command line (xvl.dev=SPEC); a file
+ *              device is a virtio-blk disk of the guest on the host file.
+ * A guest's RAM is QEMU's private memory: the other side sees the window and
+ * nothing else.  Both sides poll (ivshmem-plain has no doorbells), unless the
+ * window has vectors: then both VMs are ivshmem-doorbell peers of the
+ * partitioner (ivsh.c), fd 3 their introduction, the driver's module gets
+ * MSI-X and the device VM's server rings it through BAR0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,13 +108,73 @@ static int add(struct xp_comp *k, const char *fmt, ...)
 }
 
 /*
- * The QEMU command line of a VM compartment; {window_size} is replaced at
- * start.  QEMU runs with its own seccomp sandbox (-sandbox) instead of the
- * partitioner's allow-list, which is made for xvloop's own programs.
+ * The kernel command line: the console, then the config's append, then (a
+ * device VM) one xvl.dev=SPEC per device, which the guest's init
+ * (scripts/guest/device-init.sh) hands to `xvl server --dev`, and
+ * xvl.name=NAME (its --name; left out for a name with blanks).  A file
+ * device is the guest's own disk: the n-th file device is /dev/vd<a+n>.
  */
-int xp_vm_build_argv(struct xp_comp *k)
+static int vm_cmdline(const struct xp_config *c, const struct xp_comp *k, unsigned vectors,
+		      char *out, size_t cap)
+{
+	int n = snprintf(out, cap, "console=ttyS0 panic=-1%s%s", k->vm_append[0] ? " " : "",
+			 k->vm_append);
+	/* doorbells: the device VM's server rings the driver (ivshmem peer 1) through BAR0 */
+	if (k->role == XP_DEVICE && vectors && n >= 0 && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " xvl.doorbell=peer=%u", XP_IVSH_DRIVER);
+	/* ... but that server has no vectors of its own (MSI-X in a guest's user space needs
+	 * vfio-pci), and the module gives its queues vectors whenever it has MSI-X: its
+	 * queues must poll (initramfs.sh's init passes NAME.param= to insmod) */
+	if (k->role == XP_DRIVER && vectors && n >= 0 && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " xvl_virtio.force_poll=1");
+	unsigned disks = 0;
+	if (k->role == XP_DEVICE && n >= 0 && (size_t)n < cap && !k->name[strcspn(k->name, " \t\n\"")])
+		n += snprintf(out + n, cap - (size_t)n, " xvl.name=%s", k->name);
+	for (unsigned i = 0; k->role == XP_DEVICE && i < k->n_devs && n >= 0 && (size_t)n < cap; i++) {
+		struct xp_device d = c->devs[k->devs[i]];
+		char spec[600];
+		if (d.spec.kind == XVL_BK_FILE) {
+			if (disks >= 26)
+				return -E2BIG;
+			snprintf(d.spec.path, sizeof(d.spec.path), "/dev/vd%c", 'a' + disks++);
+		}
+		xp_spec_text(&d, spec, sizeof(spec));
+		n += snprintf(out + n, cap - (size_t)n, " xvl.dev=%s", spec);
+	}
+	return n < 0 || (size_t)n >= cap ? -E2BIG : 0;
+}
+
+/* A device VM's file devices as its virtio-blk disks, in the order vm_cmdline numbers them. */
+static int vm_disks(const struct xp_config *c, struct xp_comp *k)
 {
 	int rc = 0;
+	for (unsigned i = 0; k->role == XP_DEVICE && i < k->n_devs; i++) {
+		const struct xvl_dev_spec *d = &c->devs[k->devs[i]].spec;
+		if (d->kind != XVL_BK_FILE)
+			continue;
+		if (strchr(d->path, ','))
+			return -EINVAL; /* QEMU's option syntax would split it */
+		rc |= add(k, "-drive");
+		rc |= add(k, "file=%s,if=virtio,format=raw%s", d->path, d->read_only ? ",readonly=on" : "");
+	}
+	return rc;
+}
+
+/*
+ * The QEMU command line of a VM compartment; {window_size} is replaced at
+ * start.  QEMU runs with its own seccomp sandbox (-sandbox) instead of the
+ * partitioner's allow-list, which is made for xvloop's own programs.  A
+ * driver VM's window is its own; a device VM's is the one of the driver it
+ * serves (both come in as descriptor 3).
+ */
+int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
+{
+	char cmdline[XP_ARG_MAX];
+	int win = xp_comp_window(c, (unsigned)(k - c->comps));
+	unsigned vectors = win >= 0 ? c->wins[win].vectors : 0;
+	int rc = vm_cmdline(c, k, vectors, cmdline, sizeof(cmdline));
+	if (rc < 0)
+		return rc;
 	k->argc = 0;
 	rc |= add(k, "qemu-system-x86_64");
 	rc |= add(k, "-machine");
@@ -126,8 +193,13 @@ int xp_vm_build_argv(struct xp_comp *k)
 	rc |= add(k, "-no-reboot");
 	rc |= add(k, "-monitor");
 	rc |= add(k, "none");
+	/* appended to, not truncated: a restarted VM's console follows the one that died */
+	if (k->vm_console[0]) {
+		rc |= add(k, "-chardev");
+		rc |= add(k, "file,id=xvlcon,append=on,path=%s", k->vm_console);
+	}
 	rc |= add(k, "-serial");
-	rc |= k->vm_console[0] ? add(k, "file:%s", k->vm_console) : add(k, "stdio");
+	rc |= k->vm_console[0] ? add(k, "chardev:xvlcon") : add(k, "stdio");
 	rc |= add(k, "-sandbox");
 	rc |= add(k, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	rc |= add(k, "-kernel");
@@ -137,10 +209,19 @@ int xp_vm_build_argv(struct xp_comp *k)
 		rc |= add(k, "%s", k->vm_initrd);
 	}
 	rc |= add(k, "-append");
-	rc |= add(k, "console=ttyS0 panic=-1 %s", k->vm_append);
-	rc |= add(k, "-object");
-	rc |= add(k, "memory-backend-file,id=xvlwin,share=on,mem-path=/proc/self/fd/3,size={window_size}");
-	rc |= add(k, "-device");
-	rc |= add(k, "ivshmem-plain,memdev=xvlwin");
-	return rc ? -E2BIG : 0;
+	rc |= add(k, "%s", cmdline);
+	if (vectors) { /* fd 3: the socketpair ivsh.c filled with this peer's introduction */
+		rc |= add(k, "-chardev");
+		rc |= add(k, "socket,id=xvlivsh,fd=3");
+		rc |= add(k, "-device");
+		rc |= add(k, "ivshmem-doorbell,chardev=xvlivsh,vectors=%u", vectors);
+	} else {
+		rc |= add(k, "-object");
+		rc |= add(k, "memory-backend-file,id=xvlwin,share=on,mem-path=/proc/self/fd/3,size={window_size}");
+		rc |= add(k, "-device");
+		rc |= add(k, "ivshmem-plain,memdev=xvlwin");
+	}
+	if (rc == 0)
+		rc = vm_disks(c, k);
+	return rc ? (rc == -EINVAL ? -EINVAL : -E2BIG) : 0;
 }

@@ -110,7 +110,7 @@ bad_cfg() {
 bad_cfg 's/vcpus = 1;/vcpus = 1; program = ["true"];/' "give kernel, initrd"
 bad_cfg 's/size = "64M"/size = "48M"/' "power of two"
 bad_cfg 's/accel/x/; s/vcpus = 1;/vcpus = 1; accel = "xen";/' "expected auto, kvm or tcg"
-bad_cfg 's/role = "device"; devices/type = "vm"; role = "device"; devices/' "is a driver"
+bad_cfg 's/role = "device"; devices/type = "vm"; role = "device"; devices/' "missing 'kernel'"
 bad_cfg "s|kernel = \"[^\"]*\"|kernel = \"$T/nope\"|" "cannot read"
 
 t0=$(date +%s.%N)

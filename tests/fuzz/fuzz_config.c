@@ -20,6 +20,11 @@ static void check_consistent(const struct xp_config *c)
 		     (unsigned)k->server >= c->n_comps || c->comps[k->server].role != XP_DEVICE ||
 		     c->wins[k->window].owner != (int)i))
 			abort();
+		/* a device VM serves the mailbox in the window of a driver that connects to it */
+		if (k->vm && k->role == XP_DEVICE &&
+		    (k->mbox_driver < 0 || (unsigned)k->mbox_driver >= c->n_comps ||
+		     c->comps[k->mbox_driver].server != (int)i || !c->comps[k->mbox_driver].link_window))
+			abort();
 		for (unsigned d = 0; k->role == XP_DEVICE && d < k->n_devs; d++)
 			if (k->devs[d] < 0 || (unsigned)k->devs[d] >= c->n_devs ||
 			    c->devs[k->devs[d]].comp != (int)i)

@@ -1,0 +1,50 @@
+#!/bin/sh
+# The init script of a device-compartment VM (docs/PARTITIONER.md, "Device
+# VMs"): run as /guest.sh by the /init of scripts/guest/initramfs.sh, after
+# virtio_pci and virtio_blk are loaded.  It finds the ivshmem device
+# (1af4:1110), turns on its memory decoding, collects the devices the
+# partitioner put on the kernel command line (one xvl.dev=SPEC each; a file
+# device's path is one of this guest's own disks, /dev/vda...), waits for
+# those disks, and runs `xvl server --link window` on BAR2 (the window; the
+# server maps resource2 from sysfs).  With xvl.doorbell=peer=N (a window with
+# vectors: ivshmem-doorbell) the server rings peer N, the driver, through
+# BAR0; it has no vectors of its own (MSI-X in user space needs vfio-pci),
+# so it polls.  When the server exits, so does this
+# script, and the guest powers off: the partitioner sees QEMU exit and
+# starts the device VM again on the same window.
+bar=""
+for d in /sys/bus/pci/devices/*; do
+	[ "$(cat "$d/vendor")" = 0x1af4 ] && [ "$(cat "$d/device")" = 0x1110 ] && bar=$d/resource2
+done
+[ -n "$bar" ] || { echo "XVL-DEVICE: no ivshmem device (1af4:1110)"; exit 1; }
+# no firmware on aarch64 virt: memory decoding is off until enabled
+echo 1 >"${bar%/resource2}/enable" 2>/dev/null
+name=device db=""
+set --
+for t in $(cat /proc/cmdline); do
+	case $t in
+	xvl.dev=*) set -- "$@" --dev "${t#xvl.dev=}" ;;
+	xvl.name=*) name=${t#xvl.name=} ;;
+	xvl.doorbell=*) db=${t#xvl.doorbell=} ;;
+	esac
+done
+[ $# -gt 0 ] || { echo "XVL-DEVICE: no xvl.dev= on the kernel command line"; exit 1; }
+for a in "$@"; do
+	case $a in
+	*path=/dev/*)
+		p=${a##*path=}
+		p=${p%%,*}
+		i=0
+		while [ ! -b "$p" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+		[ -b "$p" ] || { echo "XVL-DEVICE: disk $p did not appear"; exit 1; }
+		;;
+	esac
+done
+# ivshmem-doorbell: ring the driver through BAR0 (xvl.doorbell=peer=N); no MSI-X of our own
+# without vfio-pci, so this side polls
+[ -n "$db" ] && set -- --doorbell "ivshmem:${bar%/resource2},$db" "$@"
+echo "XVL-DEVICE: serving on $bar: $*"
+xvl server --link window --window "$bar" --name "$name" "$@"
+st=$?
+echo "XVL-DEVICE: xvl server exited with status $st"
+exit $st
