@@ -297,7 +297,7 @@ static int print_status(const char *text)
 	if (json_object_object_get_ex(o, "devices", &a))
 		for (size_t i = 0; i < json_object_array_length(a); i++) {
 			json_object *d = json_object_array_get_idx(a, i);
-			printf("  %-12s blk %s %s, %s queue(s), served by %s\n", S(d, "name"),
+			printf("  %-12s %s %s %s, %s queue(s), served by %s\n", S(d, "name"), S(d, "type"),
 			       S(d, "backend"), S(d, "path"), S(d, "queues"), S(d, "compartment"));
 			json_object *io;
 			if (json_object_object_get_ex(d, "io", &io) && io)
