@@ -909,7 +909,7 @@ static int check_nets(struct cx *x, const config_setting_t *root)
 			char p[64];
 			snprintf(p, sizeof(p), "devices.%s", d->name);
 			return bad(x, config_setting_get_elem(list, i), p,
-				   "MAC %02x:%02x:%02x:%02x:%02x:%02x is also device '%s''s%s", a[0],
+				   "MAC %02x:%02x:%02x:%02x:%02x:%02x is already device '%s''s MAC%s", a[0],
 				   a[1], a[2], a[3], a[4], a[5], x->c->devs[j].name,
 				   d->spec.has_mac ? "" : " (the default from the name: set 'mac')");
 		}
