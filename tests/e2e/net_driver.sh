@@ -129,6 +129,43 @@ else
 	fail "second server"
 fi
 
+# ---------------------------------------------------------------- blk and net on one client
+# One client connection with a block device and two net devices open (tests/e2e/blk_net_client.c):
+# after the server's kill -9 and restart, the reconnection must set up every device of the
+# connection again, the net devices too (they used to break when a block device was open).
+BLD=$(dirname "$(dirname "$(dirname "$XVL")")")
+build_bnc() {
+	cc -std=gnu11 -O2 "$@" -I"$E2E_ROOT/include" "$E2E_ROOT/tests/e2e/blk_net_client.c" \
+		"$BLD/src/client/libxvloop.a" "$BLD/src/vhost/libxvl_vhost.a" "$BLD/src/os/libxvl_os.a" \
+		"$BLD/src/core/libxvl_core.a" -pthread -o "$T/blk_net_client" 2>>"$T/cc.log"
+}
+S3=$T/bn.sock
+truncate -s 1M "$T/bn.img" # a file: what was written before the kill is still there after it
+BN_DEVS=(-d "name=d0,backend=file,path=$T/bn.img" -d name=a,type=net,backend=switch -d name=b,type=net,backend=switch)
+if ! { build_bnc || build_bnc -fsanitize=address,undefined; }; then
+	fail "tests/e2e/blk_net_client.c builds"
+	sed 's/^/#   /' "$T/cc.log" | head -5
+elif start_server "$T/srv-bn.log" "$S3" "${BN_DEVS[@]}"; then
+	S3_PID=$SRV_PID
+	bg "$T/bnc.log" timeout 40 "$T/blk_net_client" "$S3" d0 a b 5
+	BNC=$BG_PID
+	for _ in $(seq 1 100); do grep -q '^round 3 ok' "$T/bnc.log" && break; sleep 0.05; done
+	kill -KILL "$S3_PID"
+	wait "$S3_PID" 2>/dev/null
+	sleep 0.3
+	start_server "$T/srv-bn2.log" "$S3" "${BN_DEVS[@]}"
+	wait "$BNC"
+	brc=$?
+	if [ "$brc" -eq 0 ]; then
+		ok "blk + net on one client, server kill -9 and restart: both come back ($(tail -1 "$T/bnc.log"))"
+	else
+		fail "blk + net on one client after a server restart (exit $brc)"
+		grep -v "^round [0-9]* ok" "$T/bnc.log" | tail -6 | sed 's/^/#   /'
+	fi
+else
+	fail "server for the blk + net client"
+fi
+
 # ---------------------------------------------------------------- tap front-end
 if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! command -v ping >/dev/null; then
 	skip "tap front-end: needs root, ip and ping"
