@@ -704,7 +704,8 @@ static int net_spec(struct cx *x, const config_setting_t *g, const char *p, cons
 	    get_str(x, g, p, "mac", false, mac, sizeof(mac)) < 0 ||
 	    get_str(x, g, p, "ifname", false, ifname, sizeof(ifname)) < 0 ||
 	    get_str(x, g, p, "socket", false, sock, sizeof(sock)) < 0 ||
-	    get_uint(x, g, p, "mtu", 65535, &mtu) < 0 || get_uint(x, g, p, "queues", 16, &q) < 0 ||
+	    get_uint(x, g, p, "mtu", 65535, &mtu) < 0 ||
+	    get_uint(x, g, p, "queues", (XVL_MAX_QUEUES - 1) / 2, &q) < 0 || /* pairs + control queue */
 	    get_uint(x, g, p, "queue_size", 1024, &qs) < 0 || get_bool(x, g, p, "spoof", &spoof) < 0)
 		return -EINVAL;
 	if (mtu && (mtu < 68 || mtu > 9000))

@@ -11,6 +11,7 @@
 #     partitioner, the front-ends reconnect (link down and up), the pings resume, no crash
 #   - kill -9 of a tap front-end: started again, its interface and address come back
 #   - xvl stop: no front-end, no compartment network namespace, no state dir left
+#   - backend tap: a tap in the device compartment's namespace, pinged from a driver compartment
 # TAP on stdout.  Needs root (the front-ends enter the compartments' namespaces), ip,
 # ping and nsenter; iperf3 where installed (scripts/deps.sh).
 set -u
@@ -226,4 +227,27 @@ done
 pgrep -f "net tap --connect xvl:$SD/" >/dev/null && left="$left tap-front-end"
 [ -e "$SD" ] && left="$left $SD"
 expect_eq "" "$left" "xvl stop leaves no front-end, compartment, network namespace or state dir"
+
+# ---------------------------------------------------------------- a tap backend
+# The device compartment's net device is a tap in ITS network namespace (its seccomp profile
+# then allows the tun ioctls): the driver compartment reaches the device compartment's kernel.
+cat >"$T/tap.cfg" <<EOF
+name = "${NAME}t"; state_dir = "$SD"; pool = 1;
+devices = ( { name = "pt"; type = "net"; backend = "tap"; ifname = "xt0"; } );
+compartments = (
+  { name = "dev"; role = "device"; devices = ["pt"]; },
+  { name = "a"; role = "driver"; program = ["sleep", "infinity"];
+    net = ( { device = "pt"; ifname = "eth0"; address = "10.79.0.1/24"; } ); }
+);
+EOF
+if "$XVL" run --detach "$T/tap.cfg" >"$T/run2.log" 2>&1; then
+	DEV=$(pid_of dev) A=$(pid_of a)
+	nsenter -t "$DEV" -n ip addr add 10.79.0.2/24 dev xt0 && nsenter -t "$DEV" -n ip link set xt0 up
+	check "backend tap: ping from the driver compartment to the device compartment's own kernel" \
+		in_a ping -c 3 -i 0.2 -W 2 10.79.0.2
+	check "xvl stop (tap backend)" "$XVL" stop --state-dir "$SD"
+else
+	fail "xvl run --detach with a tap backend"
+	sed 's/^/#   /' "$T/run2.log"
+fi
 finish
