@@ -127,12 +127,21 @@ compartments = (
 );
 EOF
 check "the config with a switch and two drivers is accepted (--check)" "$XVL" run --check "$T/net.cfg"
-if ! "$XVL" run --detach "$T/net.cfg" >"$T/run.log" 2>&1; then
-	fail "xvl run --detach"
-	sed 's/^/#   /' "$T/run.log"
+# the supervisor in the foreground (in the background of this script): its log, with every
+# compartment's and front-end's output, stays in $T/sup.log for the sanitizer check at the end
+bg "$T/sup.log" "$XVL" run "$T/net.cfg"
+SUP=$BG_PID
+for _ in $(seq 1 200); do
+	grep -q "instance $NAME up" "$T/sup.log" && break
+	alive "$SUP" || break
+	sleep 0.05
+done
+if ! grep -q "instance $NAME up" "$T/sup.log"; then
+	fail "xvl run: the instance comes up"
+	sed 's/^/#   /' "$T/sup.log" | tail -20
 	finish
 fi
-ok "xvl run --detach: the compartments and their tap front-ends are up"
+ok "xvl run: the compartments and their tap front-ends are up"
 
 st() { "$XVL" status --state-dir "$SD" --json; }
 jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
@@ -190,7 +199,7 @@ DEV2=$(pid_of dev)
 restarts=$(st | jq_ "[c['restarts'] for c in d['compartments'] if c['name']=='dev'][0]")
 [ "$DEV2" != "$DEV" ] && [ "$restarts" = 1 ] && ok "the partitioner restarted the device compartment (pid $DEV -> $DEV2, 1 restart)" ||
 	fail "device restart: pid $DEV -> $DEV2, restarts $restarts"
-LOG=$SD/supervisor.log
+LOG=$T/sup.log
 n_relink=$(grep -c 'tap eth0: link was down (the server went away), up again after reconnect #1' "$LOG")
 [ "$n_relink" = 2 ] && ok "both tap front-ends saw the link go down and come up again (reconnect #1)" ||
 	fail "link down/up seen by $n_relink front-ends: $(grep '\[[ab]\]' "$LOG" | tail -4)"
@@ -227,6 +236,12 @@ done
 pgrep -f "net tap --connect xvl:$SD/" >/dev/null && left="$left tap-front-end"
 [ -e "$SD" ] && left="$left $SD"
 expect_eq "" "$left" "xvl stop leaves no front-end, compartment, network namespace or state dir"
+wait "$SUP"
+expect_eq 0 "$?" "the supervisor exits 0 after xvl stop"
+# With a sanitizer build (XVL_BIN=build-asan/src/cli/xvl): no report from the supervisor,
+# the server, the front-ends or anything else in the instance.
+reports=$(grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error' "$T/sup.log")
+expect_eq 0 "$reports" "no sanitizer report in the instance's log"
 
 # ---------------------------------------------------------------- a tap backend
 # The device compartment's net device is a tap in ITS network namespace (its seccomp profile
