@@ -916,6 +916,15 @@ static int check_nets(struct cx *x, const config_setting_t *root)
 		}
 	}
 	for (unsigned i = 0; i < x->c->n_comps; i++)
+		if (!x->offline && x->c->comps[i].n_netifs && geteuid() != 0) {
+			char p[64];
+			snprintf(p, sizeof(p), "compartments.%s.net", x->c->comps[i].name);
+			xvl_err(x->eb, -EPERM, "%s:%d: %s: the tap front-ends enter the compartment's "
+				"network namespace: xvl run must run as root", x->src,
+				x->c->comps[i].netifs[0].line, p);
+			return -EPERM;
+		}
+	for (unsigned i = 0; i < x->c->n_comps; i++)
 		for (unsigned j = 0; j < x->c->comps[i].n_netifs; j++) {
 			const struct xp_netif *ni = &x->c->comps[i].netifs[j];
 			for (unsigned i2 = 0; ni->addr && i2 <= i; i2++)

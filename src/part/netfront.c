@@ -9,7 +9,8 @@
  * started again (its interface and address come back); a device side that
  * restarts does not take it down: it reconnects (--reconnect-ms).
  *
- * The front-end runs in the compartment's network namespace only: it needs
+ * The front-end runs in the compartment's network namespace and on its CPUs
+ * only (not in its other namespaces, cgroup or seccomp filter): it needs
  * /dev/net/tun and the device side's socket, which the compartment's mount
  * namespace and seccomp filter do not give.  Entering the namespace
  * (setns) needs root.
@@ -111,6 +112,8 @@ static void tap_child(const struct xp_inst *p, unsigned i, unsigned j)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (setns(p->rt[i].netns_fd, CLONE_NEWNET) < 0)
 		_exit(126);
+	if (k->have_cpus) /* on the compartment's CPUs (not under its memory limit) */
+		sched_setaffinity(0, sizeof(k->cpus), &k->cpus);
 	int null = open("/dev/null", O_RDWR);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(p->rt[i].log_wr, 1) < 0 || dup2(p->rt[i].log_wr, 2) < 0)
 		_exit(126);

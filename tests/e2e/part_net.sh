@@ -102,6 +102,27 @@ devices = ( { name = "pa"; type = "net"; backend = "switch"; mtu = 10000; } );
 compartments = ( { name = "dev"; role = "device"; devices = ["pa"]; } );
 EOF
 
+bad_cfg "a vhost-user net backend whose socket does not answer" "vhost-user-net backend socket '$T/none.sock' does not answer" <<EOF
+$HEAD
+devices = ( { name = "pa"; type = "net"; backend = "vhost-user"; socket = "$T/none.sock"; } );
+compartments = ( { name = "dev"; role = "device"; devices = ["pa"]; } );
+EOF
+# not root: the front-ends could not enter the compartments' namespaces
+if command -v setpriv >/dev/null; then
+	NR=$(mktemp /tmp/xvl-pn-nonroot.XXXXXX.cfg)
+	printf '%s\n' "$HEAD" 'devices = ( { name = "pa"; type = "net"; backend = "switch"; } );' \
+		'compartments = ( { name = "dev"; role = "device"; devices = ["pa"]; },' \
+		'  { name = "a"; role = "driver"; program = ["sleep", "1"]; net = ( { device = "pa"; } ); } );' >"$NR"
+	chmod 644 "$NR"
+	out=$(cd / && setpriv --reuid=65534 --regid=65534 --clear-groups "$XVL" run --check "$NR" 2>&1)
+	rc=$?
+	rm -f "$NR"
+	[ "$rc" -ne 0 ] && echo "$out" | grep -q "compartments.a.net: the tap front-ends enter the compartment's network namespace: xvl run must run as root" &&
+		ok "--check as a non-root user refuses 'net': ${out#/tmp/}" || fail "--check as non-root (exit $rc): $out"
+else
+	skip "setpriv not installed"
+fi
+
 # ---------------------------------------------------------------- a switch and two drivers
 HAVE_IPERF=0
 command -v iperf3 >/dev/null && HAVE_IPERF=1
