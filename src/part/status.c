@@ -198,7 +198,11 @@ static json_object *device_json(struct xp_inst *p, unsigned d)
 				      : kinds[x->kind]);
 	if (x->kind == XP_DEV_NET && x->driver >= 0)
 		add_str(o, "driver", p->cfg.comps[x->driver].name);
-	add_str(o, "path", x->kind == XP_DEV_QSD ? x->image : x->spec.path);
+	/* net: the switch's name, the tap's interface, or the vhost-user socket */
+	add_str(o, "path", x->kind == XP_DEV_QSD ? x->image
+			   : x->kind == XP_DEV_NET && x->spec.kind == XVL_BK_SWITCH ? x->spec.sw
+			   : x->kind == XP_DEV_NET && x->spec.kind == XVL_BK_TAP ? x->spec.ifname
+									      : x->spec.path);
 	add_int(o, "queues", x->spec.queues ? x->spec.queues : 1);
 	add_int(o, "queue_size", x->spec.queue_size ? x->spec.queue_size : 1024);
 	add_str(o, "compartment", x->comp >= 0 ? p->cfg.comps[x->comp].name : "");
