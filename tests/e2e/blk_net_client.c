@@ -7,12 +7,19 @@
  * server and starts it again meanwhile: every device of the connection must
  * come back, blk and net alike.
  *
- *   blk_net_client SOCK BLK NETA NETB SECONDS
+ *   blk_net_client SOCK BLK NETA NETB SECONDS [threads]
+ *
+ * With "threads", the block rounds and the net rounds run in two threads
+ * sharing the connection, so either may be the one that notices the loss
+ * and runs the recovery while the other is busy (built with TSan by
+ * net_driver.sh when clang or gcc can).
  *
  * Prints "round N ok" for the first rounds and the first after a reconnect; exits 0 if at least 3 rounds worked after
  * a reconnect, 1 as soon as a device fails (the message says which).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,14 +85,54 @@ static int net_round(struct xvl_client *c, struct xvl_net *a, struct xvl_net *b,
 	return 1;
 }
 
+struct side {
+	struct xvl_client *c;
+	struct xvl_blk *b;
+	struct xvl_net *na, *nb;
+	double end;
+	bool do_blk, do_net;
+	unsigned round, after, lost;
+	int rc;
+};
+
+/* Rounds until the end time; a round that began after a reconnect and finished counts in after. */
+static void *run_side(void *arg)
+{
+	struct side *s = arg;
+	while (now_s() < s->end) {
+		unsigned round = ++s->round, before = xvl_client_reconnects(s->c);
+		int r = 0;
+		if (s->do_blk && blk_round(s->c, s->b, round) < 0)
+			r = -1;
+		if (r == 0 && s->do_net)
+			r = net_round(s->c, s->na, s->nb, round);
+		if (r < 0) {
+			s->rc = 1;
+			break;
+		}
+		if (r == 1) {
+			s->lost++;
+			continue;
+		}
+		if (before && xvl_client_reconnects(s->c) == before)
+			s->after++; /* a whole round on the connection set up again */
+		if (round <= 3 || (before && s->after == 1)) {
+			printf("%s round %u ok (reconnects %u)\n", s->do_blk ? s->do_net ? "blk+net" : "blk" : "net",
+			       round, xvl_client_reconnects(s->c));
+			fflush(stdout);
+		}
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	struct xvl_client *c;
 	struct xvl_blk *b;
 	struct xvl_net *na, *nb;
 	char err[256] = "";
-	if (argc != 6)
-		return fprintf(stderr, "usage: blk_net_client SOCK BLK NETA NETB SECONDS\n"), 2;
+	if (argc != 6 && !(argc == 7 && !strcmp(argv[6], "threads")))
+		return fprintf(stderr, "usage: blk_net_client SOCK BLK NETA NETB SECONDS [threads]\n"), 2;
 	struct xvl_client_opts co = {XVL_CLIENT_OPTS_INIT, .name = "blk+net", .reconnect_ms = 5000};
 	int crc;
 	/* the socket file appears at bind(), a moment before listen() */
@@ -101,30 +148,30 @@ int main(int argc, char **argv)
 	    xvl_net_open(c, &ao, &na) < 0 || xvl_net_open(c, &bo2, &nb) < 0)
 		return fprintf(stderr, "open: %s\n", xvl_client_errmsg(c)), 1;
 	double end = now_s() + atof(argv[5]);
-	unsigned round = 0, after = 0, lost = 0;
-	int rc = 0;
-	while (now_s() < end) {
-		round++;
-		unsigned before = xvl_client_reconnects(c);
-		if (blk_round(c, b, round) < 0 || (rc = net_round(c, na, nb, round)) < 0) {
-			rc = 1;
-			break;
-		}
-		if (rc == 1) {
-			lost++;
-			continue;
-		}
-		if (before && xvl_client_reconnects(c) == before)
-			after++; /* a whole round on the connection set up again */
-		if (round <= 3 || (before && after == 1)) {
-			printf("round %u ok (reconnects %u)\n", round, xvl_client_reconnects(c));
-			fflush(stdout);
-		}
+	struct side one = {c, b, na, nb, end, true, true, 0, 0, 0, 0}, two = one;
+	int rc;
+	if (argc == 7) {
+		pthread_t t;
+		one.do_net = false;
+		two.do_blk = false;
+		if (pthread_create(&t, NULL, run_side, &two) != 0)
+			return fprintf(stderr, "pthread_create failed\n"), 1;
+		run_side(&one);
+		pthread_join(t, NULL);
+		printf("blk: %u rounds, %u after a reconnect; net: %u rounds, %u after a reconnect, %u frames "
+		       "not received; %u reconnect(s)\n", one.round, one.after, two.round, two.after,
+		       two.lost, xvl_client_reconnects(c));
+		rc = one.rc || two.rc;
+		if (!rc && (one.after < 3 || two.after < 3 || !xvl_client_reconnects(c)))
+			rc = fprintf(stderr, "too few rounds after a reconnect\n") > 0;
+	} else {
+		run_side(&one);
+		printf("%u rounds, %u after a reconnect, %u frames not received, %u reconnect(s)\n",
+		       one.round, one.after, one.lost, xvl_client_reconnects(c));
+		rc = one.rc;
+		if (!rc && (one.after < 3 || !xvl_client_reconnects(c)))
+			rc = fprintf(stderr, "too few rounds after a reconnect\n") > 0;
 	}
-	printf("%u rounds, %u after a reconnect, %u frames not received, %u reconnect(s)\n", round,
-	       after, lost, xvl_client_reconnects(c));
-	if (rc == 0 && (after < 3 || !xvl_client_reconnects(c)))
-		rc = fprintf(stderr, "too few rounds after a reconnect\n") > 0;
 	xvl_net_close(nb);
 	xvl_net_close(na);
 	xvl_blk_close(b);
