@@ -273,6 +273,16 @@ static void print_comp(json_object *k)
 		printf("  %-12s vm: %s, %s vCPU(s), %lld MiB\n", "", json_object_get_string(a),
 		       json_object_get_string(c), (long long)(json_object_get_int64(m) >> 20));
 	}
+	json_object *net;
+	for (size_t j = 0; json_object_object_get_ex(k, "net", &net) && j < json_object_array_length(net); j++) {
+		json_object *e = json_object_array_get_idx(net, j), *f[4] = {NULL};
+		const char *keys[] = {"ifname", "address", "device", "tap_pid"};
+		for (unsigned x = 0; x < 4; x++)
+			json_object_object_get_ex(e, keys[x], &f[x]);
+		printf("  %-12s net: %s %s on %s, tap front-end pid %s\n", "", json_object_get_string(f[0]),
+		       *json_object_get_string(f[1]) ? json_object_get_string(f[1]) : "(no address)",
+		       json_object_get_string(f[2]), json_object_get_string(f[3]));
+	}
 #undef S
 }
 
@@ -303,7 +313,7 @@ static int print_status(const char *text)
 	if (json_object_object_get_ex(o, "devices", &a))
 		for (size_t i = 0; i < json_object_array_length(a); i++) {
 			json_object *d = json_object_array_get_idx(a, i);
-			printf("  %-12s blk %s %s, %s queue(s), served by %s\n", S(d, "name"),
+			printf("  %-12s %s %s %s, %s queue(s), served by %s\n", S(d, "name"), S(d, "type"),
 			       S(d, "backend"), S(d, "path"), S(d, "queues"), S(d, "compartment"));
 			json_object *io;
 			if (json_object_object_get_ex(d, "io", &io) && io)

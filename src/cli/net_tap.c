@@ -176,10 +176,16 @@ int net_do_tap(struct net_args *a, struct xvl_client *c, struct xvl_net *n)
 	fprintf(stderr, "xvl net: tap %s on %s (mtu %u%s%s)\n", a->ifname, in.name, in.mtu,
 		in.csum ? ", csum" : "", in.tso ? ", tso" : "");
 	uint64_t dropped = 0;
+	unsigned relinks = xvl_client_reconnects(c);
 	int rc = 0;
 	while (!stop) {
 		int t = tap_to_dev(fd, n, buf, &dropped);
 		int r = dev_to_tap(fd, n, &dropped);
+		if (xvl_client_reconnects(c) != relinks) { /* --reconnect-ms rode out a device-side restart */
+			relinks = xvl_client_reconnects(c);
+			fprintf(stderr, "xvl net: tap %s: link was down (the server went away), up again "
+				"after reconnect #%u\n", a->ifname, relinks);
+		}
 		if (t < 0 || r < 0) {
 			rc = cli_fail(1, "net", "%s", r < 0 ? "device gone" : strerror(errno));
 			break;

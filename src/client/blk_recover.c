@@ -266,6 +266,13 @@ static void recover_all(struct xvl_client *c)
 	}
 }
 
+void xvl_blk_recover_all(struct xvl_client *c)
+{
+	lock_all_queues(c, true);
+	recover_all(c);
+	lock_all_queues(c, false);
+}
+
 void blk_recover_from_queue(struct xvl_blk *b, uint16_t q)
 {
 	struct xvl_client *c = b->c;

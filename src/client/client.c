@@ -626,7 +626,7 @@ static int relink_until(struct xvl_client *c, uint64_t deadline)
 	return 0;
 }
 
-/* Runs with every queue lock held (blk_recover.c). */
+/* Runs with recover_lock and every block queue lock held (blk_recover.c, net_recover.c). */
 int xvl_client_recover(struct xvl_client *c)
 {
 	if (!xvl_client_link_dead(c) || c->mode != XVL_MODE_LINK)
@@ -642,6 +642,7 @@ int xvl_client_recover(struct xvl_client *c)
 			if (c->open[i])
 				xvl_blk_restart(c->open[i], true);
 	} while (xvl_client_link_dead(c));
+	xvl_net_relinked(c); /* the net devices of this link: set up again at their next call */
 	return 0;
 }
 

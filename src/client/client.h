@@ -91,6 +91,11 @@ void xvl_net_mark_broken(struct xvl_net *n, int reason, const char *why);
 void xvl_net_config_changed(struct xvl_net *n);
 void xvl_net_request_restart(struct xvl_net *n);
 void xvl_net_close(struct xvl_net *n);
+/* After a relink (xvl_client_recover): every open net device sets itself up again (net_recover.c). */
+void xvl_net_relinked(struct xvl_client *c);
+/* With recover_lock held and no block queue lock: reconnect and set every block device up
+ * again, as a block queue owner would (blk_recover.c); for a net device that saw the loss. */
+void xvl_blk_recover_all(struct xvl_client *c);
 
 /* Called by the client when the device reported broken or the link died. */
 void xvl_blk_mark_broken(struct xvl_blk *b, int reason, const char *why);

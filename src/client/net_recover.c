@@ -12,8 +12,12 @@
  * the client's recover_lock held):
  *   RUNNING --restart/link_dead--> (recovery) --> RUNNING, or BROKEN
  *   BROKEN is final (every call -ENODEV; close frees the memory).
- * A client that also has block devices open does not reconnect from here
- * (their recovery owns the link): its net devices break instead.
+ * The link is one per client: whichever device notices the loss first
+ * reconnects it (xvl_client_recover) and every open device of the client
+ * is set up again, blk and net alike.  A net device that notices it while
+ * block devices are open runs the block devices' recovery (which needs
+ * their queue locks); after a relink, xvl_net_relinked flags every net
+ * device to ATTACH again at its next call.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -81,7 +85,7 @@ static int set_up_again(struct xvl_net *n)
 {
 	struct xvl_client *c = n->c;
 	int rc = 0;
-	if (n->reattach) {
+	if (xvl_load_acquire(&n->reattach)) {
 		if (c->dev[n->dev].virtio_id != XVL_VIRTIO_ID_NET || c->dev[n->dev].features != n->offered)
 			return xvl_err(&c->eb, -ENODEV, "device %u came back as another device", n->dev);
 		rc = attach_within(n);
@@ -120,10 +124,10 @@ static void restart_device(struct xvl_net *n)
 	}
 	salvage(n, &n->ctrl, Q_CTRL);
 	int rc = set_up_again(n);
-	n->reattach = false;
+	xvl_store_release(&n->reattach, false);
 	if (rc < 0 && xvl_client_link_dead(n->c) && n->c->reconnect_ms) {
 		xvl_store_release(&n->restart, true); /* gone again: the next call starts over */
-		n->reattach = true;
+		xvl_store_release(&n->reattach, true);
 		return;
 	}
 	if (rc < 0) {
@@ -141,15 +145,15 @@ static bool blk_open_on(const struct xvl_client *c)
 	return false;
 }
 
-/* The link is back: every net device of the client attaches again at its next call. */
-static void reattach_all(struct xvl_client *c)
+/* The link is back (xvl_client_recover): every net device of the client attaches again at its next call. */
+void xvl_net_relinked(struct xvl_client *c)
 {
 	for (unsigned d = 0; d < XVL_MAX_DEVICES; d++) {
 		struct xvl_net *m = c->open_net[d];
-		if (!m)
+		if (!m || net_broken(m))
 			continue;
-		m->reattach = true;
-		xvl_store_release(&m->restart, true);
+		xvl_store_release(&m->reattach, true);
+		xvl_net_request_restart(m); /* and wakes its sleepers */
 	}
 }
 
@@ -159,12 +163,12 @@ void net_recover(struct xvl_net *n)
 	pthread_mutex_lock(&c->recover_lock);
 	lock_queues(n, true);
 	if (xvl_client_link_dead(c) && !net_broken(n)) {
-		if (!c->reconnect_ms || blk_open_on(c))
+		if (!c->reconnect_ms)
 			xvl_net_mark_broken(n, -ENOTCONN, "the server went away");
+		else if (blk_open_on(c))
+			xvl_blk_recover_all(c); /* relinks, sets the block devices up again, flags us */
 		else if (xvl_client_recover(c) < 0)
 			xvl_net_mark_broken(n, -ENOTCONN, "the server did not come back");
-		else
-			reattach_all(c);
 	}
 	if (net_needs_recovery(n) && xvl_load_acquire(&n->restart))
 		restart_device(n);

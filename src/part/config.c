@@ -4,6 +4,7 @@
  * is started.  Every error is one line "FILE:LINE: KEY: what to fix".
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <libconfig.h>
 #include <seccomp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "part_int.h"
+#include "srv_net.h" /* srv_net_default_mac: a MAC clash is found before the server starts */
 
 const char xp_default_config[] =
 	"# xvl run --default: one device compartment with a RAM disk, one driver\n"
@@ -311,21 +313,29 @@ static int device_paths(struct cx *x, const config_setting_t *g, const char *p, 
 	return 0;
 }
 
+static int parse_net_device(struct cx *x, const config_setting_t *g, struct xp_device *d,
+			    const char *p);
+
 static int parse_device(struct cx *x, const config_setting_t *g, struct xp_device *d, const char *p)
 {
 	static const char *const keys[] = {"name", "type", "backend", "path", "socket", "image",
 					   "size", "queues", "queue_size", "read_only", "direct",
 					   NULL};
 	char type[16] = "blk", backend[16], path[XP_PATH_MAX] = "";
-	int rc = only_keys(x, g, p, keys,
-			   "name, type, backend, path, socket, image, size, queues, queue_size, "
-			   "read_only, direct");
-	if (rc == 0)
-		rc = get_str(x, g, p, "name", true, d->name, sizeof(d->name));
-	if (rc >= 0)
-		rc = get_str(x, g, p, "type", false, type, sizeof(type));
+	d->driver = -1;
+	d->comp = -1;
+	d->line = line_of(g);
+	int rc = get_str(x, g, p, "type", false, type, sizeof(type));
+	if (rc >= 0 && !strcmp(type, "net"))
+		return parse_net_device(x, g, d, p);
 	if (rc >= 0 && strcmp(type, "blk"))
-		rc = bad(x, config_setting_get_member(g, "type"), p, "type '%s' (only blk)", type);
+		rc = bad(x, config_setting_get_member(g, "type"), p, "type '%s' (expected blk or net)", type);
+	if (rc >= 0)
+		rc = only_keys(x, g, p, keys,
+			       "name, type, backend, path, socket, image, size, queues, queue_size, "
+			       "read_only, direct");
+	if (rc >= 0)
+		rc = get_str(x, g, p, "name", true, d->name, sizeof(d->name));
 	if (rc >= 0)
 		rc = get_str(x, g, p, "backend", true, backend, sizeof(backend));
 	if (rc >= 0)
@@ -334,8 +344,6 @@ static int parse_device(struct cx *x, const config_setting_t *g, struct xp_devic
 		rc = device_paths(x, g, p, d, backend, path, sizeof(path));
 	if (rc >= 0)
 		rc = device_spec(x, g, p, backend, path, d);
-	d->line = line_of(g);
-	d->comp = -1;
 	return rc < 0 ? rc : 0;
 }
 
@@ -481,7 +489,8 @@ static int comp_window(struct cx *x, const config_setting_t *g, const char *p, s
 {
 	char name[XP_NAME_MAX];
 	k->window = -1;
-	int rc = get_str(x, g, p, "window", k->role == XP_DRIVER, name, sizeof(name));
+	/* a driver whose program only uses its tap interfaces needs no window of its own */
+	int rc = get_str(x, g, p, "window", k->role == XP_DRIVER && !k->n_netifs, name, sizeof(name));
 	if (rc <= 0)
 		return rc;
 	const config_setting_t *s = config_setting_get_member(g, "window");
@@ -609,16 +618,18 @@ static int comp_vm(struct cx *x, const config_setting_t *g, const char *p, struc
 	return rc;
 }
 
+static int comp_net(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k, int idx);
+
 static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const char *p)
 {
 	static const char *const keys[] = {"name", "role", "program", "cpus", "memory", "window",
 					   "connect", "devices", "syscalls", "link", "type", "kernel",
-					   "initrd", "append", "vcpus", "accel", "console", NULL};
+					   "initrd", "append", "vcpus", "accel", "console", "net", NULL};
 	struct xp_comp *k = &x->c->comps[idx];
 	k->mbox_driver = -1;
 	int rc = only_keys(x, g, p, keys,
 			   "name, role, program, cpus, memory, window, connect, devices, syscalls, link, "
-			   "type, kernel, initrd, append, vcpus, accel, console");
+			   "type, kernel, initrd, append, vcpus, accel, console, net");
 	if (rc == 0)
 		rc = get_str(x, g, p, "name", true, k->name, sizeof(k->name));
 	if (rc >= 0)
@@ -633,6 +644,8 @@ static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const ch
 		rc = parse_cpus(x, g, p, k);
 	if (rc >= 0)
 		rc = get_size(x, g, p, "memory", false, &k->memory);
+	if (rc >= 0)
+		rc = comp_net(x, g, p, k, idx);
 	if (rc >= 0)
 		rc = comp_window(x, g, p, k, idx);
 	if (rc >= 0)
@@ -662,6 +675,8 @@ static int comp_connect(struct cx *x, const config_setting_t *g, const char *p, 
 	for (unsigned i = 0; i < x->c->n_comps; i++)
 		if (x->c->comps[i].role == XP_DEVICE)
 			only = (int)i, n++;
+	if (!s && n != 1 && k->window < 0 && k->n_netifs && x->c->devs[k->netifs[0].dev].comp >= 0)
+		only = x->c->devs[k->netifs[0].dev].comp, n = 1; /* net only: its first device's server */
 	if (!s) {
 		if (n != 1)
 			return bad(x, g, p, "missing 'connect' (which device compartment? %d exist)", n);
@@ -672,6 +687,278 @@ static int comp_connect(struct cx *x, const config_setting_t *g, const char *p, 
 	if (d < 0 || x->c->comps[d].role != XP_DEVICE)
 		return bad(x, s, p, "no device compartment called '%s'", name);
 	k->server = d;
+	return 0;
+}
+
+/* ------------------------------------------------------------ net devices and interfaces */
+
+static bool one_of(const char *v, const char *const *list)
+{
+	for (unsigned i = 0; list[i]; i++)
+		if (!strcmp(v, list[i]))
+			return true;
+	return false;
+}
+
+/* A key that only some net backends take. */
+static int net_key_applies(struct cx *x, const config_setting_t *g, const char *p, const char *key,
+			   const char *backend, const char *needs)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	if (s && strcmp(backend, needs))
+		return bad(x, s, p, "'%s' applies to backend %s only", key, needs);
+	if (!s && !strcmp(backend, needs) && (!strcmp(key, "ifname") || !strcmp(key, "socket")))
+		return bad(x, g, p, "backend %s needs '%s'", backend, key);
+	return 0;
+}
+
+/* Build the server's spec text from the keys and let the server's own parser judge it. */
+static int net_spec(struct cx *x, const config_setting_t *g, const char *p, const char *backend,
+		    struct xp_device *d)
+{
+	char sw[16] = "", mac[24] = "", ifname[16] = "", sock[XP_PATH_MAX] = "", text[600];
+	unsigned mtu = 0, q = 0, qs = 0;
+	bool spoof = false;
+	if (get_str(x, g, p, "switch", false, sw, sizeof(sw)) < 0 ||
+	    get_str(x, g, p, "mac", false, mac, sizeof(mac)) < 0 ||
+	    get_str(x, g, p, "ifname", false, ifname, sizeof(ifname)) < 0 ||
+	    get_str(x, g, p, "socket", false, sock, sizeof(sock)) < 0 ||
+	    get_uint(x, g, p, "mtu", 65535, &mtu) < 0 ||
+	    get_uint(x, g, p, "queues", (XVL_MAX_QUEUES - 1) / 2, &q) < 0 || /* pairs + control queue */
+	    get_uint(x, g, p, "queue_size", 1024, &qs) < 0 || get_bool(x, g, p, "spoof", &spoof) < 0)
+		return -EINVAL;
+	if (mtu && (mtu < 68 || mtu > 9000))
+		return bad(x, config_setting_get_member(g, "mtu"), p, "'mtu' must be 68..9000");
+	int n = snprintf(text, sizeof(text), "name=%s,type=net,backend=%s", d->name, backend);
+	const char *keys[] = {"switch", "mac", "ifname", "path"};
+	const char *vals[] = {sw, mac, ifname, sock};
+	for (unsigned i = 0; i < 4; i++)
+		if (*vals[i])
+			n += snprintf(text + n, sizeof(text) - (size_t)n, ",%s=%s", keys[i], vals[i]);
+	if (mtu)
+		n += snprintf(text + n, sizeof(text) - (size_t)n, ",mtu=%u", mtu);
+	if (q)
+		n += snprintf(text + n, sizeof(text) - (size_t)n, ",queues=%u", q);
+	if (qs)
+		n += snprintf(text + n, sizeof(text) - (size_t)n, ",queue-size=%u", qs);
+	snprintf(text + n, sizeof(text) - (size_t)n, "%s", spoof ? ",spoof=on" : "");
+	struct xvl_errbuf e2;
+	if (xvl_dev_spec_parse(&d->spec, text, &e2) < 0)
+		return bad(x, g, p, "%s", e2.msg);
+	int rc;
+	if (!x->offline && *sock && (rc = socket_answers(sock)) < 0)
+		return bad(x, config_setting_get_member(g, "socket"), p,
+			   "vhost-user-net backend socket '%s' does not answer: %s", sock, strerror(-rc));
+	return 0;
+}
+
+static int parse_net_device(struct cx *x, const config_setting_t *g, struct xp_device *d,
+			    const char *p)
+{
+	static const char *const keys[] = {"name", "type", "backend", "switch", "mac", "mtu",
+					   "queues", "queue_size", "spoof", "ifname", "socket", NULL};
+	static const char *const backends[] = {"switch", "tap", "vhost-user", NULL};
+	char backend[16];
+	d->kind = XP_DEV_NET;
+	int rc = only_keys(x, g, p, keys,
+			   "name, type, backend, switch, mac, mtu, queues, queue_size, spoof, ifname, "
+			   "socket (type = \"net\")");
+	if (rc == 0)
+		rc = get_str(x, g, p, "name", true, d->name, sizeof(d->name));
+	if (rc >= 0)
+		rc = get_str(x, g, p, "backend", true, backend, sizeof(backend));
+	if (rc >= 0 && !one_of(backend, backends))
+		rc = bad(x, config_setting_get_member(g, "backend"), p,
+			 "backend '%s' for a net device (expected switch, tap or vhost-user)", backend);
+	if (rc >= 0)
+		rc = net_key_applies(x, g, p, "switch", backend, "switch");
+	if (rc >= 0)
+		rc = net_key_applies(x, g, p, "spoof", backend, "switch");
+	if (rc >= 0)
+		rc = net_key_applies(x, g, p, "ifname", backend, "tap");
+	if (rc >= 0)
+		rc = net_key_applies(x, g, p, "socket", backend, "vhost-user");
+	if (rc >= 0)
+		rc = net_spec(x, g, p, backend, d);
+	return rc < 0 ? rc : 0;
+}
+
+/* "10.0.0.1/24" (no prefix: /24); a host address, not a network's or broadcast. */
+static int parse_cidr(const char *v, uint32_t *addr, unsigned *prefix)
+{
+	char ip[20];
+	const char *slash = strchr(v, '/');
+	size_t n = slash ? (size_t)(slash - v) : strlen(v);
+	struct in_addr a;
+	char *end;
+	if (n >= sizeof(ip))
+		return -EINVAL;
+	memcpy(ip, v, n);
+	ip[n] = 0;
+	*prefix = 24;
+	if (slash) {
+		unsigned long pl = strtoul(slash + 1, &end, 10);
+		if (!slash[1] || *end || pl < 1 || pl > 32)
+			return -EINVAL;
+		*prefix = (unsigned)pl;
+	}
+	if (inet_pton(AF_INET, ip, &a) != 1)
+		return -EINVAL;
+	*addr = ntohl(a.s_addr);
+	uint32_t host = *prefix == 32 ? 0 : ~0u >> *prefix;
+	if (!*addr || *addr >= 0xe0000000u || (*addr >> 24) == 127)
+		return -EINVAL;
+	if (*prefix < 31 && ((*addr & host) == 0 || (*addr & host) == host))
+		return -EINVAL;
+	return 0;
+}
+
+static bool ifname_ok(const char *s)
+{
+	if (!strcmp(s, "lo") || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '-' || *s == '_' || *s == '.'))
+			return false;
+	return true;
+}
+
+static int parse_netif(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k,
+		       int idx, unsigned j)
+{
+	static const char *const keys[] = {"device", "ifname", "address", NULL};
+	struct xp_netif *ni = &k->netifs[j];
+	char dev[XP_NAME_MAX], addr[40] = "";
+	snprintf(ni->ifname, sizeof(ni->ifname), "xvl%u", j);
+	int rc = only_keys(x, g, p, keys, "device, ifname, address");
+	if (rc == 0)
+		rc = get_str(x, g, p, "device", true, dev, sizeof(dev));
+	if (rc >= 0)
+		rc = get_str(x, g, p, "ifname", false, ni->ifname, sizeof(ni->ifname));
+	if (rc >= 0)
+		rc = get_str(x, g, p, "address", false, addr, sizeof(addr));
+	if (rc < 0)
+		return rc;
+	const config_setting_t *ds = config_setting_get_member(g, "device");
+	int d = find_name(dev, x->c->devs[0].name, sizeof(x->c->devs[0]), x->c->n_devs);
+	if (d < 0)
+		return bad(x, ds, p, "no device called '%s'", dev);
+	struct xp_device *nd = &x->c->devs[d];
+	if (nd->kind != XP_DEV_NET)
+		return bad(x, ds, p, "'%s' is a block device; 'net' takes type = \"net\" devices", dev);
+	if (nd->driver >= 0)
+		return bad(x, ds, p, "net device '%s' is already attached to compartment '%s' "
+			   "(a net device has one driver)", dev,
+			   nd->driver == idx ? k->name : x->c->comps[nd->driver].name);
+	if (!ifname_ok(ni->ifname))
+		return bad(x, config_setting_get_member(g, "ifname"), p,
+			   "'%s' is not a usable interface name (letters, digits, '-', '_', '.'; not lo)",
+			   ni->ifname);
+	for (unsigned i = 0; i < j; i++)
+		if (!strcmp(k->netifs[i].ifname, ni->ifname))
+			return bad(x, g, p, "interface '%s' is named twice in this compartment", ni->ifname);
+	if (*addr && parse_cidr(addr, &ni->addr, &ni->prefix) < 0)
+		return bad(x, config_setting_get_member(g, "address"), p,
+			   "'%s' is not a host address like \"10.0.0.1/24\" (IPv4)", addr);
+	nd->driver = idx;
+	ni->dev = d;
+	ni->line = line_of(g);
+	return 0;
+}
+
+/* net = ( { device = "n0"; ifname = "eth0"; address = "10.0.0.1/24"; }, ... ) in a driver. */
+static int comp_net(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k, int idx)
+{
+	const config_setting_t *l = config_setting_get_member(g, "net");
+	k->n_netifs = 0;
+	if (!l)
+		return 0;
+	if (k->role != XP_DRIVER)
+		return bad(x, l, p, "'net' belongs to a driver compartment (a device compartment "
+			   "serves net devices listed in its 'devices')");
+	if (k->vm)
+		return bad(x, l, p, "'net' starts tap front-ends in a process compartment's network "
+			   "namespace; not available for type = \"vm\"");
+	if (!config_setting_is_list(l) && !config_setting_is_array(l))
+		return bad(x, l, p, "'net' must be a list of groups: net = ( { device = \"n0\"; "
+			   "address = \"10.0.0.1/24\"; } );");
+	int len = config_setting_length(l);
+	if (len > XP_MAX_NETIFS)
+		return bad(x, l, p, "'net' has %d entries, at most %u allowed", len, XP_MAX_NETIFS);
+	for (unsigned j = 0; j < (unsigned)len; j++) {
+		const config_setting_t *e = config_setting_get_elem(l, j);
+		char q[96];
+		snprintf(q, sizeof(q), "%s.net[%u]", p, j);
+		if (!config_setting_is_group(e))
+			return bad(x, e, q, "each entry must be a group { device = ...; }");
+		int rc = parse_netif(x, e, q, k, idx, j);
+		if (rc < 0)
+			return rc;
+		k->n_netifs = j + 1;
+	}
+	return 0;
+}
+
+static void effective_mac(const struct xp_device *d, uint8_t mac[6])
+{
+	if (d->spec.has_mac)
+		memcpy(mac, d->spec.mac, 6);
+	else
+		srv_net_default_mac(d->spec.name, mac); /* what the server will give it */
+}
+
+/* Across the config: MACs and addresses unique; a tap backend's compartment may use tun ioctls. */
+static int check_nets(struct cx *x, const config_setting_t *root)
+{
+	const config_setting_t *list = config_setting_get_member(root, "devices");
+	for (unsigned i = 0; i < x->c->n_devs; i++) {
+		const struct xp_device *d = &x->c->devs[i];
+		if (d->kind != XP_DEV_NET)
+			continue;
+		if (d->spec.kind == XVL_BK_TAP && d->comp >= 0)
+			x->c->comps[d->comp].serves_tap = true;
+		uint8_t a[6], b[6];
+		effective_mac(d, a);
+		for (unsigned j = 0; j < i; j++) {
+			if (x->c->devs[j].kind != XP_DEV_NET)
+				continue;
+			effective_mac(&x->c->devs[j], b);
+			if (memcmp(a, b, 6))
+				continue;
+			char p[64];
+			snprintf(p, sizeof(p), "devices.%s", d->name);
+			return bad(x, config_setting_get_elem(list, i), p,
+				   "MAC %02x:%02x:%02x:%02x:%02x:%02x is already device '%s''s MAC%s", a[0],
+				   a[1], a[2], a[3], a[4], a[5], x->c->devs[j].name,
+				   d->spec.has_mac ? "" : " (the default from the name: set 'mac')");
+		}
+	}
+	for (unsigned i = 0; i < x->c->n_comps; i++)
+		if (!x->offline && x->c->comps[i].n_netifs && geteuid() != 0) {
+			char p[64];
+			snprintf(p, sizeof(p), "compartments.%s.net", x->c->comps[i].name);
+			xvl_err(x->eb, -EPERM, "%s:%d: %s: the tap front-ends enter the compartment's "
+				"network namespace: xvl run must run as root", x->src,
+				x->c->comps[i].netifs[0].line, p);
+			return -EPERM;
+		}
+	for (unsigned i = 0; i < x->c->n_comps; i++)
+		for (unsigned j = 0; j < x->c->comps[i].n_netifs; j++) {
+			const struct xp_netif *ni = &x->c->comps[i].netifs[j];
+			for (unsigned i2 = 0; ni->addr && i2 <= i; i2++)
+				for (unsigned j2 = 0; j2 < x->c->comps[i2].n_netifs && (i2 < i || j2 < j); j2++) {
+					if (x->c->comps[i2].netifs[j2].addr != ni->addr)
+						continue;
+					char p[96];
+					snprintf(p, sizeof(p), "compartments.%s.net[%u].address",
+						 x->c->comps[i].name, j);
+					xvl_err(x->eb, -EINVAL, "%s:%d: %s: the address is also %s's %s", x->src,
+						ni->line, p, x->c->comps[i2].name,
+						x->c->comps[i2].netifs[j2].ifname);
+					return -EINVAL;
+				}
+		}
 	return 0;
 }
 
@@ -886,6 +1173,8 @@ static int parse_all(struct cx *x, const config_setting_t *root)
 		rc = check_device_vms(x, root);
 	if (rc == 0)
 		rc = check_windows(x, root);
+	if (rc == 0)
+		rc = check_nets(x, root);
 	return rc;
 }
 

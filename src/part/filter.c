@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
@@ -85,6 +86,30 @@ static int allow_with_args(scmp_filter_ctx ctx)
 	return rc;
 }
 
+/*
+ * Net: a driver with tap front-ends (k->n_netifs) uses the kernel's IP stack in its own
+ * namespace (IPv4/IPv6 sockets, servers); a device side with a tap backend sets its tap up.
+ */
+static int allow_net(scmp_filter_ctx ctx, const struct xp_comp *k)
+{
+	static const char *const inet_calls[] = {"bind", "listen", "accept", "accept4", NULL};
+	static const unsigned long tun_ioctls[] = {TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD,
+						    SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCSIFMTU};
+	int rc = 0;
+	if (k && k->role == XP_DRIVER && k->n_netifs) {
+		rc = allow_list(ctx, inet_calls);
+		for (int af = AF_INET; rc == 0 && af <= AF_INET6; af += AF_INET6 - AF_INET)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, af));
+	}
+	if (rc == 0 && k && k->serves_tap) {
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET));
+		for (unsigned i = 0; rc == 0 && i < sizeof(tun_ioctls) / sizeof(tun_ioctls[0]); i++)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					      SCMP_A1(SCMP_CMP_EQ, tun_ioctls[i]));
+	}
+	return rc == -EEXIST ? 0 : rc;
+}
+
 static int allow_extra(scmp_filter_ctx ctx, const struct xp_comp *k)
 {
 	for (unsigned i = 0; k && i < k->n_syscalls; i++) {
@@ -131,6 +156,8 @@ int xp_filter_build(struct xp_filter *f, enum xp_role role, enum xp_seccomp mode
 		rc = allow_list(ctx, device_calls);
 	if (rc == 0)
 		rc = allow_with_args(ctx);
+	if (rc == 0)
+		rc = allow_net(ctx, k);
 	if (rc == 0)
 		rc = allow_extra(ctx, k);
 	if (rc < 0)

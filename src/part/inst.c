@@ -141,7 +141,8 @@ int xp_inst_create(struct xp_inst **out, const struct xp_config *c, const struct
 	memset(p->ivsh_ev, 0xff, sizeof(p->ivsh_ev)); /* every doorbell eventfd -1 */
 	memset(p->ivsh_sock, 0xff, sizeof(p->ivsh_sock));
 	for (unsigned i = 0; i < XP_MAX_COMPS; i++)
-		p->rt[i] = (struct xp_comp_rt){.log_rd = -1, .log_wr = -1, .last_status = -1};
+		p->rt[i] = (struct xp_comp_rt){.log_rd = -1, .log_wr = -1, .last_status = -1,
+						.netns_fd = -1, .netns_sock = -1};
 	if (c->state_dir[0])
 		snprintf(p->dir, sizeof(p->dir), "%s", c->state_dir);
 	else

@@ -32,6 +32,7 @@ enum xp_dev_kind {
 	XP_DEV_BUILTIN, /* file, null, ram: served by the built-in server */
 	XP_DEV_VHOST,   /* an existing vhost-user-blk socket */
 	XP_DEV_QSD,     /* a qemu-storage-daemon the partitioner starts */
+	XP_DEV_NET,     /* type = "net": switch port, tap or vhost-user-net bridge (built-in server) */
 };
 
 enum xp_seccomp { XP_SECCOMP_KILL, XP_SECCOMP_ERRNO, XP_SECCOMP_LOG, XP_SECCOMP_OFF };
@@ -53,6 +54,19 @@ struct xp_device {
 	char image[XP_PATH_MAX];   /* qsd: disk image; empty = null-co of spec.size */
 	int line;
 	int comp;                  /* device compartment serving it */
+	int driver;                /* net: the driver compartment it is attached to, -1 = none */
+};
+
+#define XP_MAX_NETIFS 4
+
+/* A driver's net interface: a tap front-end (xvl net tap) the supervisor runs in the
+ * driver's network namespace, with the address set by the supervisor. */
+struct xp_netif {
+	int dev;                   /* index in devices (a type = "net" device) */
+	char ifname[16];
+	uint32_t addr;             /* IPv4, host byte order; 0 = none */
+	unsigned prefix;           /* 1..32 */
+	int line;
 };
 
 struct xp_comp {
@@ -69,6 +83,9 @@ struct xp_comp {
 	int server;                /* driver: device compartment it connects to */
 	unsigned n_devs;           /* device: devices served */
 	int devs[XP_MAX_DEVS];
+	bool serves_tap;           /* device: some device has backend = "tap" (its seccomp allows tun ioctls) */
+	unsigned n_netifs;         /* driver: net = ( { device; ifname; address; }, ... ) */
+	struct xp_netif netifs[XP_MAX_NETIFS];
 	/* type = "vm": a QEMU guest, argv built by xp_vm_build_argv() from these.  A driver VM
 	 * runs kernel/xvl_virtio.ko on its window; a device VM runs xvl server in its user
 	 * space on the window of the driver it serves (its mbox_driver). */

@@ -32,6 +32,9 @@ struct xp_comp_rt {
 	struct xp_filter filter;
 	int log_rd, log_wr;         /* its stdout+stderr, read by the supervisor */
 	char link[XP_PATH_MAX];     /* device: socket it listens on; driver: socket it connects to */
+	int netns_fd, netns_sock;   /* driver with net: its network namespace and a socket in it, -1 */
+	pid_t tap_pid[XP_MAX_NETIFS]; /* its tap front-ends (netfront.c), 0 = none */
+	unsigned tap_restarts;
 };
 
 struct xp_inst {
@@ -93,6 +96,11 @@ int xp_ivsh_create(struct xp_inst *p, unsigned w, struct xvl_errbuf *eb);
 /* A socketpair end holding peer self's whole introduction, for QEMU's -chardev socket,fd=. */
 int xp_ivsh_peer_fd(struct xp_inst *p, unsigned w, unsigned self, struct xvl_errbuf *eb);
 void xp_ivsh_close(struct xp_inst *p, unsigned w);
+/* netfront.c: tap front-ends in a driver's network namespace (ns_pid: its shell) */
+int xp_netfront_start(struct xp_inst *p, unsigned i, pid_t ns_pid, struct xvl_errbuf *eb);
+void xp_netfront_stop(struct xp_inst *p, unsigned i);
+/* pid was a front-end: restart it if its compartment runs; false: not one of them. */
+bool xp_netfront_child_gone(struct xp_inst *p, pid_t pid, int st);
 
 /* vm.c */
 bool xp_vm_kvm_usable(void);

@@ -42,6 +42,26 @@ static void add_int(json_object *o, const char *k, int64_t v)
 	json_object_object_add(o, k, json_object_new_int64(v));
 }
 
+/* A driver's tap front-ends: interface, net device, address, front-end pid (0: not running). */
+static json_object *netifs_json(struct xp_inst *p, unsigned i)
+{
+	json_object *a = json_object_new_array();
+	for (unsigned j = 0; j < p->cfg.comps[i].n_netifs; j++) {
+		const struct xp_netif *ni = &p->cfg.comps[i].netifs[j];
+		json_object *o = json_object_new_object();
+		char addr[24] = "";
+		if (ni->addr)
+			snprintf(addr, sizeof(addr), "%u.%u.%u.%u/%u", ni->addr >> 24, (ni->addr >> 16) & 255,
+				 (ni->addr >> 8) & 255, ni->addr & 255, ni->prefix);
+		add_str(o, "ifname", ni->ifname);
+		add_str(o, "device", p->cfg.devs[ni->dev].name);
+		add_str(o, "address", addr);
+		add_int(o, "tap_pid", p->rt[i].tap_pid[j]);
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 static json_object *comp_json(struct xp_inst *p, unsigned i)
 {
 	const struct xp_comp *k = &p->cfg.comps[i];
@@ -90,6 +110,8 @@ static json_object *comp_json(struct xp_inst *p, unsigned i)
 			json_object_array_add(d, json_object_new_string(p->cfg.devs[k->devs[j]].name));
 		json_object_object_add(o, "devices", d);
 	}
+	if (k->n_netifs)
+		json_object_object_add(o, "net", netifs_json(p, i));
 	return o;
 }
 
@@ -173,15 +195,22 @@ static json_object *device_io_json(struct xp_inst *p, const struct xp_device *x)
 
 static json_object *device_json(struct xp_inst *p, unsigned d)
 {
-	static const char *const kinds[] = {"built-in", "vhost-user", "qsd"};
+	static const char *const kinds[] = {"built-in", "vhost-user", "qsd", "net"};
+	static const char *const backends[] = {"file", "null", "ram", "vhost-user", "switch", "tap"};
 	const struct xp_device *x = &p->cfg.devs[d];
 	json_object *o = json_object_new_object();
 	add_str(o, "name", x->name);
-	add_str(o, "type", "blk");
-	add_str(o, "backend", x->kind == XP_DEV_BUILTIN
-				      ? (const char *[]){"file", "null", "ram", "vhost-user"}[x->spec.kind]
+	add_str(o, "type", x->kind == XP_DEV_NET ? "net" : "blk");
+	add_str(o, "backend", x->kind == XP_DEV_BUILTIN || x->kind == XP_DEV_NET
+				      ? backends[x->spec.kind]
 				      : kinds[x->kind]);
-	add_str(o, "path", x->kind == XP_DEV_QSD ? x->image : x->spec.path);
+	if (x->kind == XP_DEV_NET && x->driver >= 0)
+		add_str(o, "driver", p->cfg.comps[x->driver].name);
+	/* net: the switch's name, the tap's interface, or the vhost-user socket */
+	add_str(o, "path", x->kind == XP_DEV_QSD ? x->image
+			   : x->kind == XP_DEV_NET && x->spec.kind == XVL_BK_SWITCH ? x->spec.sw
+			   : x->kind == XP_DEV_NET && x->spec.kind == XVL_BK_TAP ? x->spec.ifname
+									      : x->spec.path);
 	add_int(o, "queues", x->spec.queues ? x->spec.queues : 1);
 	add_int(o, "queue_size", x->spec.queue_size ? x->spec.queue_size : 1024);
 	add_str(o, "compartment", x->comp >= 0 ? p->cfg.comps[x->comp].name : "");

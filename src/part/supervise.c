@@ -20,11 +20,34 @@
 
 /* ------------------------------------------------------------ what to execute */
 
-static const char *const spec_backends[] = {"file", "null", "ram", "vhost-user"};
+static const char *const spec_backends[] = {"file", "null", "ram", "vhost-user", "switch", "tap"};
+
+/* type = "net": what xvl server -d takes (src/server/spec.c). */
+static void net_spec_text(const struct xvl_dev_spec *s, char *out, size_t cap)
+{
+	int n = snprintf(out, cap, "name=%s,type=net,backend=%s", s->name, spec_backends[s->kind]);
+	if (s->kind == XVL_BK_SWITCH)
+		n += snprintf(out + n, cap - (size_t)n, ",switch=%s%s", s->sw, s->spoof ? ",spoof=on" : "");
+	if (s->kind == XVL_BK_TAP)
+		n += snprintf(out + n, cap - (size_t)n, ",ifname=%s", s->ifname);
+	if (s->kind == XVL_BK_VHOST)
+		n += snprintf(out + n, cap - (size_t)n, ",path=%s", s->path);
+	if (s->has_mac)
+		n += snprintf(out + n, cap - (size_t)n, ",mac=%02x:%02x:%02x:%02x:%02x:%02x", s->mac[0],
+			      s->mac[1], s->mac[2], s->mac[3], s->mac[4], s->mac[5]);
+	if (s->mtu)
+		n += snprintf(out + n, cap - (size_t)n, ",mtu=%u", s->mtu);
+	if (s->queues)
+		n += snprintf(out + n, cap - (size_t)n, ",queues=%u", s->queues);
+	if (s->queue_size)
+		snprintf(out + n, cap - (size_t)n, ",queue-size=%u", s->queue_size);
+}
 
 void xp_spec_text(const struct xp_device *d, char *out, size_t cap)
 {
 	const struct xvl_dev_spec *s = &d->spec;
+	if (s->type == XVL_DEV_NET)
+		return net_spec_text(s, out, cap);
 	int n = snprintf(out, cap, "name=%s,backend=%s", s->name, spec_backends[s->kind]);
 	if (s->path[0])
 		n += snprintf(out + n, cap - (size_t)n, ",path=%s", s->path);
@@ -232,6 +255,8 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 		rc = xp_shell_ready(&sh, 5000, eb);
 	if (rc == 0)
 		rc = xp_cgroup_limit(&sh.cg, k->memory, eb);
+	if (rc == 0 && k->n_netifs) /* its interfaces are up before its program runs */
+		rc = xp_netfront_start(p, i, sh.pid, eb);
 	/* A device side serving a mailbox link gets that driver's window too. */
 	int win = xp_comp_window(&p->cfg, i);
 	int fds[2] = {r->log_wr, win >= 0 ? p->win_fd[win] : -1};
@@ -251,6 +276,7 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 		close(intro);
 	free(g);
 	if (rc < 0) {
+		xp_netfront_stop(p, i);
 		shell_drop(&sh);
 		return rc;
 	}
@@ -370,6 +396,7 @@ static void comp_died(struct xp_inst *p, unsigned i, int st)
 	r->last_status = st;
 	r->state = XS_EXITED;
 	xp_cgroup_remove(&r->cg);
+	xp_netfront_stop(p, i); /* its namespace is gone with it */
 	if (p->stopping)
 		return;
 	if (k->role == XP_DEVICE) {
@@ -388,6 +415,8 @@ static void child_gone(struct xp_inst *p, pid_t pid, int st)
 	for (unsigned i = 0; i < p->cfg.n_comps; i++)
 		if (p->rt[i].pid == pid)
 			return comp_died(p, i, st);
+	if (xp_netfront_child_gone(p, pid, st))
+		return;
 	for (unsigned d = 0; d < p->cfg.n_devs; d++)
 		if (p->qsd_pid[d] == pid) {
 			char why[96];

@@ -15,16 +15,24 @@ static void check_consistent(const struct xp_config *c)
 {
 	for (unsigned i = 0; i < c->n_comps; i++) {
 		const struct xp_comp *k = &c->comps[i];
+		/* a driver without a window has net interfaces (tap front-ends) instead */
 		if (k->role == XP_DRIVER &&
-		    (k->window < 0 || (unsigned)k->window >= c->n_wins || k->server < 0 ||
-		     (unsigned)k->server >= c->n_comps || c->comps[k->server].role != XP_DEVICE ||
-		     c->wins[k->window].owner != (int)i))
+		    ((k->window < 0 && !k->n_netifs) || (k->window >= 0 && ((unsigned)k->window >= c->n_wins ||
+		     c->wins[k->window].owner != (int)i)) || k->server < 0 ||
+		     (unsigned)k->server >= c->n_comps || c->comps[k->server].role != XP_DEVICE))
 			abort();
 		/* a device VM serves the mailbox in the window of a driver that connects to it */
 		if (k->vm && k->role == XP_DEVICE &&
 		    (k->mbox_driver < 0 || (unsigned)k->mbox_driver >= c->n_comps ||
 		     c->comps[k->mbox_driver].server != (int)i || !c->comps[k->mbox_driver].link_window))
 			abort();
+		for (unsigned j = 0; j < k->n_netifs; j++) {
+			const struct xp_netif *ni = &k->netifs[j];
+			if (k->role != XP_DRIVER || ni->dev < 0 || (unsigned)ni->dev >= c->n_devs ||
+			    c->devs[ni->dev].kind != XP_DEV_NET || c->devs[ni->dev].driver != (int)i ||
+			    !ni->ifname[0] || (ni->addr && (ni->prefix < 1 || ni->prefix > 32)))
+				abort();
+		}
 		for (unsigned d = 0; k->role == XP_DEVICE && d < k->n_devs; d++)
 			if (k->devs[d] < 0 || (unsigned)k->devs[d] >= c->n_devs ||
 			    c->devs[k->devs[d]].comp != (int)i)
