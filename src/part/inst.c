@@ -344,6 +344,8 @@ static void remove_files(struct xp_inst *p)
 	for (unsigned w = 0; w < p->cfg.n_wins; w++)
 		if (p->win_fd[w] >= 0)
 			close(p->win_fd[w]);
+	for (unsigned w = 0; w < p->cfg.n_wins; w++)
+		xp_vectors_close(p, w);
 	if (p->ctl_fd >= 0) {
 		close(p->ctl_fd);
 		unlink(p->ctl_path);

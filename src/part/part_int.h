@@ -33,6 +33,13 @@ struct xp_comp_rt {
 	char link[XP_PATH_MAX];     /* device: socket it listens on; driver: socket it connects to */
 };
 
+/* A mailbox link's doorbell vectors (vectors.c): drv[v] rings the driver, dev[v] the device. */
+struct xp_vectors {
+	unsigned n;                 /* 0: none held */
+	int drv[XP_MBOX_VECTORS_MAX];
+	int dev[XP_MBOX_VECTORS_MAX];
+};
+
 struct xp_inst {
 	struct xp_config cfg;
 	struct xp_run_opts o;
@@ -46,6 +53,7 @@ struct xp_inst {
 	uint64_t refill_after_ns;   /* the pool is refilled once starts have settled */
 	int win_fd[XP_MAX_WINS];
 	uint64_t win_size[XP_MAX_WINS];
+	struct xp_vectors vec[XP_MAX_WINS]; /* of the mailbox link in window w */
 	struct xp_comp_rt rt[XP_MAX_COMPS];
 	pid_t qsd_pid[XP_MAX_DEVS];
 	char qsd_sock[XP_MAX_DEVS][XP_PATH_MAX];
@@ -71,6 +79,13 @@ void xp_pool_fill(struct xp_inst *p);
 /* A new shell in its own cgroup (when limits are wanted). */
 int xp_shell_new(struct xp_inst *p, struct xp_shell *sh, struct xvl_errbuf *eb);
 void xp_describe_status(int st, char *out, size_t cap);
+
+/* vectors.c */
+int xp_vectors_driver(const struct xp_config *c, unsigned i);
+int xp_vectors_open(struct xp_inst *p, unsigned drv, struct xvl_errbuf *eb);
+void xp_vectors_close(struct xp_inst *p, unsigned w);
+unsigned xp_vectors_fds(const struct xp_vectors *v, bool device, int *fds);
+int xp_vectors_spec(const struct xp_vectors *v, char *out, size_t cap);
 
 /* vm.c */
 bool xp_vm_kvm_usable(void);

@@ -251,6 +251,8 @@ static bool try_open(struct srv_mbox *m)
 		m->opened = true;
 		m->waiting_for = 0;
 		srv_log(m->srv, "%s: device side ready (instance %u)", m->what, m->mb.instance);
+		/* A new instance: a driver of a previous one may be asleep on its queues. */
+		ring_peer(m);
 		return true;
 	}
 	if (rc != -EAGAIN) {
@@ -331,8 +333,12 @@ void srv_mbox_poll(struct srv *s)
 		m->opened = false;
 		return;
 	}
-	if (rc == 1)
+	if (rc == 1) {
 		new_session(m);
+		unsigned dv = xvl_mbox_peer_vectors(&m->mb);
+		srv_log(s, "%s: new session, driver %u doorbell vector(s), device %u: %s", m->what, dv,
+			m->db.n_own, dv && !polling(m) ? "doorbells" : "polling");
+	}
 	bool any = rc == 1;
 	if (m->conn)
 		any |= serve_requests(m);
