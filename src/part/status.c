@@ -194,7 +194,7 @@ static json_object *isolation_json(struct xp_inst *p)
 	json_object_object_add(o, "user_namespace", json_object_new_boolean(p->userns));
 	add_str(o, "seccomp", sc[p->cfg.seccomp]);
 	add_str(o, "cpus_enforced_by", "sched_setaffinity (sched_setaffinity denied by seccomp)");
-	add_str(o, "fds", "0 /dev/null, 1-2 log pipe, 3 window (driver side); nothing else");
+	add_str(o, "fds", "0 /dev/null, 1-2 log pipe, 3 window (driver side, and a mailbox link's device side), 4.. that link's doorbell vectors; nothing else");
 	return o;
 }
 
