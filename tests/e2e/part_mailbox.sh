@@ -10,6 +10,8 @@
 #      and its used-buffer notifications (xvl status --json) are counted
 #   2. doorbell = "none": the same link polls (the control for 1: the server's
 #      notification counter stays 0)
+#   2b. doorbell = "none" with backend = "qsd": the server bridges a polling driver
+#      to qemu-storage-daemon (it watches the avail index and kicks qsd)
 #   3. a link that would need more vectors than a compartment is handed: a
 #      clear error, nothing started
 # Prints TAP; about 15 s.
@@ -102,6 +104,25 @@ if [ "$rc" -eq 0 ] && grep -q "\[app\] verify: OK" "$T/poll.log" &&
 	ok "doorbell = \"none\": the link polls (0 vectors, 0 notifications for $preqs requests), verify OK"
 else
 	fail "doorbell = \"none\" (exit $rc, notifications '$pnotif', requests '$preqs')"; sed 's/^/#   /' "$T/poll.log" | tail -12
+fi
+
+# ---------------------------------------------------------------- 2b. a polling link to qsd
+# What a device VM with qsd inside does over ivshmem-plain, here in processes: the server
+# bridges to qemu-storage-daemon and kicks it for the polling driver.
+if command -v qemu-storage-daemon >/dev/null; then
+	truncate -s 32M "$T/q.img"
+	sed -e 's|{ name = "d0"; type = "blk"; backend = "file"; path = "[^"]*"; queues = 2; }|{ name = "d0"; backend = "qsd"; image = "'"$T"'/q.img"; queues = 2; }|' \
+		-e 's/pmb-poll-/pmb-qsd-/' -e "s|$T/poll.state|$T/qsd.state|" "$T/poll.cfg" >"$T/qsd.cfg"
+	timeout 60 "$XVL" run "$T/qsd.cfg" >"$T/qsd.log" 2>&1; rc=$?
+	if [ "$rc" -eq 0 ] && grep -q "\[app\] verify: OK" "$T/qsd.log" &&
+		grep -q "0 mismatches, 0 failed requests, 0 completed twice" "$T/qsd.log" &&
+		grep -q "notifications polled (the server kicks)" "$T/qsd.log"; then
+		ok "xvl run, doorbell = \"none\", backend = \"qsd\": the device side kicks qemu-storage-daemon for the polling driver, verify 512 B-1 MiB OK"
+	else
+		fail "polling link to qsd under xvl run (exit $rc)"; sed 's/^/#   /' "$T/qsd.log" | tail -12
+	fi
+else
+	skip "polling link to qsd under xvl run (no qemu-storage-daemon)"
 fi
 
 # ---------------------------------------------------------------- 3. too many vectors
