@@ -43,9 +43,14 @@ compartments = (
 );
 CFG
 }
-io_field() { # io_field STATE_DIR FIELD: devices[0].io.FIELD from xvl status --json
-	"$XVL" status --state-dir "$1" --json 2>/dev/null |
-		python3 -c "import json,sys; d=json.load(sys.stdin)['devices'][0]['io']; print(d['$2'] if d else 'null')"
+io_counts() { # io_counts STATE_DIR: "REQUESTS NOTIFICATIONS" of devices[0] from one xvl status --json
+	"$XVL" status --state-dir "$1" --json 2>/dev/null | python3 -c "
+import json, sys
+try:
+    d = json.load(sys.stdin)['devices'][0]['io']
+    print(d['requests'], d['notifications'])
+except Exception:
+    print('none none')"
 }
 devpid() { sed -n 's/.*compartment dev (device) \(started\|restarted\).* pid \([0-9]*\).*/\2/p' "$1" | tail -1; }
 
@@ -64,8 +69,7 @@ done
 # after the last restart: the new server instance's counters
 wait_log "$T/db.log" "new session.*" 50
 sleep 1.5
-notif=$(io_field "$T/db.state" notifications)
-reqs=$(io_field "$T/db.state" requests)
+read -r reqs notif < <(io_counts "$T/db.state")
 wait "$RUN"; rc=$?
 sessions=$(grep -c "new session, driver [0-9]* doorbell vector(s), device [0-9]*: doorbells" "$T/db.log")
 polled=$(grep -c "new session.*: polling" "$T/db.log")
@@ -90,13 +94,12 @@ else
 fi
 
 # ---------------------------------------------------------------- 2. doorbell = "none": polling
-cfg poll 'doorbell = "none";' 3 2
+cfg poll 'doorbell = "none";' 5 2
 bg "$T/poll.log" timeout 60 "$XVL" run "$T/poll.cfg"
 RUN=$BG_PID
 wait_log "$T/poll.log" "new session" 100
 sleep 1.5
-pnotif=$(io_field "$T/poll.state" notifications)
-preqs=$(io_field "$T/poll.state" requests)
+read -r preqs pnotif < <(io_counts "$T/poll.state")
 wait "$RUN"; rc=$?
 if [ "$rc" -eq 0 ] && grep -q "\[app\] verify: OK" "$T/poll.log" &&
 	grep -q "new session, driver 0 doorbell vector(s), device 0: polling" "$T/poll.log" &&
