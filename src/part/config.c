@@ -508,7 +508,7 @@ static int comp_doorbell(struct cx *x, const config_setting_t *g, const char *p,
 	if (rc < 0)
 		return rc;
 	if (strcmp(db, "eventfd") && strcmp(db, "none"))
-		return bad(x, s, p, "'%s' (expected eventfd or none)", db);
+		return bad(x, s, p, "doorbell '%s' (expected eventfd or none)", db);
 	if (s && !k->link_window)
 		return bad(x, s, p, "'doorbell' belongs to a driver compartment with link = \"window\"");
 	if (s && k->vm && strcmp(db, "none"))

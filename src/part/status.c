@@ -94,6 +94,7 @@ static json_object *window_json(struct xp_inst *p, unsigned w)
 	add_str(o, "backing", x->backing);
 	add_str(o, "owner", x->owner >= 0 ? p->cfg.comps[x->owner].name : "");
 	add_str(o, "state", p->win_fd[w] >= 0 ? "held" : x->owner >= 0 ? "released" : "unused");
+	add_int(o, "doorbell_vectors", p->vec[w].n); /* per side, of its mailbox link; 0: polling */
 	return o;
 }
 

@@ -70,6 +70,8 @@ done
 wait_log "$T/db.log" "new session.*" 50
 sleep 1.5
 read -r reqs notif < <(io_counts "$T/db.state")
+vecs=$("$XVL" status --state-dir "$T/db.state" --json 2>/dev/null |
+	python3 -c "import json,sys; print(json.load(sys.stdin)['windows'][0]['doorbell_vectors'])" 2>/dev/null)
 wait "$RUN"; rc=$?
 sessions=$(grep -c "new session, driver [0-9]* doorbell vector(s), device [0-9]*: doorbells" "$T/db.log")
 polled=$(grep -c "new session.*: polling" "$T/db.log")
@@ -82,10 +84,11 @@ if [ "$rc" -eq 0 ] && grep -q "\[app\] verify: OK" "$T/db.log" &&
 else
 	fail "write+verify through device kills with doorbells (exit $rc, kills $kills)"; sed 's/^/#   /' "$T/db.log" | tail -20
 fi
-if [ "$sessions" -ge 4 ] && [ "$polled" -eq 0 ] && grep -q "driver 3 doorbell vector(s), device 3: doorbells" "$T/db.log"; then
-	ok "every session ($sessions over 4 device instances) ran on doorbells: 3 vectors each side (mailbox + 2 queues), none polled"
+if [ "$sessions" -ge 4 ] && [ "$polled" -eq 0 ] && grep -q "driver 3 doorbell vector(s), device 3: doorbells" "$T/db.log" &&
+	[ "$vecs" = 3 ]; then
+	ok "every session ($sessions over 4 device instances) ran on doorbells: 3 vectors each side (mailbox + 2 queues; xvl status: doorbell_vectors 3), none polled"
 else
-	fail "sessions on doorbells: $sessions, polling: $polled"; grep "new session" "$T/db.log" | sed 's/^/#   /'
+	fail "sessions on doorbells: $sessions, polling: $polled, status doorbell_vectors '$vecs'"; grep "new session" "$T/db.log" | sed 's/^/#   /'
 fi
 if [[ "$notif" =~ ^[0-9]+$ ]] && [ "$notif" -gt 0 ] && [[ "$reqs" =~ ^[0-9]+$ ]] && [ "$reqs" -gt 0 ]; then
 	ok "the restarted device side rings the driver's call vectors: $notif notifications for $reqs requests (xvl status --json)"
@@ -128,7 +131,18 @@ else
 	skip "polling link to qsd under xvl run (no qemu-storage-daemon)"
 fi
 
-# ---------------------------------------------------------------- 3. too many vectors
+# ---------------------------------------------------------------- 3. config errors, too many vectors
+sed 's/link = "window"; memory/link = "window"; doorbell = "bell"; memory/' "$T/db.cfg" >"$T/bad1.cfg"
+"$XVL" run --check "$T/bad1.cfg" >"$T/bad1.out" 2>&1; r1=$?
+sed 's/role = "device"; devices/role = "device"; doorbell = "none"; devices/' "$T/db.cfg" >"$T/bad2.cfg"
+"$XVL" run --check "$T/bad2.cfg" >"$T/bad2.out" 2>&1; r2=$?
+if [ "$r1" -ne 0 ] && grep -q "bad1.cfg:[0-9]*: .*doorbell 'bell' (expected eventfd or none)" "$T/bad1.out" &&
+	[ "$r2" -ne 0 ] && grep -q "'doorbell' belongs to a driver compartment with link = \"window\"" "$T/bad2.out"; then
+	ok "xvl run --check: doorbell = \"bell\" and a device compartment's doorbell refused with file:line"
+else
+	fail "doorbell config errors"; cat "$T/bad1.out" "$T/bad2.out" | sed 's/^/#   /'
+fi
+
 sed -e 's/queues = 2;/queues = 16;/' "$T/db.cfg" >"$T/big1.cfg"
 python3 - "$T/big1.cfg" "$T/big.cfg" <<'PY'
 import sys
