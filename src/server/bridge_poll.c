@@ -8,10 +8,11 @@
  * eventfd when it moved.  The backend's call eventfd of a polled queue has
  * nobody to ring (the driver polls its used ring): the thread drains it.
  *
- * Timing, like the mailbox poller (conn_mbox.c): look again at once while
- * the avail index moved in the last SPIN_AFTER_WORK_NS, then sleep with
- * xvl_backoff (50 µs doubling to 10 ms) while idle.  The sleep is a poll()
- * on stop_fd, so stopping never waits for a backoff.
+ * Timing: look again at once while the avail index moved in the last
+ * SPIN_AFTER_WORK_NS, then sleep with xvl_backoff (50 µs doubling), at most
+ * ACTIVE_MAX_US while it moved in the last ACTIVE_NS (a pause in a busy
+ * stretch), up to 10 ms when idle for longer.  The sleep is a ppoll() on
+ * stop_fd, so stopping never waits for a backoff.
  *
  * Hostile driver: the avail index is only compared with its last value (a
  * change means "kick"); nothing is indexed by it.  A driver that changes it
@@ -23,6 +24,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,7 +34,9 @@
 #include "doorbell.h"
 #include "xvl_atomic.h"
 
-#define SPIN_AFTER_WORK_NS 200000ull
+#define SPIN_AFTER_WORK_NS 200000ull  /* look again at once this long after a change */
+#define ACTIVE_NS 100000000ull        /* a change within this: sleep at most ACTIVE_MAX_US */
+#define ACTIVE_MAX_US 200u
 
 struct br_poller {
 	pthread_t thread;
@@ -63,6 +68,19 @@ static bool look(struct br_poller *p)
 	return any;
 }
 
+/* Microseconds to sleep before the next look (0: look again now). */
+static unsigned next_sleep_us(struct xvl_backoff *bo, uint64_t idle_ns)
+{
+	if (idle_ns < SPIN_AFTER_WORK_NS) {
+		xvl_backoff_reset(bo);
+		return 0;
+	}
+	unsigned us = xvl_backoff_next(bo);
+	if (idle_ns < ACTIVE_NS && us > ACTIVE_MAX_US) /* a pause in a busy stretch: stay close */
+		bo->us = us = ACTIVE_MAX_US;
+	return us;
+}
+
 static void *poller_main(void *arg)
 {
 	struct br_poller *p = arg;
@@ -73,26 +91,13 @@ static void *poller_main(void *arg)
 		uint64_t now = xvl_os_now_ns();
 		if (look(p))
 			last_work = now;
-		int ms = 0;
-		if (now - last_work < SPIN_AFTER_WORK_NS) {
-			xvl_backoff_reset(&bo);
-		} else {
-			unsigned us = xvl_backoff_next(&bo);
-			ms = (int)((us + 999) / 1000);
-		}
+		unsigned us = next_sleep_us(&bo, now - last_work);
 		struct pollfd pf = {.fd = p->stop_fd, .events = POLLIN};
-		if (ms == 0) {
-			if (poll(&pf, 1, 0) > 0)
-				break;
-			if (now - last_work >= SPIN_AFTER_WORK_NS / 4)
-				sched_yield();
-			continue;
-		}
-		/* poll()'s granularity is 1 ms: short backoff steps sleep with ppoll */
-		unsigned us = bo.us;
-		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)us * 1000};
-		if (us < 1000 ? ppoll(&pf, 1, &ts, NULL) > 0 : poll(&pf, 1, ms) > 0)
+		struct timespec ts = {.tv_sec = us / 1000000u, .tv_nsec = (long)(us % 1000000u) * 1000};
+		if (ppoll(&pf, 1, &ts, NULL) > 0)
 			break;
+		if (!us)
+			sched_yield(); /* spinning: leave the CPU to the backend and the driver */
 	}
 	return NULL;
 }
