@@ -507,6 +507,24 @@ static int comp_window(struct cx *x, const config_setting_t *g, const char *p, s
 	return 0;
 }
 
+/* doorbell = "eventfd" (default) | "none": how the two sides of a mailbox link notify each other. */
+static int comp_doorbell(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
+{
+	char db[16] = "eventfd";
+	const config_setting_t *s = config_setting_get_member(g, "doorbell");
+	int rc = get_str(x, g, p, "doorbell", false, db, sizeof(db));
+	if (rc < 0)
+		return rc;
+	if (strcmp(db, "eventfd") && strcmp(db, "none"))
+		return bad(x, s, p, "doorbell '%s' (expected eventfd or none)", db);
+	if (s && !k->link_window)
+		return bad(x, s, p, "'doorbell' belongs to a driver compartment with link = \"window\"");
+	if (s && k->vm && strcmp(db, "none"))
+		return bad(x, s, p, "a VM's window is ivshmem-plain: its doorbell is \"none\"");
+	k->doorbell_none = k->vm || !strcmp(db, "none");
+	return 0;
+}
+
 /* link = "socket" (default) | "window": the driver's link runs in the mailbox of its window. */
 static int comp_link(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
 {
@@ -524,7 +542,7 @@ static int comp_link(struct cx *x, const config_setting_t *g, const char *p, str
 	k->link_window = (k->vm && k->role == XP_DRIVER) || !strcmp(link, "window");
 	if (k->link_window && k->role != XP_DRIVER)
 		return bad(x, s, p, "'link' belongs to a driver compartment (its window carries the link)");
-	return 0;
+	return comp_doorbell(x, g, p, k);
 }
 
 /* type = "process" (default) | "vm". */
@@ -624,12 +642,12 @@ static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const ch
 {
 	static const char *const keys[] = {"name", "role", "program", "cpus", "memory", "window",
 					   "connect", "devices", "syscalls", "link", "type", "kernel",
-					   "initrd", "append", "vcpus", "accel", "console", "net", NULL};
+					   "initrd", "append", "vcpus", "accel", "console", "net", "doorbell", NULL};
 	struct xp_comp *k = &x->c->comps[idx];
 	k->mbox_driver = -1;
 	int rc = only_keys(x, g, p, keys,
 			   "name, role, program, cpus, memory, window, connect, devices, syscalls, link, "
-			   "type, kernel, initrd, append, vcpus, accel, console, net");
+			   "type, kernel, initrd, append, vcpus, accel, console, net, doorbell");
 	if (rc == 0)
 		rc = get_str(x, g, p, "name", true, k->name, sizeof(k->name));
 	if (rc >= 0)

@@ -351,6 +351,7 @@ static void remove_files(struct xp_inst *p)
 		if (p->win_fd[w] >= 0)
 			close(p->win_fd[w]);
 		xp_ivsh_close(p, w);
+		xp_vectors_close(p, w);
 	}
 	if (p->ctl_fd >= 0) {
 		close(p->ctl_fd);

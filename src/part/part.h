@@ -79,6 +79,7 @@ struct xp_comp {
 	uint64_t memory;           /* bytes, 0 = no limit */
 	int window;                /* driver: window index */
 	bool link_window;          /* driver: link = "window": the mailbox in its window, no socket */
+	bool doorbell_none;        /* driver, link = "window": doorbell = "none" (both sides poll) */
 	int mbox_driver;           /* device: the driver whose window carries its mailbox link, -1 */
 	int server;                /* driver: device compartment it connects to */
 	unsigned n_devs;           /* device: devices served */

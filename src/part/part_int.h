@@ -37,6 +37,13 @@ struct xp_comp_rt {
 	unsigned tap_restarts;
 };
 
+/* A mailbox link's doorbell vectors (vectors.c): drv[v] rings the driver, dev[v] the device. */
+struct xp_vectors {
+	unsigned n;                 /* 0: none held */
+	int drv[XP_MBOX_VECTORS_MAX];
+	int dev[XP_MBOX_VECTORS_MAX];
+};
+
 struct xp_inst {
 	struct xp_config cfg;
 	struct xp_run_opts o;
@@ -52,6 +59,7 @@ struct xp_inst {
 	int ivsh_ev[XP_MAX_WINS][2][XVL_MBOX_MAX_VECTORS]; /* ivsh.c: doorbell eventfds, -1 none */
 	int ivsh_sock[XP_MAX_WINS][2];  /* ivsh.c: our end of each peer's introduction, -1 none */
 	uint64_t win_size[XP_MAX_WINS];
+	struct xp_vectors vec[XP_MAX_WINS]; /* of the mailbox link in window w */
 	struct xp_comp_rt rt[XP_MAX_COMPS];
 	pid_t qsd_pid[XP_MAX_DEVS];
 	char qsd_sock[XP_MAX_DEVS][XP_PATH_MAX];
@@ -101,6 +109,12 @@ int xp_netfront_start(struct xp_inst *p, unsigned i, pid_t ns_pid, struct xvl_er
 void xp_netfront_stop(struct xp_inst *p, unsigned i);
 /* pid was a front-end: restart it if its compartment runs; false: not one of them. */
 bool xp_netfront_child_gone(struct xp_inst *p, pid_t pid, int st);
+/* vectors.c */
+int xp_vectors_driver(const struct xp_config *c, unsigned i);
+int xp_vectors_open(struct xp_inst *p, unsigned drv, struct xvl_errbuf *eb);
+void xp_vectors_close(struct xp_inst *p, unsigned w);
+unsigned xp_vectors_fds(const struct xp_vectors *v, bool device, int *fds);
+int xp_vectors_spec(const struct xp_vectors *v, char *out, size_t cap);
 
 /* vm.c */
 bool xp_vm_kvm_usable(void);

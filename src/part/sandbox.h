@@ -17,6 +17,10 @@
 
 #define XP_MAX_FILTER 512
 #define XP_GO_STRINGS 12288
+/* Doorbell vectors of one mailbox link: the mailbox's (0) and one per queue. */
+#define XP_MBOX_VECTORS_MAX 33u
+/* Descriptors a compartment is handed: log, window, and both sides' vectors. */
+#define XP_SHELL_MAX_FDS (2u + 2u * XP_MBOX_VECTORS_MAX)
 
 /* A compiled seccomp filter (classic BPF), ready for PR_SET_SECCOMP. */
 struct xp_filter {
@@ -80,8 +84,9 @@ bool xp_userns_allowed(void);
 int xp_shell_spawn(struct xp_shell *sh, bool userns, struct xvl_errbuf *eb);
 /* Wait until the shell has prepared (timeout_ms). */
 int xp_shell_ready(struct xp_shell *sh, int timeout_ms, struct xvl_errbuf *eb);
-/* The execute step: hand over fds (fd 1+2 = fds[0], fd 3 = fds[1] if nfds > 1),
- * wait until execve succeeded.  The shell's ctl is closed either way. */
+/* The execute step: hand over fds (fd 1+2 = fds[0], fd 3 = fds[1] if nfds > 1,
+ * fd 2 + i = fds[i] after it; nfds <= XP_SHELL_MAX_FDS, else -E2BIG), wait until
+ * execve succeeded.  The shell's ctl is closed either way. */
 int xp_shell_exec(struct xp_shell *sh, const struct xp_go *g, const int *fds, unsigned nfds,
 		  struct xvl_errbuf *eb);
 /* Kill a shell that will not be used (the caller reaps it). */

@@ -3,8 +3,10 @@
  * Compartment shells: the LightVM prepare/execute split.  Prepare: clone into
  * fresh namespaces, make mounts private, mount the PID namespace's own /proc,
  * reset signals, then wait.  Execute: receive the fds and what to run, pin
- * CPUs, place fds at fixed numbers (0 /dev/null, 1-2 log, 3 window), mark
- * every other fd close-on-exec, install seccomp, execve.
+ * CPUs, place fds at fixed numbers (0 /dev/null, 1-2 log, 3 window, 4 on
+ * the window's doorbell vectors), mark every other fd close-on-exec,
+ * install seccomp, execve.  At most XP_SHELL_MAX_FDS descriptors are handed
+ * over, in one message.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +29,9 @@
 #include "sandbox.h"
 
 #define GO_MAGIC 0x78766c67u /* "xvlg" */
-#define HIGH_FD 64
+/* Above every fixed number (3 + XP_SHELL_MAX_FDS - 1): where fds wait to be placed. */
+#define HIGH_FD 128
+_Static_assert(HIGH_FD - 2 > 2 + XP_SHELL_MAX_FDS, "fixed fd numbers reach HIGH_FD");
 
 int xp_go_add(struct xp_go *g, bool env, const char *s)
 {
@@ -78,9 +82,16 @@ static void shell_fail(int ctl, const char *what, int err)
 	_exit(127);
 }
 
-static void shell_prepare(int ctl, bool userns)
+static int shell_prepare(int ctl, bool userns)
 {
 	char b;
+	/* The control socket out of the way of the fixed numbers fds are placed at. */
+	if (ctl != HIGH_FD - 2) {
+		if (dup3(ctl, HIGH_FD - 2, O_CLOEXEC) < 0)
+			_exit(122);
+		close(ctl);
+		ctl = HIGH_FD - 2;
+	}
 	prctl(PR_SET_PDEATHSIG, SIGKILL); /* the supervisor gone: so is the compartment */
 	if (userns && read(ctl, &b, 1) != 1) /* uid/gid maps written */
 		_exit(125);
@@ -99,26 +110,33 @@ static void shell_prepare(int ctl, bool userns)
 	close(fd);
 	if (send(ctl, "R", 1, MSG_NOSIGNAL) != 1)
 		_exit(124);
+	return ctl;
 }
 
 static long recv_go(int ctl, struct xp_go *g, int *fds, unsigned *nfds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+	union {
+		char b[CMSG_SPACE(sizeof(int) * XP_SHELL_MAX_FDS)];
+		struct cmsghdr align;
+	} cbuf;
 	struct iovec io = {.iov_base = g, .iov_len = sizeof(*g)};
-	struct msghdr mh = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
+	struct msghdr mh = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = cbuf.b,
+			    .msg_controllen = sizeof(cbuf.b)};
 	long n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
 	*nfds = 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); n > 0 && c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && !*nfds) {
 			unsigned k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			memcpy(fds, CMSG_DATA(c), sizeof(int) * (k > 4 ? 4 : k));
-			*nfds = k > 4 ? 4 : k;
+			memcpy(fds, CMSG_DATA(c), sizeof(int) * (k > XP_SHELL_MAX_FDS ? XP_SHELL_MAX_FDS : k));
+			*nfds = k > XP_SHELL_MAX_FDS ? XP_SHELL_MAX_FDS : k;
 		}
+	if (n > 0 && (mh.msg_flags & MSG_CTRUNC))
+		shell_fail(ctl, "more descriptors than a compartment is handed", E2BIG);
 	return n;
 }
 
-/* 0 = /dev/null, 1 and 2 = log, 3 = window; everything else close-on-exec. */
+/* 0 = /dev/null, 1 and 2 = log (fds[0]), 3 = window (fds[1]), fds[i] at 2 + i
+ * (doorbell vectors); everything else close-on-exec. */
 static void place_fds(int ctl, int *fds, unsigned nfds)
 {
 	for (unsigned i = 0; i < nfds; i++) {
@@ -128,10 +146,12 @@ static void place_fds(int ctl, int *fds, unsigned nfds)
 		close(fds[i]);
 		fds[i] = h;
 	}
-	if (dup2(HIGH_FD - 1, 0) < 0 || dup2(fds[0], 1) < 0 || dup2(fds[0], 2) < 0 ||
-	    (nfds > 1 && dup2(fds[1], 3) < 0))
+	if (dup2(HIGH_FD - 1, 0) < 0 || dup2(fds[0], 1) < 0 || dup2(fds[0], 2) < 0)
 		shell_fail(ctl, "placing descriptors", errno);
-	unsigned first = nfds > 1 ? 4 : 3;
+	for (unsigned i = 1; i < nfds; i++)
+		if (dup2(fds[i], (int)(2 + i)) < 0)
+			shell_fail(ctl, "placing descriptors", errno);
+	unsigned first = nfds > 1 ? 2 + nfds : 3;
 	if (syscall(SYS_close_range, first, ~0u, CLOSE_RANGE_CLOEXEC) < 0)
 		shell_fail(ctl, "close_range", errno);
 }
@@ -165,7 +185,7 @@ static void split_strings(const struct xp_go *g, char **argv, char **envp)
 
 static void shell_execute(int ctl, struct xp_go *g)
 {
-	int fds[4];
+	int fds[XP_SHELL_MAX_FDS];
 	unsigned nfds;
 	long n = recv_go(ctl, g, fds, &nfds);
 	if (n <= 0)
@@ -190,7 +210,7 @@ static void shell_execute(int ctl, struct xp_go *g)
 static void shell_main(int ctl, bool userns)
 {
 	static struct xp_go g; /* the shell's own copy of memory: not shared */
-	shell_prepare(ctl, userns);
+	ctl = shell_prepare(ctl, userns);
 	shell_execute(ctl, &g);
 	_exit(127);
 }
@@ -275,13 +295,44 @@ int xp_shell_ready(struct xp_shell *sh, int timeout_ms, struct xvl_errbuf *eb)
 		       n ? m : "it exited");
 }
 
+/* The execute message and its descriptors: one datagram of the SEQPACKET socket. */
+static int send_go(int sock, const struct xp_go *g, const int *fds, unsigned nfds)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int) * XP_SHELL_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = (void *)g, .iov_len = sizeof(*g)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (nfds > XP_SHELL_MAX_FDS)
+		return -E2BIG;
+	if (nfds) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.b;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	ssize_t n;
+	while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	return n < 0 ? -errno : n == (ssize_t)sizeof(*g) ? 0 : -EMSGSIZE;
+}
+
 int xp_shell_exec(struct xp_shell *sh, const struct xp_go *g, const int *fds, unsigned nfds,
 		  struct xvl_errbuf *eb)
 {
 	struct xp_go *m = (struct xp_go *)g;
 	m->magic = GO_MAGIC;
-	int rc = xvl_os_send(sh->ctl, g, sizeof(*g), fds, nfds);
-	if (rc < 0) {
+	int rc = send_go(sh->ctl, g, fds, nfds);
+	if (rc == -E2BIG) {
+		xvl_err(eb, rc, "%u descriptors to hand over, a compartment takes at most %u "
+			"(log, window and 2 x %u doorbell vectors)", nfds, XP_SHELL_MAX_FDS,
+			XP_MBOX_VECTORS_MAX);
+	} else if (rc < 0) {
 		xvl_err(eb, rc, "compartment shell %d: cannot send the execute step: %s",
 			(int)sh->pid, strerror(-rc));
 	} else {

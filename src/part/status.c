@@ -124,6 +124,7 @@ static json_object *window_json(struct xp_inst *p, unsigned w)
 	add_str(o, "backing", x->backing);
 	add_str(o, "owner", x->owner >= 0 ? p->cfg.comps[x->owner].name : "");
 	add_str(o, "state", p->win_fd[w] >= 0 ? "held" : x->owner >= 0 ? "released" : "unused");
+	add_int(o, "doorbell_vectors", p->vec[w].n); /* per side, of its mailbox link; 0: polling */
 	return o;
 }
 
@@ -231,7 +232,7 @@ static json_object *isolation_json(struct xp_inst *p)
 	json_object_object_add(o, "user_namespace", json_object_new_boolean(p->userns));
 	add_str(o, "seccomp", sc[p->cfg.seccomp]);
 	add_str(o, "cpus_enforced_by", "sched_setaffinity (sched_setaffinity denied by seccomp)");
-	add_str(o, "fds", "0 /dev/null, 1-2 log pipe, 3 window (driver side); nothing else");
+	add_str(o, "fds", "0 /dev/null, 1-2 log pipe, 3 window (driver side, and a mailbox link's device side), 4.. that link's doorbell vectors; nothing else");
 	return o;
 }
 

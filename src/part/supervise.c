@@ -123,6 +123,12 @@ static int go_args(const struct xp_inst *p, unsigned i, struct xp_go *g)
 	const char *mbox[] = {"--link", "window", "--window", "fd:3"};
 	for (unsigned j = 0; rc == 0 && k->mbox_driver >= 0 && j < 4; j++)
 		rc = xp_go_add(g, false, mbox[j]);
+	/* ... and its doorbell vectors from fd 4 on (vectors.c), unless the link polls */
+	int drv = xp_vectors_driver(&p->cfg, i);
+	if (rc == 0 && drv >= 0)
+		rc = xp_go_add(g, false, "--doorbell");
+	if (rc == 0 && drv >= 0 && (rc = xp_vectors_spec(&p->vec[p->cfg.comps[drv].window], a, sizeof(a))) == 0)
+		rc = xp_go_add(g, false, a);
 	/* cpus = [...]: one worker thread per CPU of the compartment (not pinned: its
 	 * affinity holds them, and sched_setaffinity is not in the device profile) */
 	if (rc == 0 && k->have_cpus)
@@ -154,8 +160,15 @@ static int go_env(const struct xp_inst *p, unsigned i, struct xp_go *g)
 		rc = xp_go_add(g, true, e);
 	if (rc == 0 && k->window >= 0) {
 		rc = xp_go_add(g, true, "XVL_WINDOW_FD=3");
-		if (rc == 0 && k->link_window)
-			rc = xp_go_add(g, true, "XVL_DOORBELL=none"); /* the shell passes 4 fds: no vectors */
+		/* the link's doorbell vectors follow the window (vectors.c), or it polls */
+		if (rc == 0 && k->link_window && xp_vectors_driver(&p->cfg, i) < 0)
+			rc = xp_go_add(g, true, "XVL_DOORBELL=none");
+		if (rc == 0 && k->link_window && xp_vectors_driver(&p->cfg, i) >= 0) {
+			memcpy(e, "XVL_DOORBELL=", 13);
+			rc = xp_vectors_spec(&p->vec[k->window], e + 13, sizeof(e) - 13);
+			if (rc == 0)
+				rc = xp_go_add(g, true, e);
+		}
 		/* the supervisor restarts a dead device side within ms: ride it out */
 		if (rc == 0)
 			rc = xp_go_add(g, true, "XVL_RECONNECT_MS=5000");
@@ -245,7 +258,11 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 	uint64_t t0 = xvl_os_now_ns();
 	if (!g)
 		return xvl_err(eb, -ENOMEM, "out of memory");
-	int rc = take_shell(p, &sh, &pooled, eb);
+	/* The mailbox link's doorbell vectors: made with the first side that needs them. */
+	int drv = xp_vectors_driver(&p->cfg, i);
+	int rc = drv >= 0 ? xp_vectors_open(p, (unsigned)drv, eb) : 0;
+	if (rc == 0)
+		rc = take_shell(p, &sh, &pooled, eb);
 	if (rc < 0) {
 		free(g);
 		return rc;
@@ -259,7 +276,8 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 		rc = xp_netfront_start(p, i, sh.pid, eb);
 	/* A device side serving a mailbox link gets that driver's window too. */
 	int win = xp_comp_window(&p->cfg, i);
-	int fds[2] = {r->log_wr, win >= 0 ? p->win_fd[win] : -1};
+	int fds[XP_SHELL_MAX_FDS] = {r->log_wr, win >= 0 ? p->win_fd[win] : -1};
+	unsigned nfds = win >= 0 ? 2 : 1;
 	if (rc == 0 && win >= 0 && fds[1] < 0)
 		rc = xvl_err(eb, -EBADF, "its window %s was released", p->cfg.wins[win].name);
 	/* a VM on a window with doorbells gets its ivshmem introduction instead (vm.c) */
@@ -270,8 +288,12 @@ int xp_comp_start(struct xp_inst *p, unsigned i, struct xvl_errbuf *eb)
 		fds[1] = rc >= 0 ? rc : fds[1];
 		rc = rc >= 0 ? 0 : rc;
 	}
+	if (rc == 0 && drv >= 0 && !p->vec[win].n)
+		rc = xvl_err(eb, -EBADF, "the doorbell vectors of window %s were released", p->cfg.wins[win].name);
+	if (rc == 0 && drv >= 0)
+		nfds += xp_vectors_fds(&p->vec[win], k->role == XP_DEVICE, fds + 2);
 	if (rc == 0)
-		rc = xp_shell_exec(&sh, g, fds, win >= 0 ? 2 : 1, eb);
+		rc = xp_shell_exec(&sh, g, fds, nfds, eb);
 	if (intro >= 0)
 		close(intro);
 	free(g);
@@ -406,6 +428,7 @@ static void comp_died(struct xp_inst *p, unsigned i, int st)
 	if (k->window >= 0 && p->win_fd[k->window] >= 0) {
 		close(p->win_fd[k->window]);
 		p->win_fd[k->window] = -1;
+		xp_vectors_close(p, (unsigned)k->window);
 		xp_log(p, "window %s released", p->cfg.wins[k->window].name);
 	}
 }

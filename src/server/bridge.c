@@ -10,7 +10,10 @@
  * and the client's rings inside it.  Notifications go straight between the
  * client and the backend (the client's kick and call eventfds are handed
  * over), or, with relay=on, through eventfds the server owns and forwards.
- * Either way the server never touches the rings of a bridged device.
+ * Queues the driver polls (no kick or call eventfd: a mailbox link without
+ * doorbells) are relayed too, and a thread watches their avail index and
+ * kicks the backend (bridge_poll.c).  The server never changes the rings of
+ * a bridged device.
  *
  * Each client attachment gets its own vhost-user session: it starts at
  * DRIVER_OK and ends at reset.  When the backend goes away the device waits
@@ -127,16 +130,24 @@ static int probe_apply(struct srv_dev *d, const struct xvl_vhost *v, uint8_t *cf
 
 /* ------------------------------------------------------------ notifications */
 
+/* The backend gets the server's eventfds: relay=on, or a queue the driver polls. */
+static bool relayed(const struct srv_dev *d, const struct srv_queue *q)
+{
+	return d->spec.relay || q->poll || q->kick_fd < 0 || q->call_fd < 0;
+}
+
 static void relay_close(struct srv_queue *q)
 {
 	struct srv *s = q->dev->srv;
 
 	if (q->relay_call >= 0) {
-		srv_unwatch(s, q->relay_call);
+		if (q->call_fd >= 0) /* watched only when there is a call fd to forward to */
+			srv_unwatch(s, q->relay_call);
 		close(q->relay_call);
 	}
 	if (q->relay_kick >= 0) {
-		srv_unwatch(s, q->kick_fd); /* the kick watch exists only in relay mode */
+		if (q->kick_fd >= 0)
+			srv_unwatch(s, q->kick_fd); /* the kick watch exists only in relay mode */
 		close(q->relay_kick);
 	}
 	q->relay_kick = q->relay_call = -1;
@@ -144,6 +155,7 @@ static void relay_close(struct srv_queue *q)
 
 static void relay_close_all(struct srv_dev *d)
 {
+	br_poller_stop(d); /* it uses the relay eventfds and reads the window */
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++)
 		relay_close(&d->q[i]);
 }
@@ -155,8 +167,9 @@ static int relay_open(struct srv_queue *q, struct xvl_errbuf *eb)
 
 	q->relay_kick = xvl_os_eventfd();
 	q->relay_call = xvl_os_eventfd();
+	/* a polled queue's calls have nobody to ring: the avail poller drains them */
 	if (q->relay_kick < 0 || q->relay_call < 0 ||
-	    srv_watch(s, q->relay_call, &q->relay_call_w, W_RELAY_CALL, q) < 0) {
+	    (q->call_fd >= 0 && srv_watch(s, q->relay_call, &q->relay_call_w, W_RELAY_CALL, q) < 0)) {
 		int rc = -errno;
 		if (q->relay_call >= 0)
 			close(q->relay_call);
@@ -166,7 +179,7 @@ static int relay_open(struct srv_queue *q, struct xvl_errbuf *eb)
 		return xvl_err(eb, rc, "device %s queue %u: relay eventfds: %s", q->dev->spec.name,
 			       q->index, strerror(-rc));
 	}
-	if (srv_watch(s, q->kick_fd, &q->kick_w, W_KICK, q) < 0) {
+	if (q->kick_fd >= 0 && srv_watch(s, q->kick_fd, &q->kick_w, W_KICK, q) < 0) {
 		int rc = -errno;
 		relay_close(q);
 		return xvl_err(eb, rc, "device %s queue %u: watching the kick eventfd: %s",
@@ -201,7 +214,7 @@ static bool queue_set_up(const struct srv_queue *q)
 	return q->configured;
 }
 
-/* The queues the client set up must have eventfds: the backend cannot poll for us. */
+/* The queues the client set up, and the largest of them (polled ones included: bridge_poll.c). */
 static int check_queues(struct srv_dev *d, uint16_t *nq, uint16_t *qsize, struct xvl_errbuf *eb)
 {
 	*nq = 0;
@@ -210,11 +223,6 @@ static int check_queues(struct srv_dev *d, uint16_t *nq, uint16_t *qsize, struct
 		const struct srv_queue *q = &d->q[i];
 		if (!queue_set_up(q))
 			continue;
-		if (q->poll || q->kick_fd < 0 || q->call_fd < 0)
-			return xvl_err(eb, -EOPNOTSUPP,
-				       "device %s queue %u: poll mode is not available with a "
-				       "vhost-user backend; open the device without polling",
-				       d->spec.name, i);
 		*nq = (uint16_t)(i + 1);
 		if (q->vq.num > *qsize)
 			*qsize = q->vq.num;
@@ -443,7 +451,7 @@ static int start_job_queues(struct srv_dev *d, struct br_job *j, struct xvl_errb
 		struct br_job_queue *jq = &j->q[i];
 		if (!queue_set_up(q))
 			continue;
-		if (d->spec.relay) {
+		if (relayed(d, q)) {
 			int rc = relay_open(q, eb);
 			if (rc < 0)
 				return rc;
@@ -456,8 +464,8 @@ static int start_job_queues(struct srv_dev *d, struct br_job *j, struct xvl_errb
 			.used = (uint64_t)((const uint8_t *)q->vq.used - base),
 		};
 		jq->base = q->vq.last_avail;
-		jq->kick = fcntl(d->spec.relay ? q->relay_kick : q->kick_fd, F_DUPFD_CLOEXEC, 0);
-		jq->call = fcntl(d->spec.relay ? q->relay_call : q->call_fd, F_DUPFD_CLOEXEC, 0);
+		jq->kick = fcntl(relayed(d, q) ? q->relay_kick : q->kick_fd, F_DUPFD_CLOEXEC, 0);
+		jq->call = fcntl(relayed(d, q) ? q->relay_call : q->call_fd, F_DUPFD_CLOEXEC, 0);
 		if (jq->kick < 0 || jq->call < 0)
 			return xvl_err(eb, -errno, "device %s queue %u: dup: %s", d->spec.name, i,
 				       strerror(errno));
@@ -691,13 +699,23 @@ static void start_landed(struct srv_dev *d, struct br_job *j)
 	}
 	br_enter(d, BR_UP);
 	/* Kicks that came while starting were not relayed: one now covers them. */
-	for (unsigned i = 0; d->spec.relay && i < XVL_MAX_QUEUES; i++)
+	bool polled = false;
+	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++) {
 		if (d->q[i].relay_kick >= 0)
 			xvl_os_eventfd_signal(d->q[i].relay_kick);
+		polled |= d->q[i].relay_kick >= 0 && d->q[i].poll;
+	}
+	struct xvl_errbuf eb;
+	if (polled && br_poller_start(d, &eb) < 0) { /* a thread: fails only out of resources */
+		srv_log(d->srv, "%s", eb.msg);
+		srv_dev_break(d, -EAGAIN, "%s", eb.msg); /* the client's reset stops the session */
+		return;
+	}
 	srv_log(d->srv, "device %s: vhost-user backend %s (pid %d%s) serves %u queue(s), features "
 		"0x%llx, notifications %s%s", d->spec.name, d->spec.path, b->pid,
 		b->pidfd >= 0 ? ", watched" : ", not watchable: a loss will break the device", j->nq,
-		(unsigned long long)d->driver_features, d->spec.relay ? "relayed" : "direct",
+		(unsigned long long)d->driver_features,
+		polled ? "polled (the server kicks)" : d->spec.relay ? "relayed" : "direct",
 		d->vh.inflight_fd >= 0 ? ", inflight area shared" : "");
 }
 

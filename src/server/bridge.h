@@ -93,6 +93,16 @@ void br_job_free(struct br_job *j);
 /* True once the process behind pidfd has exited (does not block). */
 bool br_pidfd_exited(int pidfd);
 
+/* ------------------------------------------------------------ polling drivers (bridge_poll.c) */
+
+struct br_poller;
+/* With the session UP: if the driver polls queues, a thread that kicks the backend for them. */
+int br_poller_start(struct srv_dev *d, struct xvl_errbuf *eb);
+/* Stop and join it (before the relay eventfds close); nothing if none runs. */
+void br_poller_stop(struct srv_dev *d);
+/* Kicks forwarded for this device so far. */
+uint64_t br_poller_kicks(const struct srv_dev *d);
+
 /* ------------------------------------------------------------ per-device state */
 
 struct srv_bridge {
@@ -116,6 +126,9 @@ struct srv_bridge {
 	 * did not end in order may still write into it.  No new session starts on
 	 * the same window (same memfd inode) until that instance has exited.
 	 */
+	/* the driver polls some queues: the thread that kicks the backend for it (bridge_poll.c) */
+	struct br_poller *poller;
+	uint64_t poller_kicks;   /* kicks of pollers that ended */
 	bool tainted;
 	int taint_pidfd;         /* -1: its pid is not visible here (cannot be confirmed gone) */
 	int taint_pid;

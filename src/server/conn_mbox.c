@@ -57,6 +57,7 @@ struct srv_mbox {
 	uint64_t last_requests;      /* the devices' request count when last looked at */
 	uint64_t next_look_ns;       /* polling: not before this */
 	int waiting_for;             /* the xvl_mbox_open error last logged, 0 none */
+	bool db_dead;                /* vector 0 was made blocking by the driver: unwatched, poll */
 };
 
 /*
@@ -67,7 +68,7 @@ struct srv_mbox {
  */
 static bool polling(const struct srv_mbox *m)
 {
-	if (xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX) < 0)
+	if (xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX) < 0 || m->db_dead)
 		return true;
 	return !m->conn || xvl_mbox_peer_vectors(&m->mb) == 0;
 }
@@ -251,6 +252,8 @@ static bool try_open(struct srv_mbox *m)
 		m->opened = true;
 		m->waiting_for = 0;
 		srv_log(m->srv, "%s: device side ready (instance %u)", m->what, m->mb.instance);
+		/* A new instance: a driver of a previous one may be asleep on its queues. */
+		ring_peer(m);
 		return true;
 	}
 	if (rc != -EAGAIN) {
@@ -331,8 +334,12 @@ void srv_mbox_poll(struct srv *s)
 		m->opened = false;
 		return;
 	}
-	if (rc == 1)
+	if (rc == 1) {
 		new_session(m);
+		unsigned dv = xvl_mbox_peer_vectors(&m->mb);
+		srv_log(s, "%s: new session, driver %u doorbell vector(s), device %u: %s", m->what, dv,
+			m->db.n_own, dv && !polling(m) ? "doorbells" : "polling");
+	}
 	bool any = rc == 1;
 	if (m->conn)
 		any |= serve_requests(m);
@@ -369,10 +376,21 @@ void srv_mbox_on_event(struct srv *s, struct srv_watch *w)
 	struct srv_mbox *m = w->obj;
 	struct xvl_errbuf eb;
 	switch (w->kind) {
-	case W_MBOX:
-		xvl_doorbell_drain(&m->db, XVL_MBOX_VEC_MAILBOX);
+	case W_MBOX: {
+		/* The driver holds this eventfd too (to ring it): it may have made it blocking and
+		 * emptied it after epoll said readable.  Through the guard, as a socket client's kicks. */
+		uint64_t v;
+		if (xvl_os_peer_eventfd_drain(&s->guard, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX), &v) == -ETIMEDOUT) {
+			srv_log(s, "%s: the driver made the mailbox doorbell blocking; link closed, doorbell "
+				"no longer watched (the mailbox is looked at on a timer)", m->what);
+			srv_unwatch(s, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX));
+			end_session(m, "made its mailbox doorbell blocking");
+			m->db_dead = true;
+			break;
+		}
 		srv_mbox_poll(s);
 		break;
+	}
 	case W_IVSH_LISTEN: {
 		int slot = xvl_ivsh_server_accept(&m->is, &eb);
 		if (slot < 0) {
@@ -387,6 +405,7 @@ void srv_mbox_on_event(struct srv *s, struct srv_watch *w)
 		xvl_doorbell_close(&m->db);
 		if (xvl_ivsh_server_doorbell(&m->is, (unsigned)slot, &m->db) == 0) {
 			m->peer_slot = slot;
+			m->db_dead = false;
 			srv_watch(s, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX), &m->db_w, W_MBOX, m);
 		}
 		break;
