@@ -9,10 +9,16 @@
  *                     (`xvl server --window ivshmem:SOCKET`), as QEMU gets them
  *   mbox:             window and doorbell handed over at spawn:
  *                     XVL_WINDOW_FD / XVL_WINDOW_SIZE and XVL_DOORBELL
+ *   vfio:BDF[,peer=N] in a QEMU guest: the ivshmem-doorbell device at BDF,
+ *                     bound to vfio-pci (vfio.h): BAR2 is the window, rings
+ *                     go to peer N (default 0, the ivshmem server) through
+ *                     BAR0, the peer's rings arrive as MSI-X
  *
- * On this host a vector is an eventfd, so a queue's kick and call
- * descriptors (which blk.c created) are made to refer to the vectors'
- * eventfds with dup2(): the data path is the same code as over the socket.
+ * A vector is an eventfd on both counts (through VFIO, the kernel turns a
+ * signal of peer[v] into the BAR0 write and MSI-X vector v into a signal
+ * of own[v]), so a queue's kick and call descriptors (which blk.c created)
+ * are made to refer to the vectors' eventfds with dup2(): the data path is
+ * the same code as over the socket.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +34,7 @@
 #include "doorbell.h"
 #include "ivshmem.h"
 #include "mailbox.h"
+#include "vfio.h"
 
 struct xvl_link_mbox {
 	pthread_mutex_t lock;    /* threads sharing the client: one at a time in mb */
@@ -43,7 +50,8 @@ struct xvl_link_mbox {
 
 bool xvl_link_mbox_uri(const char *uri)
 {
-	return !strncmp(uri, "window:", 7) || !strncmp(uri, "ivshmem:", 8) || !strcmp(uri, "mbox:");
+	return !strncmp(uri, "window:", 7) || !strncmp(uri, "ivshmem:", 8) || !strcmp(uri, "mbox:") ||
+	       !strncmp(uri, "vfio:", 5);
 }
 
 bool xvl_client_link_polls(const struct xvl_client *c)
@@ -68,6 +76,10 @@ int xvl_link_mbox_create(struct xvl_client *c, const char *uri, uint64_t size)
 	if (!strncmp(uri, "ivshmem:", 8)) {
 		snprintf(l->what, sizeof(l->what), "mailbox in the ivshmem window of %s", uri + 8);
 		return xvl_ivsh_peer_connect(uri + 8, &c->win, &l->db, &l->ivsh_sock, &c->eb);
+	}
+	if (!strncmp(uri, "vfio:", 5)) {
+		snprintf(l->what, sizeof(l->what), "mailbox in the ivshmem BAR of %s", uri + 5);
+		return xvl_vfio_ivshmem_open(uri + 5, &c->win, &l->db, NULL, &c->eb);
 	}
 	/* mbox: everything handed over at spawn */
 	const char *fd_env = getenv("XVL_WINDOW_FD");

@@ -3,8 +3,9 @@
  * The server's mailbox link (docs/PROTOCOL.md section 7): the window is
  * found by path, handed over as fd:N, or created here as QEMU's ivshmem
  * server; the client's messages arrive in the mailbox inside it; queue
- * notifications are doorbell vectors, which on this host are always
- * eventfds (or nothing: polling).  A session of the mailbox is one
+ * notifications are doorbell vectors, which are always eventfds (or
+ * nothing: polling); in a guest, --window vfio:BDF makes them the MSI-X
+ * vectors and VFIO ioeventfds of an ivshmem-doorbell device (vfio.h).  A session of the mailbox is one
  * struct srv_conn, exactly like one socket connection: link.c serves it
  * through the same srv_link_dispatch(); only sending (conn.c hands it to
  * srv_mbox_send), SET_WINDOW and SET_QUEUE's descriptors differ.
@@ -28,6 +29,7 @@
 #include "ivshmem.h"
 #include "mailbox.h"
 #include "srv.h"
+#include "vfio.h"
 
 #define HELD_MAX 64                 /* events held while the response ring is full */
 #define SPIN_AFTER_WORK_NS 200000ull /* keep looking for this long after activity (polling) */
@@ -117,6 +119,22 @@ static int setup_ivshmem(struct srv_mbox *m, const char *spec, struct xvl_errbuf
 	return srv_watch(m->srv, m->is.listen_fd, &m->is_w, W_IVSH_LISTEN, m);
 }
 
+/* In a guest: window and doorbell are an ivshmem-doorbell device bound to vfio-pci. */
+static int setup_vfio(struct srv_mbox *m, const char *spec, struct xvl_errbuf *eb)
+{
+	unsigned me = 0;
+	if (m->srv->opts.doorbell && strcmp(m->srv->opts.doorbell, "none") != 0)
+		return xvl_err(eb, -EINVAL, "--window vfio: brings its own doorbell; drop --doorbell");
+	int rc = xvl_vfio_ivshmem_open(spec, &m->win, &m->db, &me, eb);
+	if (rc < 0)
+		return rc;
+	m->win_mapped = true;
+	snprintf(m->what, sizeof(m->what), "mailbox in the ivshmem BAR of %s", spec);
+	srv_log(m->srv, "%s: ivshmem peer %u, %u MSI-X vectors, %llu-byte window, ringing peer %u",
+		m->what, me, m->db.n_own, (unsigned long long)m->win.mem.size, m->db.peer_id);
+	return srv_watch(m->srv, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX), &m->db_w, W_MBOX, m);
+}
+
 static int setup_fd_or_path(struct srv_mbox *m, const char *spec, struct xvl_errbuf *eb)
 {
 	int rc = xvl_doorbell_parse(&m->db, m->srv->opts.doorbell, eb);
@@ -159,6 +177,8 @@ int srv_mbox_setup(struct srv *s, struct xvl_errbuf *eb)
 	s->mbox = m;
 	if (!strncmp(s->opts.window, "ivshmem:", 8))
 		return setup_ivshmem(m, s->opts.window + 8, eb);
+	if (!strncmp(s->opts.window, "vfio:", 5))
+		return setup_vfio(m, s->opts.window + 5, eb);
 	return setup_fd_or_path(m, s->opts.window, eb);
 }
 
@@ -441,7 +461,7 @@ int srv_mbox_queue_fds(struct srv_conn *c, const struct xvl_m_queue *mq, int fds
 		return -EINVAL; /* vectors only mean something on the mailbox link */
 	int kick = xvl_doorbell_fd(&m->db, mq->kick_vector);
 	if (kick < 0 || mq->call_vector >= m->db.n_peer || mq->call_vector >= xvl_mbox_peer_vectors(&m->mb) ||
-	    m->db.kind != XVL_DB_EVENTFD || m->db.peer[mq->call_vector] < 0)
+	    m->db.peer[mq->call_vector] < 0) /* eventfd kind, or ivshmem through VFIO's ioeventfds */
 		return -EINVAL;
 	fds[0] = fcntl(kick, F_DUPFD_CLOEXEC, 3);
 	fds[1] = fcntl(m->db.peer[mq->call_vector], F_DUPFD_CLOEXEC, 3);
