@@ -20,23 +20,61 @@
 #define PCI_COMMAND_MEMORY 0x2u
 #define PCI_COMMAND_MASTER 0x4u
 
+/* Up to max hex digits at *p, then the character sep (or the end when sep is 0). */
+static bool hex_field(const char **p, const char *end, unsigned max, char sep, unsigned *out)
+{
+	unsigned v = 0, n = 0;
+	const char *s = *p;
+	for (; s < end && n < max; s++, n++) {
+		char c = *s;
+		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') :
+			     c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) :
+			     c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16u;
+		if (d == 16)
+			break;
+		v = v * 16 + d;
+	}
+	if (n == 0 || (sep ? s >= end || *s != sep : s != end))
+		return false;
+	*p = sep ? s + 1 : s;
+	*out = v;
+	return true;
+}
+
 int xvl_vfio_parse_bdf(const char *text, size_t len, char out[16], struct xvl_errbuf *eb)
 {
 	unsigned dom = 0, bus, dev, fn;
-	char buf[32], tail;
-	if (len == 0 || len >= sizeof(buf))
+	const char *p = text, *end = text + len;
+	if (len == 0)
 		return xvl_err(eb, -EINVAL, "vfio: expected a PCI address such as 0000:00:01.0");
-	memcpy(buf, text, len);
-	buf[len] = '\0';
-	int n = sscanf(buf, "%x:%x:%x.%x%c", &dom, &bus, &dev, &fn, &tail);
-	if (n != 4) {
-		dom = 0;
-		n = sscanf(buf, "%x:%x.%x%c", &bus, &dev, &fn, &tail) == 3 ? 4 : 0;
-	}
-	if (n != 4 || dom > 0xffff || bus > 0xff || dev > 0x1f || fn > 7)
-		return xvl_err(eb, -EINVAL, "vfio: '%s' is not a PCI address (DDDD:BB:DD.F, as in lspci -D)", buf);
+	/* DDDD:BB:DD.F, or BB:DD.F in domain 0 */
+	bool ok = memchr(text, ':', len) != memrchr(text, ':', len)
+			  ? hex_field(&p, end, 4, ':', &dom) && hex_field(&p, end, 2, ':', &bus)
+			  : hex_field(&p, end, 2, ':', &bus);
+	ok = ok && hex_field(&p, end, 2, '.', &dev) && hex_field(&p, end, 1, 0, &fn);
+	if (!ok || dev > 0x1f || fn > 7)
+		return xvl_err(eb, -EINVAL, "vfio: '%.*s' is not a PCI address (DDDD:BB:DD.F, as in lspci -D)",
+			       (int)(len > 40 ? 40 : len), text);
 	snprintf(out, 16, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
 	return 0;
+}
+
+/* The driver bound to bdf must be vfio-pci. */
+static int check_driver(const char *bdf, struct xvl_errbuf *eb)
+{
+	char path[128], link[PATH_MAX];
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
+	const char *drv = "no driver";
+	if (n > 0) {
+		link[n] = '\0';
+		drv = strrchr(link, '/') ? strrchr(link, '/') + 1 : link;
+		if (!strcmp(drv, "vfio-pci"))
+			return 0;
+	}
+	return xvl_err(eb, -EBUSY, "vfio: %s is bound to %s, not vfio-pci: modprobe vfio-pci, then "
+		       "echo vfio-pci > /sys/bus/pci/devices/%s/driver_override, unbind it from its "
+		       "driver if any, and echo %s > /sys/bus/pci/drivers_probe", bdf, drv, bdf, bdf);
 }
 
 /* The group number of bdf, with errors that say which set-up step is missing. */
@@ -46,24 +84,17 @@ static int find_group(const char *bdf, struct xvl_errbuf *eb)
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
 	if (access(path, F_OK) < 0)
 		return xvl_err(eb, -ENODEV, "vfio: no PCI device %s (see /sys/bus/pci/devices)", bdf);
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
-	ssize_t n = readlink(path, link, sizeof(link) - 1);
-	const char *drv = "no driver";
-	if (n > 0) {
-		link[n] = '\0';
-		drv = strrchr(link, '/') ? strrchr(link, '/') + 1 : link;
-	}
-	if (n <= 0 || strcmp(drv, "vfio-pci") != 0)
-		return xvl_err(eb, -EBUSY, "vfio: %s is bound to %s, not vfio-pci: modprobe vfio-pci, then "
-			       "echo vfio-pci > /sys/bus/pci/devices/%s/driver_override, unbind it from "
-			       "its driver if any, and echo %s > /sys/bus/pci/drivers_probe", bdf, drv, bdf, bdf);
+	/* The IOMMU first: without one, vfio-pci cannot bind at all. */
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
-	n = readlink(path, link, sizeof(link) - 1);
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
 	if (n <= 0)
 		return xvl_err(eb, -ENODEV, "vfio: %s has no IOMMU group: boot the guest with "
 			       "intel_iommu=on and an emulated IOMMU (QEMU: -machine q35 -device "
 			       "intel-iommu,intremap=on, before the other devices)", bdf);
 	link[n] = '\0';
+	int rc = check_driver(bdf, eb);
+	if (rc < 0)
+		return rc;
 	const char *num = strrchr(link, '/');
 	char *end;
 	long g = strtol(num ? num + 1 : link, &end, 10);
