@@ -9,7 +9,9 @@
 # --poll-max-us 0 and the client without --poll, and the guest's
 # /proc/interrupts must show the vfio-msix vectors firing: the I/O was
 # carried by doorbells, not by polling.  A second guest without an IOMMU
-# checks that the error names the missing step.  TAP.
+# checks that the error names the missing step.  And the reverse: the
+# server in the guest on vfio (--window vfio:BDF), the client on the host
+# being the ivshmem server itself (--connect ivshmem-server:SOCK).  TAP.
 set -u
 . "$(dirname "$0")/lib.sh"
 R=$E2E_ROOT
@@ -93,8 +95,8 @@ else
 	tail -n 5 "$T/srv.log" | sed 's/^/#   /'
 fi
 # IRQ: NN:  COUNT  ...  vfio-msix[V](BDF)
-irqs() { sed -n "s/^IRQ: *[0-9]*: *\([0-9]*\) .*vfio-msix\[$1\].*/\1/p" "$T/g1.txt" | head -n 1; }
-m0=$(irqs 0) m1=$(irqs 1)
+irqs() { sed -n "s/.*IRQ: *[0-9]*: *\([0-9]*\) .*vfio-msix\[$2\].*/\1/p" "$1" | head -n 1; }
+m0=$(irqs "$T/g1.txt" 0) m1=$(irqs "$T/g1.txt" 1)
 if [ "${m0:-0}" -gt 0 ] && [ "${m1:-0}" -gt 0 ]; then
 	ok "the host's rings arrived as MSI-X: mailbox vector 0: $m0, queue vector 1: $m1 interrupts"
 else
@@ -105,7 +107,51 @@ grep -q 'device side ready' "$T/srv.log" && ok "the host server (no queue pollin
 	fail "host server never saw the guest's mailbox"
 clean_console "$T/g1.txt" "vfio guest"
 
-# ---------------------------------------------------------------- 2. no IOMMU
+# ---------------------------------------------------------------- 2. the reverse
+# The device side in the guest (xvl server --window vfio:BDF, no queue polling), the
+# driver on the host as the ivshmem server QEMU connects to (ivshmem-server:SOCK).
+# The guest prints its MSI-X counts once the host client has gone.
+initrd g3 '
+echo vfio-pci >/sys/bus/pci/devices/$bdf/driver_override
+echo $bdf >/sys/bus/pci/drivers_probe
+xvl server --link window --window vfio:$bdf --poll-max-us 0 -d name=g0,backend=ram,size=32M >/tmp/s.log 2>&1 &
+p=$!
+while kill -0 $p 2>/dev/null && ! grep -q "client .* disconnected" /tmp/s.log; do sleep 0.3; done
+grep vfio-msix /proc/interrupts | sed "s/^/IRQ: /"
+kill $p
+wait $p
+cat /tmp/s.log
+exit 0'
+"$XVL" blk verify --connect "ivshmem-server:$T/rev.sock,vectors=4,wait=90" --qd 4 --min 512 --max 1M \
+	--ops 300 >"$T/v3.log" 2>&1 &
+VP=$!
+E2E_PIDS+=($VP)
+for _ in $(seq 50); do [ -S "$T/rev.sock" ] && break; sleep 0.1; done
+XVL_GUEST_APPEND="intel_iommu=on" "$G/run.sh" --timeout 150 --log "$T/g3.log" "$T/g3.gz" \
+	"${IOMMU[@]}" -chardev socket,path="$T/rev.sock",id=ivsh -device ivshmem-doorbell,chardev=ivsh,vectors=4 &
+QP=$!
+E2E_PIDS+=($QP)
+wait "$VP"
+vrc=$?
+wait "$QP"
+tr -d '\r' <"$T/g3.log" >"$T/g3.txt"
+if [ $vrc -eq 0 ] && grep -q 'verified .* 0 mismatches, 0 failed requests, 0 completed twice' "$T/v3.log"; then
+	ok "guest-served device (xvl server --window vfio:BDF) verified from the host ($(grep -m1 '^  random' "$T/v3.log" | sed 's/  */ /g'))"
+else
+	fail "guest-served device over vfio from the host (exit $vrc)"
+	tail -n 8 "$T/v3.log" | sed 's/^/#   /'
+	grep 'xvl server' "$T/g3.txt" | tail -n 5 | sed 's/^/#   /'
+fi
+m0=$(irqs "$T/g3.txt" 0) m1=$(irqs "$T/g3.txt" 1)
+if [ "${m0:-0}" -gt 0 ] && [ "${m1:-0}" -gt 0 ]; then
+	ok "the host client's rings reached the guest's server as MSI-X: vector 0: $m0, vector 1: $m1"
+else
+	fail "guest server: no MSI-X interrupts counted (vector 0: ${m0:-none}, vector 1: ${m1:-none})"
+	grep 'IRQ' "$T/g3.txt" | sed 's/^/#   /'
+fi
+clean_console "$T/g3.txt" "vfio guest, device side"
+
+# ---------------------------------------------------------------- 3. no IOMMU
 initrd g2 '
 echo vfio-pci >/sys/bus/pci/devices/$bdf/driver_override
 echo $bdf >/sys/bus/pci/drivers_probe 2>/dev/null
