@@ -130,8 +130,9 @@ static int setup_vfio(struct srv_mbox *m, const char *spec, struct xvl_errbuf *e
 		return rc;
 	m->win_mapped = true;
 	snprintf(m->what, sizeof(m->what), "mailbox in the ivshmem BAR of %s", spec);
-	srv_log(m->srv, "%s: ivshmem peer %u, %u MSI-X vectors, %llu-byte window, ringing peer %u",
-		m->what, me, m->db.n_own, (unsigned long long)m->win.mem.size, m->db.peer_id);
+	srv_log(m->srv, "%s: ivshmem peer %u, %u MSI-X vectors, %llu-byte window, ringing peer %u "
+		"(%s)", m->what, me, m->db.n_own, (unsigned long long)m->win.mem.size, m->db.peer_id,
+		m->db.bar0 ? "BAR0 mapped" : "BAR0 not mappable: every ring through the kernel");
 	return srv_watch(m->srv, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX), &m->db_w, W_MBOX, m);
 }
 

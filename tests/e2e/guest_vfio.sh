@@ -52,6 +52,19 @@ wait_for() { # FILE PATTERN SECONDS
 IOMMU=(-device intel-iommu,intremap=on)
 ivsh() { echo "-chardev socket,path=$T/ivsh.sock,id=ivsh -device ivshmem-doorbell,chardev=ivsh,vectors=$1"; }
 
+# On the host, before any guest: the URIs' errors say what to do.
+out=$("$XVL" blk info --connect "ivshmem-server:$T/none.sock,vectors=2,wait=1" 2>&1)
+case $out in
+*"no peer connected within 1 s"*"-device ivshmem-doorbell,chardev=ID,vectors=2"*)
+	ok "ivshmem-server: without a peer the error shows the QEMU options" ;;
+*) fail "ivshmem-server without a peer: $out" ;;
+esac
+out=$("$XVL" blk info --connect "vfio:00:01.0,vectors=2" 2>&1)
+case $out in
+*"unknown option 'vectors=2' (only peer=N)"*) ok "vfio: an unknown option is refused" ;;
+*) fail "vfio: unknown option: $out" ;;
+esac
+
 "$XVL" server --link window --window "ivshmem:$T/ivsh.sock,size=64M,vectors=4" --poll-max-us 0 \
 	-d name=h0,backend=ram,size=32M >"$T/srv.log" 2>&1 &
 E2E_PIDS+=($!)
@@ -59,13 +72,14 @@ wait_for "$T/srv.log" serving 5 || { fail "host server (ivshmem server) did not 
 
 # ---------------------------------------------------------------- 1. doorbells over vfio
 # Before binding: the error names driver_override.  Then verify 512 B..1 MiB while
-# keeping the last /proc/interrupts sample that still shows the vfio vectors
+# keeping the last /proc/interrupts sample that still shows the vfio vectors (the
+# random phase runs 2 s, so there are samples from the middle of it)
 # (they go away when the client closes the device).
 initrd g1 '
 xvl blk info --connect vfio:$bdf 2>&1 | sed "s/^/UNBOUND: /"
 echo vfio-pci >/sys/bus/pci/devices/$bdf/driver_override
 echo $bdf >/sys/bus/pci/drivers_probe
-xvl blk verify --connect vfio:$bdf --qd 4 --min 512 --max 1M --ops 400 >/tmp/v.log 2>&1 &
+xvl blk verify --connect vfio:$bdf --qd 4 --min 512 --max 1M --ops 20000 --time 2 >/tmp/v.log 2>&1 &
 p=$!
 while kill -0 $p 2>/dev/null; do
 	grep vfio-msix /proc/interrupts >/tmp/irq.now && cp /tmp/irq.now /tmp/irq.last
