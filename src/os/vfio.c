@@ -250,18 +250,21 @@ int xvl_vfio_msix_eventfds(const struct xvl_vfio_dev *d, unsigned n, int *fds, s
 	unsigned made = 0;
 	int rc = 0;
 	for (; made < n; made++) {
-		fds[made] = xvl_os_eventfd();
-		if (fds[made] < 0) {
-			rc = xvl_err(eb, fds[made], "vfio: eventfd: %s", strerror(-fds[made]));
+		int fd = xvl_os_eventfd();
+		if (fd < 0) {
+			rc = xvl_err(eb, fd, "vfio: eventfd: %s", strerror(-fd));
 			break;
 		}
+		fds[made] = fd;
 		data[made] = fds[made];
 	}
 	if (rc == 0 && ioctl(d->device, VFIO_DEVICE_SET_IRQS, set) < 0)
 		rc = xvl_err(eb, -errno, "vfio: %s: enabling %u MSI-X vectors: %s", d->bdf, n, strerror(errno));
-	if (rc < 0)
-		while (made)
+	if (rc < 0) /* nothing handed out on failure */
+		while (made) {
 			close(fds[--made]);
+			fds[made] = -1;
+		}
 	free(set);
 	return rc;
 }

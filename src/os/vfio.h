@@ -79,7 +79,8 @@ int xvl_vfio_bus_master(const struct xvl_vfio_dev *d, struct xvl_errbuf *eb);
 /*
  * Enable MSI-X vectors 0..n-1, each delivered to a new eventfd (fds[v],
  * non-blocking, close-on-exec, owned by the caller; the kernel keeps its
- * own reference).  n must not exceed d->n_msix.
+ * own reference).  n must not exceed d->n_msix.  On failure the entries
+ * it filled are set back to -1 (nothing handed out).
  */
 int xvl_vfio_msix_eventfds(const struct xvl_vfio_dev *d, unsigned n, int *fds, struct xvl_errbuf *eb);
 
