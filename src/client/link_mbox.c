@@ -356,8 +356,11 @@ void xvl_link_mbox_close(struct xvl_client *c)
 	struct xvl_link_mbox *l = c->mbox;
 	if (!l)
 		return;
-	if (l->mb.base)
+	if (l->mb.base) {
 		xvl_mbox_close(&l->mb);
+		/* Say so: a device side that is not polling looks only when rung. */
+		xvl_doorbell_ring(&l->db, XVL_MBOX_VEC_MAILBOX);
+	}
 	xvl_doorbell_close(&l->db);
 	if (l->ivsh_sock >= 0)
 		close(l->ivsh_sock);

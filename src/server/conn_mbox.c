@@ -47,6 +47,7 @@ struct srv_mbox {
 	struct xvl_doorbell db;
 	struct srv_watch db_w;
 	bool ivsh;                   /* we are the ivshmem server */
+	bool relay;                  /* ... and only that: the window is served by a peer */
 	struct xvl_ivsh_server is;
 	struct srv_watch is_w;
 	struct srv_watch peer_w[XVL_IVSH_MAX_PEERS];
@@ -69,6 +70,8 @@ struct srv_mbox {
  */
 static bool polling(const struct srv_mbox *m)
 {
+	if (m->relay)
+		return false; /* nothing of ours to look at */
 	if (xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX) < 0)
 		return true;
 	return !m->conn || xvl_mbox_peer_vectors(&m->mb) == 0;
@@ -77,7 +80,7 @@ static bool polling(const struct srv_mbox *m)
 /* ------------------------------------------------------------ set-up */
 
 static int parse_ivsh(const char *spec, char *path, size_t cap, uint64_t *size, unsigned *nvec,
-		      struct xvl_errbuf *eb)
+		      bool *relay, struct xvl_errbuf *eb)
 {
 	const char *comma = strchr(spec, ',');
 	size_t n = comma ? (size_t)(comma - spec) : strlen(spec);
@@ -95,6 +98,8 @@ static int parse_ivsh(const char *spec, char *path, size_t cap, uint64_t *size, 
 				return xvl_err(eb, -EINVAL, "--window ivshmem: bad size '%s'", v);
 		} else if (!strncmp(p, ",vectors=", 9)) {
 			*nvec = (unsigned)strtoul(p + 9, NULL, 10);
+		} else if (!strncmp(p, ",relay", 6) && (p[6] == ',' || !p[6])) {
+			*relay = true;
 		} else {
 			return xvl_err(eb, -EINVAL, "--window ivshmem: unknown option '%s'", p + 1);
 		}
@@ -107,12 +112,15 @@ static int setup_ivshmem(struct srv_mbox *m, const char *spec, struct xvl_errbuf
 	char path[108];
 	uint64_t size = 0;
 	unsigned nvec = 0;
-	int rc = parse_ivsh(spec, path, sizeof(path), &size, &nvec, eb);
+	int rc = parse_ivsh(spec, path, sizeof(path), &size, &nvec, &m->relay, eb);
 	if (rc == 0)
 		rc = xvl_ivsh_server_create(&m->is, path, size, nvec, eb);
 	if (rc < 0)
 		return rc;
 	m->ivsh = true;
+	if (m->relay)
+		srv_log(m->srv, "ivshmem server on %s (relay): the window is served by one of its peers",
+			path);
 	m->win = m->is.win; /* owned by the ivshmem server; never closed through m->win */
 	m->win_mapped = true;
 	snprintf(m->what, sizeof(m->what), "mailbox in the ivshmem window of %s", path);
@@ -339,7 +347,7 @@ static bool serve_requests(struct srv_mbox *m)
 void srv_mbox_poll(struct srv *s)
 {
 	struct srv_mbox *m = s->mbox;
-	if (!m)
+	if (!m || m->relay)
 		return;
 	uint64_t now = xvl_os_now_ns();
 	if (polling(m) && now < m->next_look_ns)
@@ -402,6 +410,8 @@ void srv_mbox_on_event(struct srv *s, struct srv_watch *w)
 		}
 		srv_watch(s, m->is.peer[slot].sock, &m->peer_w[slot], W_IVSH_PEER, m);
 		srv_log(s, "ivshmem: peer %u connected", m->is.peer[slot].id);
+		if (m->relay)
+			break; /* peers ring each other; QEMU routes it */
 		/* The window has one driver side: the peer that came last (it formats the window). */
 		if (m->peer_slot >= 0)
 			srv_unwatch(s, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX));
@@ -431,6 +441,17 @@ void srv_mbox_on_event(struct srv *s, struct srv_watch *w)
 }
 
 /* ------------------------------------------------------------ what server.c asks */
+
+bool xvl_server_window_relays(const char *window)
+{
+	char path[108];
+	uint64_t size;
+	unsigned nvec;
+	bool relay = false;
+	struct xvl_errbuf eb;
+	return window && !strncmp(window, "ivshmem:", 8) &&
+	       parse_ivsh(window + 8, path, sizeof(path), &size, &nvec, &relay, &eb) == 0 && relay;
+}
 
 int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m)
 {
