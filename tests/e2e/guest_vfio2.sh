@@ -7,6 +7,7 @@
 # vfio:BDF,peer=1`.  QEMU routes each guest's BAR0 doorbell writes to the
 # other's MSI-X vectors; nothing polls (server --poll-max-us 0, client
 # without --poll) and both guests' vfio-msix counts must rise.  TAP.
+# KEEP_T=DIR keeps the consoles and logs there.
 set -u
 . "$(dirname "$0")/lib.sh"
 R=$E2E_ROOT
