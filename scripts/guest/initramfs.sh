@@ -55,8 +55,13 @@ for a in sh mount umount mkdir cat echo ls sleep insmod rmmod lsmod poweroff dme
 done
 
 # module NAME -> path of its .ko, and its dependencies (from .modinfo)
-ko_path() { find "$GUEST_MODULES/kernel" -name "$1.ko" -print -quit 2>/dev/null ||
-	    find "$GUEST_MODULES/kernel" -name "${1//_/-}.ko" -print -quit; }
+# (find succeeds when it finds nothing: try the dashed name on empty output)
+ko_path() {
+	local p
+	p=$(find "$GUEST_MODULES/kernel" -name "$1.ko" -print -quit 2>/dev/null)
+	[ -n "$p" ] || p=$(find "$GUEST_MODULES/kernel" -name "${1//_/-}.ko" -print -quit 2>/dev/null)
+	echo "$p"
+}
 # (objcopy writes a temporary file next to its output and renames it: never
 # give it /dev/stdout, which as root it would replace with a regular file)
 ko_deps() {

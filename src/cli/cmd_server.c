@@ -80,6 +80,16 @@ static const char help[] =
 	"                            (sealed memfd, default 64M) and N vectors per peer\n"
 	"                            (default 8); the first peer (QEMU's ivshmem-doorbell, or\n"
 	"                            a client with ivshmem:SOCKET) is the driver side\n"
+	"          ivshmem:SOCKET[,size=BYTES][,vectors=N],relay\n"
+	"                            only be the ivshmem server (no --dev needed): one\n"
+	"                            peer serves the window to another, e.g. two guests\n"
+	"                            with --window vfio:BDF,peer=ID and --connect\n"
+	"                            vfio:BDF,peer=ID (peer ids in connection order, from 1)\n"
+	"          vfio:BDF[,peer=N] in a QEMU guest: the ivshmem-doorbell device at BDF\n"
+	"                            (vectors=N, bound to vfio-pci; needs an emulated IOMMU):\n"
+	"                            BAR2 is the window, rings go to ivshmem peer N (default\n"
+	"                            0, the ivshmem server) through BAR0, the driver's rings\n"
+	"                            arrive as MSI-X.  No --doorbell with it\n"
 	"    --doorbell SPEC       PATH and fd:N windows: none (poll, the default) or\n"
 	"                          eventfd:own=FD,..;peer=FD,.. (descriptors handed over at spawn,\n"
 	"                          vector 0 first)\n"
@@ -203,7 +213,7 @@ int cmd_server(int argc, char **argv)
 		return cli_fail(2, "server", "--link window and --window WINDOW go together");
 	if (!o.listen && !o.window)
 		return cli_fail(2, "server", "--listen SOCKET is required");
-	if (!o.n_devs)
+	if (!o.n_devs && !xvl_server_window_relays(o.window))
 		return cli_fail(2, "server", "at least one --dev SPEC is required");
 	for (unsigned i = 0; i < o.n_devs; i++)
 		for (unsigned j = 0; j < i; j++)

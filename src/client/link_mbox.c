@@ -9,10 +9,22 @@
  *                     (`xvl server --window ivshmem:SOCKET`), as QEMU gets them
  *   mbox:             window and doorbell handed over at spawn:
  *                     XVL_WINDOW_FD / XVL_WINDOW_SIZE and XVL_DOORBELL
+ *   ivshmem-server:SOCKET[,vectors=N][,wait=SECONDS]
+ *                     be the ivshmem server on SOCKET ourselves: create the
+ *                     window (sealed memfd) and eventfd vectors, wait for one
+ *                     peer (QEMU's ivshmem-doorbell, whose guest runs the
+ *                     device side, e.g. xvl server --window vfio:BDF) to
+ *                     connect, and for its device side to accept the session
+ *   vfio:BDF[,peer=N] in a QEMU guest: the ivshmem-doorbell device at BDF,
+ *                     bound to vfio-pci (vfio.h): BAR2 is the window, rings
+ *                     go to peer N (default 0, the ivshmem server) through
+ *                     BAR0, the peer's rings arrive as MSI-X
  *
- * On this host a vector is an eventfd, so a queue's kick and call
- * descriptors (which blk.c created) are made to refer to the vectors'
- * eventfds with dup2(): the data path is the same code as over the socket.
+ * A vector is an eventfd on both counts (through VFIO, the kernel turns a
+ * signal of peer[v] into the BAR0 write and MSI-X vector v into a signal
+ * of own[v]), so a queue's kick and call descriptors (which blk.c created)
+ * are made to refer to the vectors' eventfds with dup2(): the data path is
+ * the same code as over the socket.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,12 +40,15 @@
 #include "doorbell.h"
 #include "ivshmem.h"
 #include "mailbox.h"
+#include "vfio.h"
 
 struct xvl_link_mbox {
 	pthread_mutex_t lock;    /* threads sharing the client: one at a time in mb */
 	struct xvl_mbox mb;
 	struct xvl_doorbell db;
 	int ivsh_sock;           /* ivshmem: our connection to the server, -1 otherwise */
+	struct xvl_ivsh_server *ivsh_srv; /* ivshmem-server: the server we are, or NULL */
+	unsigned first_connect_ms; /* ivshmem-server: the first handshake waits this long */
 	char what[160];          /* "mailbox in PATH" for messages */
 	char why[320];           /* the last error, with what */
 	uint8_t vec_of[XVL_MAX_DEVICES][XVL_MAX_QUEUES]; /* a queue's vector, 0 = none yet */
@@ -43,7 +58,76 @@ struct xvl_link_mbox {
 
 bool xvl_link_mbox_uri(const char *uri)
 {
-	return !strncmp(uri, "window:", 7) || !strncmp(uri, "ivshmem:", 8) || !strcmp(uri, "mbox:");
+	return !strncmp(uri, "window:", 7) || !strncmp(uri, "ivshmem:", 8) || !strcmp(uri, "mbox:") ||
+	       !strncmp(uri, "vfio:", 5) || !strncmp(uri, "ivshmem-server:", 15);
+}
+
+#define SERVE_DEFAULT_VECTORS 8u
+#define SERVE_DEFAULT_WAIT_S 60u
+
+/* "SOCKET[,vectors=N][,wait=SECONDS]" */
+static int parse_serve(const char *spec, char *path, size_t cap, unsigned *nvec, unsigned *wait_s,
+		       struct xvl_errbuf *eb)
+{
+	size_t n = strcspn(spec, ",");
+	if (!n || n >= cap)
+		return xvl_err(eb, -EINVAL, "ivshmem-server:SOCKET: socket path missing or too long");
+	memcpy(path, spec, n);
+	path[n] = '\0';
+	*nvec = SERVE_DEFAULT_VECTORS;
+	*wait_s = SERVE_DEFAULT_WAIT_S;
+	for (const char *p = spec + n; *p; p += 1 + strcspn(p + 1, ",")) {
+		unsigned long max = !strncmp(p, ",vectors=", 9) ? XVL_MBOX_MAX_VECTORS
+				    : !strncmp(p, ",wait=", 6) ? 3600 : 0;
+		const char *val = strchr(p, '=') ? strchr(p, '=') + 1 : p + 1;
+		char *end;
+		unsigned long v = strtoul(val, &end, 10);
+		if (!max)
+			return xvl_err(eb, -EINVAL, "ivshmem-server: unknown option '%.*s' (vectors=N, "
+				       "wait=SECONDS)", (int)strcspn(p + 1, ","), p + 1);
+		if (end == val || (*end && *end != ',') || v > max || (max != 3600 && v == 0))
+			return xvl_err(eb, -EINVAL, "ivshmem-server: '%.*s': a number up to %lu",
+				       (int)strcspn(p + 1, ","), p + 1, max);
+		*(max == 3600 ? wait_s : nvec) = (unsigned)v;
+	}
+	return 0;
+}
+
+/* ivshmem-server:...: create window and vectors, and wait for the one peer (QEMU) to connect. */
+static int serve_ivshmem(struct xvl_client *c, struct xvl_link_mbox *l, const char *spec, uint64_t size)
+{
+	char path[108];
+	unsigned nvec, wait_s;
+	int rc = parse_serve(spec, path, sizeof(path), &nvec, &wait_s, &c->eb);
+	if (rc < 0)
+		return rc;
+	struct xvl_ivsh_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return xvl_err(&c->eb, -ENOMEM, "out of memory");
+	rc = xvl_ivsh_server_create(s, path, size, nvec, &c->eb);
+	if (rc < 0) {
+		free(s);
+		return rc;
+	}
+	l->ivsh_srv = s; /* closed by xvl_link_mbox_close */
+	snprintf(l->what, sizeof(l->what), "mailbox in the ivshmem window we serve on %s", path);
+	struct pollfd p = {.fd = s->listen_fd, .events = POLLIN};
+	int pr = poll(&p, 1, (int)wait_s * 1000);
+	if (pr <= 0)
+		return xvl_err(&c->eb, pr < 0 ? -errno : -ETIMEDOUT, "ivshmem-server %s: no peer connected "
+			       "within %u s (start QEMU with -chardev socket,path=%s,id=ID -device "
+			       "ivshmem-doorbell,chardev=ID,vectors=%u)", path, wait_s, path, nvec);
+	int slot = xvl_ivsh_server_accept(s, &c->eb);
+	if (slot < 0)
+		return slot;
+	rc = xvl_ivsh_server_doorbell(s, (unsigned)slot, &l->db);
+	if (rc < 0)
+		return xvl_err(&c->eb, rc, "ivshmem-server %s: %s", path, strerror(-rc));
+	c->win = s->win; /* ours now: the server's copy is forgotten so only we unmap it */
+	memset(&s->win, 0, sizeof(s->win));
+	s->win.fd = -1;
+	l->first_connect_ms = wait_s * 1000; /* the peer's device side may still be booting */
+	return 0;
 }
 
 bool xvl_client_link_polls(const struct xvl_client *c)
@@ -68,6 +152,12 @@ int xvl_link_mbox_create(struct xvl_client *c, const char *uri, uint64_t size)
 	if (!strncmp(uri, "ivshmem:", 8)) {
 		snprintf(l->what, sizeof(l->what), "mailbox in the ivshmem window of %s", uri + 8);
 		return xvl_ivsh_peer_connect(uri + 8, &c->win, &l->db, &l->ivsh_sock, &c->eb);
+	}
+	if (!strncmp(uri, "ivshmem-server:", 15))
+		return serve_ivshmem(c, l, uri + 15, size);
+	if (!strncmp(uri, "vfio:", 5)) {
+		snprintf(l->what, sizeof(l->what), "mailbox in the ivshmem BAR of %s", uri + 5);
+		return xvl_vfio_ivshmem_open(uri + 5, &c->win, &l->db, NULL, &c->eb);
 	}
 	/* mbox: everything handed over at spawn */
 	const char *fd_env = getenv("XVL_WINDOW_FD");
@@ -138,21 +228,24 @@ int xvl_link_mbox_connect(struct xvl_client *c)
 	xvl_mbox_connect(&l->mb);
 	pthread_mutex_unlock(&l->lock);
 	xvl_doorbell_ring(&l->db, XVL_MBOX_VEC_MAILBOX);
-	uint64_t deadline = xvl_os_now_ns() + (uint64_t)c->timeout_ms * 1000000ull;
+	unsigned wait_ms = l->first_connect_ms > c->timeout_ms ? l->first_connect_ms : c->timeout_ms;
+	uint64_t deadline = xvl_os_now_ns() + (uint64_t)wait_ms * 1000000ull;
 	xvl_backoff_reset(&l->backoff);
 	for (;;) {
 		xvl_doorbell_drain(&l->db, XVL_MBOX_VEC_MAILBOX);
 		pthread_mutex_lock(&l->lock);
 		int rc = xvl_mbox_connected(&l->mb);
 		pthread_mutex_unlock(&l->lock);
-		if (rc == 1)
+		if (rc == 1) {
+			l->first_connect_ms = 0; /* later sessions: the usual timeout */
 			return 0;
+		}
 		if (rc < 0)
 			return xvl_err(&c->eb, rc, "%s: %s", l->what, xvl_mbox_why(&l->mb));
 		int left = left_ms(deadline);
 		if (!left)
 			return xvl_err(&c->eb, -ETIMEDOUT, "%s: no device side accepted the session within "
-				       "%u ms (is the server running on this window?)", l->what, c->timeout_ms);
+				       "%u ms (is the server running on this window?)", l->what, wait_ms);
 		wait_a_little(l, left);
 	}
 }
@@ -263,11 +356,18 @@ void xvl_link_mbox_close(struct xvl_client *c)
 	struct xvl_link_mbox *l = c->mbox;
 	if (!l)
 		return;
-	if (l->mb.base)
+	if (l->mb.base) {
 		xvl_mbox_close(&l->mb);
+		/* Say so: a device side that is not polling looks only when rung. */
+		xvl_doorbell_ring(&l->db, XVL_MBOX_VEC_MAILBOX);
+	}
 	xvl_doorbell_close(&l->db);
 	if (l->ivsh_sock >= 0)
 		close(l->ivsh_sock);
+	if (l->ivsh_srv) {
+		xvl_ivsh_server_close(l->ivsh_srv);
+		free(l->ivsh_srv);
+	}
 	pthread_mutex_destroy(&l->lock);
 	free(l);
 	c->mbox = NULL;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "doorbell.h"
+#include "vfio.h"
 
 #define IVSHMEM_DOORBELL_REG 12u /* BAR0 offset: bits 31..16 peer id, 15..0 vector */
 #define IVSHMEM_BAR0_SIZE 256u
@@ -143,6 +144,8 @@ int xvl_doorbell_ring(struct xvl_doorbell *db, unsigned v)
 			return -ENXIO;
 		return xvl_os_eventfd_signal(db->peer[v]);
 	case XVL_DB_IVSHMEM:
+		if (!db->bar0) /* VFIO could not map BAR0: the kernel writes it (ioeventfd) */
+			return db->peer[v] >= 0 ? xvl_os_eventfd_signal(db->peer[v]) : -ENXIO;
 		__atomic_thread_fence(__ATOMIC_RELEASE); /* what the ring announces is visible first */
 		db->bar0[IVSHMEM_DOORBELL_REG / 4] = (uint32_t)db->peer_id << 16 | (v & 0xffff);
 		return 0;
@@ -172,6 +175,10 @@ void xvl_doorbell_close(struct xvl_doorbell *db)
 	}
 	if (db->bar0)
 		munmap((void *)db->bar0, IVSHMEM_BAR0_SIZE);
+	if (db->vfio) {
+		xvl_vfio_close(db->vfio);
+		free(db->vfio);
+	}
 	xvl_doorbell_init(db);
 }
 

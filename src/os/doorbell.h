@@ -9,9 +9,14 @@
  *             rings (handed over at spawn, or by the ivshmem server).
  *   ivshmem   inside a QEMU guest: ringing is a 32-bit write of
  *             peer_id << 16 | v to BAR0 offset 12 of the ivshmem-doorbell
- *             device (resource0 mapped from sysfs).  Being rung arrives as
- *             MSI-X, which user space receives through vfio-pci eventfds:
- *             those are given as own[] (not built here; see PROTOCOL.md).
+ *             device.  Being rung arrives as MSI-X, which user space
+ *             receives through vfio-pci.  Made two ways:
+ *             - xvl_vfio_ivshmem_open (vfio.h, the "vfio:BDF" URIs): BAR0
+ *               mapped through VFIO, own[v] the eventfd of MSI-X vector v,
+ *               peer[v] an eventfd the kernel turns into the BAR0 write
+ *               (VFIO ioeventfd), so eventfd kicks ring the peer too;
+ *             - the "ivshmem:" spec below: BAR0 from sysfs resource0, own[]
+ *               descriptors someone else set up (peer[] none).
  */
 #ifndef XVL_DOORBELL_H
 #define XVL_DOORBELL_H
@@ -21,6 +26,8 @@
 
 #include "mailbox.h"
 #include "os.h"
+
+struct xvl_vfio_dev;
 
 enum xvl_db_kind {
 	XVL_DB_NONE,
@@ -34,8 +41,9 @@ struct xvl_doorbell {
 	int own[XVL_MBOX_MAX_VECTORS];      /* -1: none */
 	unsigned n_peer;                    /* vectors of the peer this side can ring */
 	int peer[XVL_MBOX_MAX_VECTORS];     /* eventfd kind; -1: none */
-	volatile uint32_t *bar0;            /* ivshmem kind: mapped registers */
+	volatile uint32_t *bar0;            /* ivshmem kind: mapped registers, or NULL */
 	uint16_t peer_id;                   /* ivshmem kind: whom to ring */
+	struct xvl_vfio_dev *vfio;          /* ivshmem kind through VFIO: the device (owned) */
 };
 
 /* An empty doorbell of kind none (every fd -1). */

@@ -3,8 +3,9 @@
  * The server's mailbox link (docs/PROTOCOL.md section 7): the window is
  * found by path, handed over as fd:N, or created here as QEMU's ivshmem
  * server; the client's messages arrive in the mailbox inside it; queue
- * notifications are doorbell vectors, which on this host are always
- * eventfds (or nothing: polling).  A session of the mailbox is one
+ * notifications are doorbell vectors, which are always eventfds (or
+ * nothing: polling); in a guest, --window vfio:BDF makes them the MSI-X
+ * vectors and VFIO ioeventfds of an ivshmem-doorbell device (vfio.h).  A session of the mailbox is one
  * struct srv_conn, exactly like one socket connection: link.c serves it
  * through the same srv_link_dispatch(); only sending (conn.c hands it to
  * srv_mbox_send), SET_WINDOW and SET_QUEUE's descriptors differ.
@@ -28,6 +29,7 @@
 #include "ivshmem.h"
 #include "mailbox.h"
 #include "srv.h"
+#include "vfio.h"
 
 #define HELD_MAX 64                 /* events held while the response ring is full */
 #define SPIN_AFTER_WORK_NS 200000ull /* keep looking for this long after activity (polling) */
@@ -45,6 +47,7 @@ struct srv_mbox {
 	struct xvl_doorbell db;
 	struct srv_watch db_w;
 	bool ivsh;                   /* we are the ivshmem server */
+	bool relay;                  /* ... and only that: the window is served by a peer */
 	struct xvl_ivsh_server is;
 	struct srv_watch is_w;
 	struct srv_watch peer_w[XVL_IVSH_MAX_PEERS];
@@ -68,6 +71,8 @@ struct srv_mbox {
  */
 static bool polling(const struct srv_mbox *m)
 {
+	if (m->relay)
+		return false; /* nothing of ours to look at */
 	if (xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX) < 0 || m->db_dead)
 		return true;
 	return !m->conn || xvl_mbox_peer_vectors(&m->mb) == 0;
@@ -76,7 +81,7 @@ static bool polling(const struct srv_mbox *m)
 /* ------------------------------------------------------------ set-up */
 
 static int parse_ivsh(const char *spec, char *path, size_t cap, uint64_t *size, unsigned *nvec,
-		      struct xvl_errbuf *eb)
+		      bool *relay, struct xvl_errbuf *eb)
 {
 	const char *comma = strchr(spec, ',');
 	size_t n = comma ? (size_t)(comma - spec) : strlen(spec);
@@ -94,6 +99,8 @@ static int parse_ivsh(const char *spec, char *path, size_t cap, uint64_t *size, 
 				return xvl_err(eb, -EINVAL, "--window ivshmem: bad size '%s'", v);
 		} else if (!strncmp(p, ",vectors=", 9)) {
 			*nvec = (unsigned)strtoul(p + 9, NULL, 10);
+		} else if (!strncmp(p, ",relay", 6) && (p[6] == ',' || !p[6])) {
+			*relay = true;
 		} else {
 			return xvl_err(eb, -EINVAL, "--window ivshmem: unknown option '%s'", p + 1);
 		}
@@ -106,16 +113,36 @@ static int setup_ivshmem(struct srv_mbox *m, const char *spec, struct xvl_errbuf
 	char path[108];
 	uint64_t size = 0;
 	unsigned nvec = 0;
-	int rc = parse_ivsh(spec, path, sizeof(path), &size, &nvec, eb);
+	int rc = parse_ivsh(spec, path, sizeof(path), &size, &nvec, &m->relay, eb);
 	if (rc == 0)
 		rc = xvl_ivsh_server_create(&m->is, path, size, nvec, eb);
 	if (rc < 0)
 		return rc;
 	m->ivsh = true;
+	if (m->relay)
+		srv_log(m->srv, "ivshmem server on %s (relay): the window is served by one of its peers",
+			path);
 	m->win = m->is.win; /* owned by the ivshmem server; never closed through m->win */
 	m->win_mapped = true;
 	snprintf(m->what, sizeof(m->what), "mailbox in the ivshmem window of %s", path);
 	return srv_watch(m->srv, m->is.listen_fd, &m->is_w, W_IVSH_LISTEN, m);
+}
+
+/* In a guest: window and doorbell are an ivshmem-doorbell device bound to vfio-pci. */
+static int setup_vfio(struct srv_mbox *m, const char *spec, struct xvl_errbuf *eb)
+{
+	unsigned me = 0;
+	if (m->srv->opts.doorbell && strcmp(m->srv->opts.doorbell, "none") != 0)
+		return xvl_err(eb, -EINVAL, "--window vfio: brings its own doorbell; drop --doorbell");
+	int rc = xvl_vfio_ivshmem_open(spec, &m->win, &m->db, &me, eb);
+	if (rc < 0)
+		return rc;
+	m->win_mapped = true;
+	snprintf(m->what, sizeof(m->what), "mailbox in the ivshmem BAR of %s", spec);
+	srv_log(m->srv, "%s: ivshmem peer %u, %u MSI-X vectors, %llu-byte window, ringing peer %u "
+		"(%s)", m->what, me, m->db.n_own, (unsigned long long)m->win.mem.size, m->db.peer_id,
+		m->db.bar0 ? "BAR0 mapped" : "BAR0 not mappable: every ring through the kernel");
+	return srv_watch(m->srv, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX), &m->db_w, W_MBOX, m);
 }
 
 static int setup_fd_or_path(struct srv_mbox *m, const char *spec, struct xvl_errbuf *eb)
@@ -160,6 +187,8 @@ int srv_mbox_setup(struct srv *s, struct xvl_errbuf *eb)
 	s->mbox = m;
 	if (!strncmp(s->opts.window, "ivshmem:", 8))
 		return setup_ivshmem(m, s->opts.window + 8, eb);
+	if (!strncmp(s->opts.window, "vfio:", 5))
+		return setup_vfio(m, s->opts.window + 5, eb);
 	return setup_fd_or_path(m, s->opts.window, eb);
 }
 
@@ -321,7 +350,7 @@ static bool serve_requests(struct srv_mbox *m)
 void srv_mbox_poll(struct srv *s)
 {
 	struct srv_mbox *m = s->mbox;
-	if (!m)
+	if (!m || m->relay)
 		return;
 	uint64_t now = xvl_os_now_ns();
 	if (polling(m) && now < m->next_look_ns)
@@ -399,6 +428,8 @@ void srv_mbox_on_event(struct srv *s, struct srv_watch *w)
 		}
 		srv_watch(s, m->is.peer[slot].sock, &m->peer_w[slot], W_IVSH_PEER, m);
 		srv_log(s, "ivshmem: peer %u connected", m->is.peer[slot].id);
+		if (m->relay)
+			break; /* peers ring each other; QEMU routes it */
 		/* The window has one driver side: the peer that came last (it formats the window). */
 		if (m->peer_slot >= 0)
 			srv_unwatch(s, xvl_doorbell_fd(&m->db, XVL_MBOX_VEC_MAILBOX));
@@ -430,6 +461,17 @@ void srv_mbox_on_event(struct srv *s, struct srv_watch *w)
 
 /* ------------------------------------------------------------ what server.c asks */
 
+bool xvl_server_window_relays(const char *window)
+{
+	char path[108];
+	uint64_t size;
+	unsigned nvec;
+	bool relay = false;
+	struct xvl_errbuf eb;
+	return window && !strncmp(window, "ivshmem:", 8) &&
+	       parse_ivsh(window + 8, path, sizeof(path), &size, &nvec, &relay, &eb) == 0 && relay;
+}
+
 int srv_mbox_send(struct srv_conn *c, const struct xvl_msg *m)
 {
 	struct srv_mbox *mb = c->mbox;
@@ -460,7 +502,7 @@ int srv_mbox_queue_fds(struct srv_conn *c, const struct xvl_m_queue *mq, int fds
 		return -EINVAL; /* vectors only mean something on the mailbox link */
 	int kick = xvl_doorbell_fd(&m->db, mq->kick_vector);
 	if (kick < 0 || mq->call_vector >= m->db.n_peer || mq->call_vector >= xvl_mbox_peer_vectors(&m->mb) ||
-	    m->db.kind != XVL_DB_EVENTFD || m->db.peer[mq->call_vector] < 0)
+	    m->db.peer[mq->call_vector] < 0) /* eventfd kind, or ivshmem through VFIO's ioeventfds */
 		return -EINVAL;
 	fds[0] = fcntl(kick, F_DUPFD_CLOEXEC, 3);
 	fds[1] = fcntl(m->db.peer[mq->call_vector], F_DUPFD_CLOEXEC, 3);

@@ -394,7 +394,7 @@ int xvl_server_create(struct xvl_server **out, const struct xvl_server_opts *o,
 	*out = NULL;
 	if (!o->listen && !o->window)
 		return xvl_err(eb, -EINVAL, "no socket path to listen on and no window link");
-	if (o->n_devs == 0 || o->n_devs > XVL_SERVER_MAX_DEVS)
+	if ((o->n_devs == 0 && !xvl_server_window_relays(o->window)) || o->n_devs > XVL_SERVER_MAX_DEVS)
 		return xvl_err(eb, -EINVAL, "between 1 and %u devices needed, %u given",
 			       XVL_SERVER_MAX_DEVS, o->n_devs);
 	for (unsigned i = 0; i < o->n_devs; i++)

@@ -69,8 +69,10 @@ struct xvl_server_opts {
 	/*
 	 * The mailbox link (docs/PROTOCOL.md 7), instead of or besides the socket:
 	 * "PATH" (a file or an ivshmem BAR to map), "fd:N" (a window handed over
-	 * at spawn) or "ivshmem:SOCKET[,size=BYTES][,vectors=N]" (be QEMU's
-	 * ivshmem server: create the window and the vectors).  NULL: none.
+	 * at spawn), "ivshmem:SOCKET[,size=BYTES][,vectors=N][,relay]" (be QEMU's
+	 * ivshmem server: create the window and the vectors; relay: only that,
+	 * a peer serves the window), or "vfio:BDF[,peer=N]" (in a guest: an
+	 * ivshmem-doorbell device through vfio-pci, vfio.h).  NULL: none.
 	 */
 	const char *window;
 	const char *doorbell; /* doorbell spec (doorbell.h) for PATH / fd:N windows; NULL = none */
@@ -86,6 +88,9 @@ struct xvl_server_opts {
 	/* adaptive polling bound in ns; 0: the default (XVL_SERVER_POLL_NS), UINT32_MAX: off */
 	uint32_t poll_max_ns;
 };
+
+/* True when window is "ivshmem:...,relay": a server that needs no devices. */
+bool xvl_server_window_relays(const char *window);
 
 /* Default cap on a client's window (xvl server --max-window). */
 #define XVL_SERVER_MAX_WINDOW (1ull << 30)

@@ -135,7 +135,7 @@ stop_server "$S3"
 # ---------------------------------------------------------------- 4. hostile driver
 BM=$T/badmbox
 if gcc -std=gnu11 -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$R/src/core" -I"$R/src/os" "$R/tests/e2e/badmbox.c" \
-	"$R"/src/core/{mailbox,proto,window}.c "$R"/src/os/{os_misc,os_sock,os_window,window_path,doorbell,ivshmem}.c \
+	"$R"/src/core/{mailbox,proto,window}.c "$R"/src/os/{os_misc,os_sock,os_window,window_path,doorbell,ivshmem,vfio}.c \
 	-o "$BM" >"$T/cc.log" 2>&1; then
 	bg "$T/s4.log" "$XVL" server --listen "$T/s4.sock" --link window --window "$T/w4" \
 		-d name=d0,backend=ram,size=32M,queues=2 -d name=d1,backend=ram,size=32M
