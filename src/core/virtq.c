@@ -256,17 +256,34 @@ static void count_step(uint32_t *moved)
 		++*moved;
 }
 
-static void publish_avail(struct xvl_vq_drv *vq, uint16_t head)
+static void stage_avail(struct xvl_vq_drv *vq, uint16_t head)
 {
 	xvl_put16(&vq->avail->ring[vq->avail_idx & (vq->num - 1)], head);
 	vq->avail_idx++;
 	count_step(&vq->added);
-	/* Release: descriptors, tables and the ring entry are visible before the index. */
+}
+
+void xvl_vq_drv_publish(struct xvl_vq_drv *vq)
+{
+	if (vq->broken || vq->avail_pub == vq->avail_idx)
+		return;
+	vq->avail_pub = vq->avail_idx;
+	/* Release: descriptors, tables and the ring entries are visible before the index. */
 	xvl_wr16_release(&vq->avail->idx, vq->avail_idx);
 }
 
 int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_out, unsigned n_in,
 		   uint64_t token)
+{
+	int rc = xvl_vq_drv_stage(vq, sg, n_out, n_in, token);
+
+	if (rc == 0)
+		xvl_vq_drv_publish(vq);
+	return rc;
+}
+
+int xvl_vq_drv_stage(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_out,
+		     unsigned n_in, uint64_t token)
 {
 	unsigned n;
 	bool use_table;
@@ -288,7 +305,7 @@ int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_ou
 	vq->slot[head].in_bytes = sg_in_bytes(sg, n_out, n);
 	vq->slot[head].ndesc = (uint16_t)(use_table ? 1 : n);
 	vq->slot[head].busy = true;
-	publish_avail(vq, head);
+	stage_avail(vq, head);
 	return 0;
 }
 
@@ -322,6 +339,7 @@ bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq)
 {
 	if (vq->broken)
 		return false;
+	xvl_vq_drv_publish(vq);
 	return peer_wants_notify(vq->event_idx, &vq->kicked_idx, &vq->added, vq->avail_idx,
 				 avail_event_of(vq->used, vq->num), &vq->used->flags,
 				 XVL_VRING_USED_F_NO_NOTIFY);

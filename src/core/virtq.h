@@ -102,6 +102,7 @@ struct xvl_vq_drv {
 	uint16_t free_head;
 	uint16_t num_free;
 	uint16_t avail_idx;   /* next avail index to publish (shadow) */
+	uint16_t avail_pub;   /* avail idx as last published */
 	uint16_t kicked_idx;  /* avail idx at the last notification decision */
 	uint32_t added;       /* adds since then, saturating at 65536 (16-bit wrap guard) */
 	uint16_t last_used;   /* next used index to consume */
@@ -139,7 +140,17 @@ int xvl_vq_drv_init(struct xvl_vq_drv *vq, const struct xvl_mem *m, const struct
 int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_out, unsigned n_in,
 		   uint64_t token);
 
-/* After adds: does the device want a notification?  (event idx or flags) */
+/*
+ * xvl_vq_drv_add without publishing: the chain is in the ring, the avail
+ * idx not moved until xvl_vq_drv_publish (or kick_prepare), so a burst costs
+ * the device one index read, not one a chain.  Same returns as add.
+ */
+int xvl_vq_drv_stage(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_out,
+		     unsigned n_in, uint64_t token);
+/* Publish every chain staged so far in one avail idx store (release); nothing if none. */
+void xvl_vq_drv_publish(struct xvl_vq_drv *vq);
+
+/* After adds: does the device want a notification?  (event idx or flags)  Publishes first. */
 bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq);
 
 /*

@@ -690,10 +690,14 @@ void srv_net_queue_process(struct srv_queue *q)
 		 * so its drivers need not kick rx queues at all) */
 		if (d->spec.kind == XVL_BK_TAP)
 			srv_tap_rx_refilled(d, (uint16_t)(q->index / 2));
-		else if (!q->poll)
+		else if (!q->poll && !q->vq.notify_off)
 			xvl_vq_dev_disable_notify(&q->vq);
 		return;
 	}
+	/* A polling pass over an armed, empty queue: one read, no stores to the shared ring
+	 * (each would cost the driver a cache-line transfer) */
+	if (!q->poll && !q->vq.notify_off && !xvl_vq_dev_has_avail(&q->vq))
+		return;
 	d->net->burst_ns = xvl_os_now_ns(); /* one clock read a burst: ageing counts minutes */
 	for (;;) {
 		if (!q->poll)
