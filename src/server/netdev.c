@@ -678,6 +678,13 @@ static bool serve_one(struct srv_queue *q, const struct xvl_vq_elem *e)
 	return srv_dev_running(d);
 }
 
+bool srv_net_kick_unwanted(const struct srv_queue *q)
+{
+	const struct srv_dev *d = q->dev;
+	return d->net && d->spec.kind == XVL_BK_SWITCH && q->index % 2 == 0 &&
+	       q->index != xvl_net_ctrlq(d->net->max_pairs);
+}
+
 void srv_net_queue_process(struct srv_queue *q)
 {
 	struct srv_dev *d = q->dev;

@@ -95,6 +95,10 @@ extern const struct srv_backend_ops srv_net_ops;
 /* The MAC a device gets when its spec names none: 52:54:00 + 3 bytes of a hash of its name. */
 void srv_net_default_mac(const char *name, uint8_t mac[6]);
 void srv_net_queue_process(struct srv_queue *q);
+/* A switch port's rx queue: the switch drops rather than waits for buffers, so its refills
+ * need no kick and the queue is never armed (each armed refill would cost the driver an
+ * eventfd write and wake the server). */
+bool srv_net_kick_unwanted(const struct srv_queue *q);
 /* Deliver one frame (hdr as received, frame bytes after it) to pair's rx queue of d.
  * Returns 0, or -ENOBUFS / -EMSGSIZE / -EOPNOTSUPP when dropped (counted at d).
  * The used entries are published by srv_net_flush, a frame's all in one index update. */
