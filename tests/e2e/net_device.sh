@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The server's virtio-net devices (issue 13, device side) against a raw
-# hostile driver peer, tests/hostile/net_attack.c.  TAP.
+# hostile driver peer, tests/hostile/net_attack.c (case mrgwhole: a merged
+# frame is never half-published).  TAP.
 #
 # Each case gets a fresh `xvl server` (the ASan/UBSan build when build-asan
 # exists) with switch ports a, b, c, s (spoof=on) and a RAM blk device next
