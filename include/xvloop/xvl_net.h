@@ -108,7 +108,9 @@ void xvl_net_get_stats(const struct xvl_net *n, struct xvl_net_stats *st);
 
 /*
  * Queue up to count frames on pair's transmit queue and notify the device.
- * Frames in the window go zero-copy, others are copied.  Returns how many
+ * Frames in the window go zero-copy (those of at most 256 bytes are copied
+ * into the ring's slot, cheaper for the device to read, and come back
+ * through xvl_net_tx_reclaim all the same), others are copied.  Returns how many
  * were taken (fewer when the ring is full: reclaim, then try again),
  * -EINVAL for a malformed first frame (length, offload fields), -ENODEV
  * when the device is broken.

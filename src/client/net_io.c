@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-net driver, the data path: transmit (zero copy for frames in the
- * window, a copy otherwise), receive (frames lent in place, joined when the
+ * window longer than NET_TX_INLINE, a copy otherwise), receive (frames lent in place, joined when the
  * device spread one over several buffers, or copied out), waiting.
  *
  * Everything the device returns is checked before use: the used id and
@@ -20,8 +20,12 @@
 
 #include "net_int.h"
 
+#define NET_TX_INLINE 256u /* window frames up to this long are copied into the tx slot */
+
+/* Publish the chains staged since the last call (one avail idx store a burst), then kick. */
 void net_queue_kick(struct net_queue *q)
 {
+	xvl_vq_drv_publish(&q->vq);
 	if (q->kick_fd >= 0 && xvl_vq_drv_kick_prepare(&q->vq))
 		xvl_os_eventfd_signal(q->kick_fd);
 }
@@ -108,14 +112,18 @@ static int tx_one(struct xvl_net *n, struct net_queue *q, const struct xvl_net_f
 	struct xvl_sg sg[2];
 	unsigned nsg = 1;
 	int64_t zc = xvl_mem_off(&n->c->win.mem, f->data, f->len);
+	/* A short frame is copied into the slot beside its header even when it is in the
+	 * window: one descriptor and one buffer for the device to read instead of an indirect
+	 * table and two buffers (it still comes back through xvl_net_tx_reclaim). */
+	bool inline_copy = zc > 0 && f->len <= NET_TX_INLINE &&
+			   XVL_NET_HDR_SIZE + f->len <= q->buf_size;
 
-	*ts = (struct net_txslot){.user = f->user};
-	if (zc > 0) {
+	*ts = (struct net_txslot){.user = f->user, .zero_copy = zc > 0};
+	if (zc > 0 && !inline_copy) {
 		memcpy(win_ptr(n, slot), raw, sizeof(raw));
 		sg[0] = (struct xvl_sg){.off = slot, .len = XVL_NET_HDR_SIZE};
 		sg[1] = (struct xvl_sg){.off = (uint64_t)zc, .len = f->len};
 		nsg = 2;
-		ts->zero_copy = true;
 	} else {
 		uint64_t at = slot;
 		if (XVL_NET_HDR_SIZE + f->len > q->buf_size) {
@@ -129,7 +137,7 @@ static int tx_one(struct xvl_net *n, struct net_queue *q, const struct xvl_net_f
 		memcpy(p + XVL_NET_HDR_SIZE, f->data, f->len);
 		sg[0] = (struct xvl_sg){.off = at, .len = XVL_NET_HDR_SIZE + f->len};
 	}
-	int rc = xvl_vq_drv_add(&q->vq, sg, nsg, 0, s);
+	int rc = xvl_vq_drv_stage(&q->vq, sg, nsg, 0, s); /* published by net_queue_kick */
 	if (rc < 0) {
 		xvl_client_heap_free(n->c, ts->bounce);
 		*ts = (struct net_txslot){0};

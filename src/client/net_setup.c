@@ -281,7 +281,7 @@ int net_rx_refill(struct xvl_net *n, struct net_queue *q)
 	while (q->n_unposted) {
 		uint16_t b = q->unposted[q->n_unposted - 1];
 		struct xvl_sg sg = {.off = q->bufs_off + (uint64_t)b * q->buf_size, .len = q->buf_size};
-		int rc = xvl_vq_drv_add(&q->vq, &sg, 0, 1, b);
+		int rc = xvl_vq_drv_stage(&q->vq, &sg, 0, 1, b); /* published by net_queue_kick */
 		if (rc < 0) {
 			if (rc == -EIO)
 				xvl_net_mark_broken(n, -EPROTO, "device broke the receive ring");

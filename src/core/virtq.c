@@ -256,17 +256,34 @@ static void count_step(uint32_t *moved)
 		++*moved;
 }
 
-static void publish_avail(struct xvl_vq_drv *vq, uint16_t head)
+static void stage_avail(struct xvl_vq_drv *vq, uint16_t head)
 {
 	xvl_put16(&vq->avail->ring[vq->avail_idx & (vq->num - 1)], head);
 	vq->avail_idx++;
 	count_step(&vq->added);
-	/* Release: descriptors, tables and the ring entry are visible before the index. */
+}
+
+void xvl_vq_drv_publish(struct xvl_vq_drv *vq)
+{
+	if (vq->broken || vq->avail_pub == vq->avail_idx)
+		return;
+	vq->avail_pub = vq->avail_idx;
+	/* Release: descriptors, tables and the ring entries are visible before the index. */
 	xvl_wr16_release(&vq->avail->idx, vq->avail_idx);
 }
 
 int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_out, unsigned n_in,
 		   uint64_t token)
+{
+	int rc = xvl_vq_drv_stage(vq, sg, n_out, n_in, token);
+
+	if (rc == 0)
+		xvl_vq_drv_publish(vq);
+	return rc;
+}
+
+int xvl_vq_drv_stage(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_out,
+		     unsigned n_in, uint64_t token)
 {
 	unsigned n;
 	bool use_table;
@@ -288,7 +305,7 @@ int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_ou
 	vq->slot[head].in_bytes = sg_in_bytes(sg, n_out, n);
 	vq->slot[head].ndesc = (uint16_t)(use_table ? 1 : n);
 	vq->slot[head].busy = true;
-	publish_avail(vq, head);
+	stage_avail(vq, head);
 	return 0;
 }
 
@@ -322,6 +339,7 @@ bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq)
 {
 	if (vq->broken)
 		return false;
+	xvl_vq_drv_publish(vq);
 	return peer_wants_notify(vq->event_idx, &vq->kicked_idx, &vq->added, vq->avail_idx,
 				 avail_event_of(vq->used, vq->num), &vq->used->flags,
 				 XVL_VRING_USED_F_NO_NOTIFY);
@@ -358,12 +376,19 @@ int xvl_vq_drv_get_used(struct xvl_vq_drv *vq, uint64_t *token, uint32_t *len)
 
 	if (vq->broken)
 		return -EIO;
-	used_idx = xvl_rd16_acquire(&vq->used->idx);
-	ready = (uint16_t)(used_idx - vq->last_used);
-	if (!ready)
-		return 0;
-	if (ready > xvl_vq_drv_inflight(vq))
-		return drv_break(vq);
+	/* Entries up to the index read last are published: read it again only when they are
+	 * taken (the driver's stores to the line cost a transfer per read). */
+	ready = (uint16_t)(vq->used_seen - vq->last_used);
+	if (!ready) {
+		used_idx = xvl_rd16_acquire(&vq->used->idx);
+		ready = (uint16_t)(used_idx - vq->last_used);
+		if (!ready)
+			return 0;
+		/* checked once per read: later takes shrink ready and inflight alike */
+		if (ready > xvl_vq_drv_inflight(vq))
+			return drv_break(vq);
+		vq->used_seen = used_idx;
+	}
 
 	ue = &vq->used->ring[vq->last_used & (vq->num - 1)];
 	id = xvl_rd32(&ue->id);
@@ -480,7 +505,9 @@ int xvl_vq_dev_init(struct xvl_vq_dev *vq, const struct xvl_mem *m, const struct
 	vq->used = (struct xvl_vring_used *)(m->base + l->used);
 	vq->num = l->num;
 	vq->last_avail = avail_base;
+	vq->avail_seen = avail_base;
 	vq->used_idx = used_base;
+	vq->used_pub = used_base;
 	vq->signalled_used = used_base;
 	vq->inflight = inflight;
 	vq->event_idx = event_idx;
@@ -600,13 +627,20 @@ int xvl_vq_dev_pop(struct xvl_vq_dev *vq, struct xvl_vq_elem *e, unsigned max_se
 
 	if (vq->broken)
 		return -EIO;
-	avail_idx = xvl_rd16_acquire(&vq->avail->idx);
-	pending = (uint16_t)(avail_idx - vq->last_avail);
-	if (!pending)
-		return 0;
-	/* Available plus in flight can never exceed the heads that exist. */
-	if (pending > vq->num - vq->inflight)
-		return dev_break(vq, -EIO);
+	/* Chains up to the index read last are published: read it again only when they are
+	 * taken (the driver's stores to the line cost a transfer per read). */
+	pending = (uint16_t)(vq->avail_seen - vq->last_avail);
+	if (!pending) {
+		avail_idx = xvl_rd16_acquire(&vq->avail->idx);
+		pending = (uint16_t)(avail_idx - vq->last_avail);
+		if (!pending)
+			return 0;
+		/* Available plus in flight can never exceed the heads that exist (checked once
+		 * per read: pops, unpops and pushes keep the sum within it). */
+		if (pending > vq->num - vq->inflight)
+			return dev_break(vq, -EIO);
+		vq->avail_seen = avail_idx;
+	}
 	head = xvl_rd16(&vq->avail->ring[vq->last_avail & (vq->num - 1)]);
 	if (head >= vq->num)
 		return dev_break(vq, -EIO);
@@ -630,7 +664,7 @@ int xvl_vq_dev_unpop(struct xvl_vq_dev *vq, uint16_t n)
 	return 0;
 }
 
-int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
+int xvl_vq_dev_fill(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
 {
 	struct xvl_vring_used_elem *ue;
 
@@ -644,15 +678,32 @@ int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
 	vq->used_idx++;
 	count_step(&vq->pushed);
 	vq->inflight--;
-	/* Release: the element is visible before the index that exposes it. */
-	xvl_wr16_release(&vq->used->idx, vq->used_idx);
 	return 0;
+}
+
+void xvl_vq_dev_publish(struct xvl_vq_dev *vq)
+{
+	if (vq->broken || vq->used_pub == vq->used_idx)
+		return;
+	vq->used_pub = vq->used_idx;
+	/* Release: the elements are visible before the index that exposes them. */
+	xvl_wr16_release(&vq->used->idx, vq->used_idx);
+}
+
+int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len)
+{
+	int rc = xvl_vq_dev_fill(vq, head, len);
+
+	if (rc == 0)
+		xvl_vq_dev_publish(vq);
+	return rc;
 }
 
 bool xvl_vq_dev_notify_prepare(struct xvl_vq_dev *vq)
 {
 	if (vq->broken)
 		return false;
+	xvl_vq_dev_publish(vq);
 	return peer_wants_notify(vq->event_idx, &vq->signalled_used, &vq->pushed, vq->used_idx,
 				 used_event_of(vq->avail, vq->num), &vq->avail->flags,
 				 XVL_VRING_AVAIL_F_NO_INTERRUPT);

@@ -102,9 +102,11 @@ struct xvl_vq_drv {
 	uint16_t free_head;
 	uint16_t num_free;
 	uint16_t avail_idx;   /* next avail index to publish (shadow) */
+	uint16_t avail_pub;   /* avail idx as last published */
 	uint16_t kicked_idx;  /* avail idx at the last notification decision */
 	uint32_t added;       /* adds since then, saturating at 65536 (16-bit wrap guard) */
 	uint16_t last_used;   /* next used index to consume */
+	uint16_t used_seen;   /* used idx as last read: entries up to it need no new read */
 	bool event_idx;
 	bool broken;
 	uint64_t ind_off;     /* window offset of num tables of ind_max descriptors, or 0 */
@@ -138,7 +140,17 @@ int xvl_vq_drv_init(struct xvl_vq_drv *vq, const struct xvl_mem *m, const struct
 int xvl_vq_drv_add(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_out, unsigned n_in,
 		   uint64_t token);
 
-/* After adds: does the device want a notification?  (event idx or flags) */
+/*
+ * xvl_vq_drv_add without publishing: the chain is in the ring, the avail
+ * idx not moved until xvl_vq_drv_publish (or kick_prepare), so a burst costs
+ * the device one index read, not one a chain.  Same returns as add.
+ */
+int xvl_vq_drv_stage(struct xvl_vq_drv *vq, const struct xvl_sg *sg, unsigned n_out,
+		     unsigned n_in, uint64_t token);
+/* Publish every chain staged so far in one avail idx store (release); nothing if none. */
+void xvl_vq_drv_publish(struct xvl_vq_drv *vq);
+
+/* After adds: does the device want a notification?  (event idx or flags)  Publishes first. */
 bool xvl_vq_drv_kick_prepare(struct xvl_vq_drv *vq);
 
 /*
@@ -181,7 +193,9 @@ struct xvl_vq_dev {
 	struct xvl_vring_used *used;
 	uint16_t num;
 	uint16_t last_avail;     /* next avail index to consume */
+	uint16_t avail_seen;     /* avail idx as last read: chains up to it need no new read */
 	uint16_t used_idx;       /* next used index to publish (shadow) */
+	uint16_t used_pub;       /* used idx as last published */
 	uint16_t signalled_used; /* used idx at the last notification decision */
 	uint32_t pushed;         /* pushes since then, saturating at 65536 (16-bit wrap guard) */
 	uint16_t inflight;       /* popped, not yet pushed */
@@ -239,7 +253,18 @@ int xvl_vq_dev_unpop(struct xvl_vq_dev *vq, uint16_t n);
 /* Return a chain: write the used entry and publish used idx (release). */
 int xvl_vq_dev_push(struct xvl_vq_dev *vq, uint16_t head, uint32_t len);
 
-/* After pushes: does the driver want a used-buffer notification? */
+/*
+ * Return a chain without publishing it: the used entry is written, used idx
+ * is not moved until xvl_vq_dev_publish.  For answers the driver must see
+ * whole (a merged virtio-net frame's buffers: one index update) or in one
+ * batch.  Same returns as push.
+ */
+int xvl_vq_dev_fill(struct xvl_vq_dev *vq, uint16_t head, uint32_t len);
+
+/* Publish every entry filled so far in one used idx store (release); nothing if none. */
+void xvl_vq_dev_publish(struct xvl_vq_dev *vq);
+
+/* After pushes: does the driver want a used-buffer notification?  Publishes filled entries first. */
 bool xvl_vq_dev_notify_prepare(struct xvl_vq_dev *vq);
 
 /* Ask for (enable) or suppress (disable) available-buffer notifications.

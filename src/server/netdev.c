@@ -30,6 +30,7 @@
 #define NET_BUDGET       256u /* chains per queue per round */
 #define NET_CTRL_MAX     (2u + 8u + 2u * SRV_NET_MAC_TABLE * XVL_ETH_ALEN) /* command bytes */
 #define NET_LOG_BUDGET   20u  /* dropped-frame messages per device before going quiet */
+#define NET_PUBLISH_EVERY 32u /* tx chains between publishing used entries (notified per pass) */
 
 static bool nfeat(const struct srv_dev *d, unsigned bit)
 {
@@ -252,21 +253,74 @@ static bool rx_gso_ok(const struct srv_dev *d, const struct xvl_net_hdr *h)
 	}
 }
 
-/* Copy len bytes from src into the writable segments of e from byte skip on. */
-static void scatter(const struct xvl_vq_elem *e, uint32_t skip, const uint8_t *src, uint32_t len)
+/* Where a frame is read from: pieces in order (header, private bytes, the chain's rest). */
+struct frame_src {
+	struct {
+		const uint8_t *p;
+		uint32_t len;
+	} pc[SRV_MAX_SEGS + 4];
+	unsigned n, i;
+	uint32_t off;
+};
+
+static void src_add(struct frame_src *c, const void *p, uint64_t len)
 {
-	for (unsigned i = 0; i < e->n_in && len; i++) {
-		const struct xvl_seg *s = &e->seg[i];
+	if (len && c->n < sizeof(c->pc) / sizeof(c->pc[0]))
+		c->pc[c->n++] = (typeof(c->pc[0])){p, (uint32_t)len};
+}
+
+/* raw (the header to write) then f's bytes, each read once when copied. */
+static void src_init(struct frame_src *c, const uint8_t *raw, const struct srv_net_frame *f)
+{
+	c->n = c->i = 0;
+	c->off = 0;
+	src_add(c, raw, XVL_NET_HDR_SIZE);
+	src_add(c, f->priv, f->priv_len);
+	if (!f->chain)
+		return;
+	uint64_t skip = f->rest_off;
+	for (unsigned i = 0; i < f->chain->n_out; i++) {
+		const struct xvl_seg *s = &f->chain->seg[i];
 		if (skip >= s->len) {
 			skip -= s->len;
 			continue;
 		}
-		uint32_t take = s->len - skip < len ? s->len - skip : len;
-		memcpy((uint8_t *)s->ptr + skip, src, take);
-		src += take;
-		len -= take;
+		src_add(c, (const uint8_t *)s->ptr + skip, s->len - skip);
 		skip = 0;
 	}
+}
+
+/* Copy the next len bytes of the source to dst; false when the source ran out. */
+static bool src_copy(struct frame_src *c, uint8_t *dst, uint32_t len)
+{
+	while (len) {
+		if (c->i == c->n)
+			return false;
+		uint32_t left = c->pc[c->i].len - c->off;
+		uint32_t take = left < len ? left : len;
+		memcpy(dst, c->pc[c->i].p + c->off, take);
+		dst += take;
+		len -= take;
+		c->off += take;
+		if (c->off == c->pc[c->i].len) {
+			c->i++;
+			c->off = 0;
+		}
+	}
+	return true;
+}
+
+void srv_net_frame_flatten(struct srv_net_frame *f)
+{
+	if (!f->chain)
+		return;
+	struct frame_src c;
+	uint8_t raw[XVL_NET_HDR_SIZE] = {0};
+	src_init(&c, raw, f);
+	c.i = f->priv_len ? 2 : 1; /* past the header and the private bytes */
+	src_copy(&c, f->priv + f->priv_len, f->len - f->priv_len);
+	f->priv_len = f->len;
+	f->chain = NULL;
 }
 
 /* Pop rx chains of q until they hold need bytes (one chain without MRG_RXBUF), their
@@ -309,30 +363,39 @@ give_back:
 	return 0;
 }
 
-/* Write hdr + frame into the nc chains rx_take took and complete them. */
-static void rx_fill(struct srv_queue *q, unsigned nc, const uint8_t *hdr, const uint8_t *frame,
-		    uint32_t len)
+/* Write hdr + frame into the nc chains rx_take took; their used entries are filled, not
+ * published: srv_net_flush publishes them, the frame's all in one index update (a driver
+ * must never see part of a merged frame: Linux's virtio_net counts it as missing buffers). */
+static void rx_fill(struct srv_queue *q, unsigned nc, const uint8_t *hdr,
+		    const struct srv_net_frame *f)
 {
 	struct srv_net *n = q->dev->net;
-	uint32_t total = XVL_NET_HDR_SIZE + len, off = 0;
+	uint32_t total = XVL_NET_HDR_SIZE + f->len, off = 0;
+	struct frame_src c;
 
+	src_init(&c, hdr, f);
 	for (unsigned i = 0; i < nc; i++) {
 		const struct xvl_vq_elem *e = &n->rx_el[i];
-		uint32_t room = e->in_bytes > total ? total : (uint32_t)e->in_bytes;
-		uint32_t take = total - off < room ? total - off : room;
-		uint32_t skip = 0;
-		if (i == 0) { /* the header: the first chain holds at least its 12 bytes */
-			scatter(e, 0, hdr, XVL_NET_HDR_SIZE);
-			skip = XVL_NET_HDR_SIZE;
+		uint32_t take = e->in_bytes < total - off ? (uint32_t)e->in_bytes : total - off;
+		uint32_t left = take;
+		for (unsigned k = 0; k < e->n_in && left; k++) {
+			uint32_t chunk = e->seg[k].len < left ? e->seg[k].len : left;
+			src_copy(&c, e->seg[k].ptr, chunk);
+			left -= chunk;
 		}
-		scatter(e, skip, frame + (off + skip - XVL_NET_HDR_SIZE), take - skip);
-		xvl_vq_dev_push(&q->vq, e->head, take);
+		xvl_vq_dev_fill(&q->vq, e->head, take);
 		off += take;
 	}
 }
 
 int srv_net_rx(struct srv_dev *d, uint16_t pair, struct xvl_net_hdr *h, uint8_t *frame,
 	       uint32_t len)
+{
+	struct srv_net_frame f = {.h = *h, .priv = frame, .priv_len = len, .len = len};
+	return srv_net_rx_frame(d, pair, &f);
+}
+
+int srv_net_rx_frame(struct srv_dev *d, uint16_t pair, struct srv_net_frame *f)
 {
 	struct srv_net *n = d->net;
 	if (!srv_dev_running(d))
@@ -344,21 +407,23 @@ int srv_net_rx(struct srv_dev *d, uint16_t pair, struct xvl_net_hdr *h, uint8_t 
 		srv_net_drop(d, NET_DROP_RX_NOBUF, "rx queue %u is not enabled", q->index);
 		return -ENOBUFS;
 	}
-	if (!rx_gso_ok(d, h)) {
+	if (!rx_gso_ok(d, &f->h)) {
 		srv_net_drop(d, NET_DROP_RX_OFFLOAD, "segmentation offload %u not negotiated by the "
-			     "receiver", h->gso_type);
+			     "receiver", f->h.gso_type);
 		return -EOPNOTSUPP;
 	}
-	uint32_t max = h->gso_type ? SRV_NET_MAX_FRAME : n->mtu + XVL_ETH_HLEN + XVL_ETH_VLAN_LEN;
+	uint32_t len = f->len;
+	uint32_t max = f->h.gso_type ? SRV_NET_MAX_FRAME : n->mtu + XVL_ETH_HLEN + XVL_ETH_VLAN_LEN;
 	if (len > max) {
 		srv_net_drop(d, NET_DROP_RX_LONG, "%u bytes, the receiver takes %u", len, max);
 		return -EMSGSIZE;
 	}
-	struct xvl_net_hdr rh = *h;
-	if ((rh.flags & XVL_NET_HDR_F_NEEDS_CSUM) && !nfeat(d, XVL_NET_F_GUEST_CSUM)) {
-		srv_net_csum_fill(h, frame, len); /* in the sender's copy: later receivers reuse it */
-		rh = *h;
+	if ((f->h.flags & XVL_NET_HDR_F_NEEDS_CSUM) && !nfeat(d, XVL_NET_F_GUEST_CSUM)) {
+		/* in the sender's copy: later receivers reuse it */
+		srv_net_frame_flatten(f);
+		srv_net_csum_fill(&f->h, f->priv, len);
 	}
+	struct xvl_net_hdr rh = f->h;
 	if (!nfeat(d, XVL_NET_F_GUEST_CSUM))
 		rh.flags &= (uint8_t)~XVL_NET_HDR_F_DATA_VALID;
 	bool mrg = nfeat(d, XVL_NET_F_MRG_RXBUF);
@@ -373,11 +438,24 @@ int srv_net_rx(struct srv_dev *d, uint16_t pair, struct xvl_net_hdr *h, uint8_t 
 	rh.num_buffers = (uint16_t)nc;
 	uint8_t raw[XVL_NET_HDR_SIZE];
 	xvl_net_hdr_encode(&rh, raw);
-	rx_fill(q, (unsigned)nc, raw, frame, len);
+	rx_fill(q, (unsigned)nc, raw, f);
 	n->rx_pending |= 1u << pair;
 	d->st_requests++;
 	d->st_bytes += len;
 	return 0;
+}
+
+/* Publish what the rx queues got so far, not notifying (that waits for the burst's end). */
+static void rx_publish(struct srv *s)
+{
+	for (unsigned i = 0; i < s->n_devs; i++) {
+		struct srv_net *n = s->dev[i].net;
+		if (!n || !n->rx_pending)
+			continue;
+		for (uint16_t p = 0; p < n->max_pairs; p++)
+			if (n->rx_pending & (1u << p))
+				xvl_vq_dev_publish(&s->dev[i].q[xvl_net_rxq(p)].vq);
+	}
 }
 
 void srv_net_flush(struct srv *s)
@@ -386,9 +464,13 @@ void srv_net_flush(struct srv *s)
 		struct srv_net *n = s->dev[i].net;
 		if (!n || !n->rx_pending)
 			continue;
-		for (uint16_t p = 0; p < n->max_pairs; p++)
-			if (n->rx_pending & (1u << p))
-				srv_queue_notify(&s->dev[i].q[xvl_net_rxq(p)]);
+		for (uint16_t p = 0; p < n->max_pairs; p++) {
+			if (!(n->rx_pending & (1u << p)))
+				continue;
+			struct srv_queue *q = &s->dev[i].q[xvl_net_rxq(p)];
+			xvl_vq_dev_publish(&q->vq); /* whole frames only: see rx_fill */
+			srv_queue_notify(q);
+		}
 		n->rx_pending = 0;
 	}
 }
@@ -421,40 +503,78 @@ static bool gather_all(const struct xvl_vq_elem *e, uint8_t *dst, uint64_t cap)
 	return true;
 }
 
-static void tx_one(struct srv_queue *q, const struct xvl_vq_elem *e)
+/* Copy the chain's first len readable bytes (it holds at least that many) into dst. */
+static void gather_head(const struct xvl_vq_elem *e, uint8_t *dst, uint32_t len)
 {
-	struct srv_dev *d = q->dev;
+	for (unsigned i = 0; i < e->n_out && len; i++) {
+		uint32_t take = e->seg[i].len < len ? e->seg[i].len : len;
+		memcpy(dst, e->seg[i].ptr, take);
+		dst += take;
+		len -= take;
+	}
+}
+
+/* The frame's header and what decisions look at (addresses, type) are staged and checked;
+ * the switch copies the rest from the window straight into the receiver. */
+static void tx_to_switch(struct srv_dev *d, uint16_t pair, const struct xvl_vq_elem *e)
+{
 	struct srv_net *n = d->net;
-	uint16_t pair = (uint16_t)(q->index / 2);
+	struct xvl_net_accept a;
+	struct srv_net_frame f = {.priv = n->stage + XVL_NET_HDR_SIZE, .chain = e};
+
+	f.len = (uint32_t)e->out_bytes - XVL_NET_HDR_SIZE;
+	f.priv_len = f.len < XVL_ETH_HLEN ? f.len : XVL_ETH_HLEN;
+	f.rest_off = XVL_NET_HDR_SIZE + f.priv_len;
+	gather_head(e, n->stage, XVL_NET_HDR_SIZE + f.priv_len);
+	xvl_net_hdr_decode(n->stage, &f.h);
+	tx_accept(d, &a);
+	enum xvl_net_verdict v = xvl_net_frame_check(&f.h, f.len, &a);
+	if (v != XVL_NET_FRAME_OK) {
+		srv_net_drop(d, NET_DROP_TX_BAD, "tx frame of %u bytes: %s", f.len,
+			     xvl_net_verdict_name(v));
+		return;
+	}
+	srv_sw_input(d, pair, &f);
+}
+
+/* tap takes the frame as one buffer: staged whole, checked, written. */
+static void tx_to_tap(struct srv_dev *d, uint16_t pair, const struct xvl_vq_elem *e)
+{
+	struct srv_net *n = d->net;
 	struct xvl_net_accept a;
 	struct xvl_net_hdr h;
-
-	if (!gather_all(e, n->stage, SRV_NET_STAGE)) {
-		srv_net_drop(d, NET_DROP_TX_BAD, "tx chain of %llu bytes, at most %u taken",
-			     (unsigned long long)e->out_bytes, SRV_NET_STAGE);
-		goto done;
-	}
-	if (e->out_bytes < XVL_NET_HDR_SIZE) {
-		srv_net_drop(d, NET_DROP_TX_BAD, "tx chain of %llu bytes has no virtio_net_hdr",
-			     (unsigned long long)e->out_bytes);
-		goto done;
-	}
 	uint32_t len = (uint32_t)e->out_bytes - XVL_NET_HDR_SIZE;
-	uint8_t *frame = n->stage + XVL_NET_HDR_SIZE;
+
+	gather_all(e, n->stage, SRV_NET_STAGE);
 	xvl_net_hdr_decode(n->stage, &h);
 	tx_accept(d, &a);
 	enum xvl_net_verdict v = xvl_net_frame_check(&h, len, &a);
 	if (v != XVL_NET_FRAME_OK) {
 		srv_net_drop(d, NET_DROP_TX_BAD, "tx frame of %u bytes: %s", len,
 			     xvl_net_verdict_name(v));
-		goto done;
+		return;
 	}
-	if (d->spec.kind == XVL_BK_TAP)
-		srv_tap_output(d, pair, n->stage, (uint32_t)e->out_bytes);
-	else
-		srv_sw_input(d, pair, &h, frame, len);
-done:
-	xvl_vq_dev_push(&q->vq, e->head, 0);
+	srv_tap_output(d, pair, n->stage, (uint32_t)e->out_bytes);
+}
+
+/* The used entry is filled; srv_net_queue_process publishes a batch of them at once. */
+static void tx_one(struct srv_queue *q, const struct xvl_vq_elem *e)
+{
+	struct srv_dev *d = q->dev;
+	uint16_t pair = (uint16_t)(q->index / 2);
+
+	if (e->out_bytes > SRV_NET_STAGE) {
+		srv_net_drop(d, NET_DROP_TX_BAD, "tx chain of %llu bytes, at most %u taken",
+			     (unsigned long long)e->out_bytes, SRV_NET_STAGE);
+	} else if (e->out_bytes < XVL_NET_HDR_SIZE) {
+		srv_net_drop(d, NET_DROP_TX_BAD, "tx chain of %llu bytes has no virtio_net_hdr",
+			     (unsigned long long)e->out_bytes);
+	} else if (d->spec.kind == XVL_BK_TAP) {
+		tx_to_tap(d, pair, e);
+	} else {
+		tx_to_switch(d, pair, e);
+	}
+	xvl_vq_dev_fill(&q->vq, e->head, 0);
 }
 
 /* ------------------------------------------------------------ control queue */
@@ -558,6 +678,13 @@ static bool serve_one(struct srv_queue *q, const struct xvl_vq_elem *e)
 	return srv_dev_running(d);
 }
 
+bool srv_net_kick_unwanted(const struct srv_queue *q)
+{
+	const struct srv_dev *d = q->dev;
+	return d->net && d->spec.kind == XVL_BK_SWITCH && q->index % 2 == 0 &&
+	       q->index != xvl_net_ctrlq(d->net->max_pairs);
+}
+
 void srv_net_queue_process(struct srv_queue *q)
 {
 	struct srv_dev *d = q->dev;
@@ -570,10 +697,15 @@ void srv_net_queue_process(struct srv_queue *q)
 		 * so its drivers need not kick rx queues at all) */
 		if (d->spec.kind == XVL_BK_TAP)
 			srv_tap_rx_refilled(d, (uint16_t)(q->index / 2));
-		else if (!q->poll)
+		else if (!q->poll && !q->vq.notify_off)
 			xvl_vq_dev_disable_notify(&q->vq);
 		return;
 	}
+	/* A polling pass over an armed, empty queue: one read, no stores to the shared ring
+	 * (each would cost the driver a cache-line transfer) */
+	if (!q->poll && !q->vq.notify_off && !xvl_vq_dev_has_avail(&q->vq))
+		return;
+	d->net->burst_ns = xvl_os_now_ns(); /* one clock read a burst: ageing counts minutes */
 	for (;;) {
 		if (!q->poll)
 			xvl_vq_dev_disable_notify(&q->vq);
@@ -588,8 +720,12 @@ void srv_net_queue_process(struct srv_queue *q)
 			}
 			if (!serve_one(q, &e))
 				break;
-			budget--;
+			if (--budget % NET_PUBLISH_EVERY == 0) {
+				xvl_vq_dev_publish(&q->vq);
+				rx_publish(d->srv);
+			}
 		}
+		xvl_vq_dev_publish(&q->vq);
 		srv_queue_notify(q);
 		srv_net_flush(d->srv);
 		if (!budget) {

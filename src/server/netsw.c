@@ -4,7 +4,9 @@
  * one server naming the same switch is one of its ports.  A frame from a
  * port's tx queue goes through the forwarding table (src/core/l2sw.c:
  * bounded learning per port, ageing) and is copied at once into the rx
- * buffers of the destination port(s) whose rx filter takes it, or dropped
+ * buffers of the destination port(s) whose rx filter takes it -- for one
+ * destination straight from the sender's tx buffers, for several from one
+ * private copy (srv_net.h: every byte read once) -- or dropped
  * and counted at a port that has no buffers: nothing waits inside the
  * switch, so no port can block another.  Ports that are not RUNNING are
  * down: the forwarding table never sends to them.
@@ -101,12 +103,12 @@ static uint64_t ports_up(const struct srv_switch *sw)
 	return m;
 }
 
-void srv_sw_input(struct srv_dev *d, uint16_t pair, struct xvl_net_hdr *h, uint8_t *frame,
-		  uint32_t len)
+/* f's private bytes hold the Ethernet header: the addresses are read from there only. */
+void srv_sw_input(struct srv_dev *d, uint16_t pair, struct srv_net_frame *f)
 {
 	struct srv_net *n = d->net;
 	struct srv_switch *sw = n->sw;
-	const uint8_t *dst = frame, *src = frame + XVL_ETH_ALEN;
+	const uint8_t *dst = f->priv, *src = f->priv + XVL_ETH_ALEN;
 
 	if (d->spec.spoof && memcmp(src, n->mac, XVL_ETH_ALEN)) {
 		srv_net_drop(d, NET_DROP_TX_SPOOF, "source %02x:%02x:%02x:%02x:%02x:%02x is not "
@@ -115,14 +117,16 @@ void srv_sw_input(struct srv_dev *d, uint16_t pair, struct xvl_net_hdr *h, uint8
 		return;
 	}
 	d->st_requests++;
-	d->st_bytes += len;
-	uint64_t out = xvl_l2sw_forward(&sw->fdb, n->port, dst, src, ports_up(sw),
-					xvl_os_now_ns());
+	d->st_bytes += f->len;
+	uint64_t out = xvl_l2sw_forward(&sw->fdb, n->port, dst, src, ports_up(sw), n->burst_ns);
+	/* several receivers: every one gets the same bytes, read from the window once */
+	if (out & (out - 1))
+		srv_net_frame_flatten(f);
 	while (out) {
 		unsigned p = (unsigned)__builtin_ctzll(out);
 		out &= out - 1;
 		struct srv_dev *to = sw->port[p];
 		if (to && srv_net_rx_wanted(to->net, dst))
-			srv_net_rx(to, pair, h, frame, len);
+			srv_net_rx_frame(to, pair, f);
 	}
 }

@@ -191,7 +191,8 @@ static bool rearm_queues(struct srv *s)
 		struct srv_dev *d = &s->dev[i];
 		for (unsigned j = 0; d->spec.kind != XVL_BK_VHOST && j < d->num_queues; j++) {
 			struct srv_queue *q = &d->q[j];
-			if (!q->worker && q->live && !q->poll && xvl_vq_dev_enable_notify(&q->vq)) {
+			if (!q->worker && q->live && !q->poll && !srv_net_kick_unwanted(q) &&
+			    xvl_vq_dev_enable_notify(&q->vq)) {
 				q->more = true;
 				work = true;
 			}

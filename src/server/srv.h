@@ -364,6 +364,7 @@ void srv_bridge_net_link(struct srv_dev *d, bool up);
 
 /* virtio-net devices (netdev.c, netsw.c, backend_tap.c; internals in srv_net.h). */
 void srv_net_queue_process(struct srv_queue *q);
+bool srv_net_kick_unwanted(const struct srv_queue *q); /* switch rx: never armed (srv_net.h) */
 void srv_net_start(struct srv_dev *d);
 void srv_net_reset(struct srv_dev *d);
 void srv_tap_event(struct srv_watch *w);

@@ -3,12 +3,16 @@
  * Server internals of virtio-net devices: the device model (netdev.c), the
  * built-in L2 switch (netsw.c) and the tap backend (backend_tap.c).
  *
- * Frames are copied out of the driver's window into private staging memory
- * before anything looks at them, validated there (xvl_net_frame_check), and
- * copied from there into the receivers' rx buffers.  Nothing is queued
- * inside the server: a frame a receiver has no buffers for is dropped and
- * counted at that receiver, so a port that never refills its rx ring
- * cannot hold up the others.
+ * Every byte of a tx frame is read from the driver's window once.  The
+ * virtio_net_hdr and the Ethernet header (what decisions look at: offload
+ * checks, forwarding, the spoof check) are copied into private staging
+ * memory first and validated there (xvl_net_frame_check); the rest goes
+ * straight from the sender's tx buffers into the receiver's rx buffers
+ * (struct srv_net_frame).  Frames going to several ports, to tap, or
+ * needing their checksum filled in are staged whole first (read once,
+ * written from the copy).  Nothing is queued inside the server: a frame a
+ * receiver has no buffers for is dropped and counted at that receiver, so a
+ * port that never refills its rx ring cannot hold up the others.
  */
 #ifndef XVL_SRV_NET_H
 #define XVL_SRV_NET_H
@@ -39,6 +43,22 @@ enum srv_net_drop {
 
 struct srv_switch;
 
+/*
+ * A frame on its way through the device: its header (decoded from a
+ * private copy), its first priv_len bytes in private memory, and the rest
+ * still in the sender's window, chain bytes from rest_off on (NULL chain:
+ * all of it private).  priv has room for the whole frame (the sender's
+ * stage), so srv_net_frame_flatten can bring the rest in, once.
+ */
+struct srv_net_frame {
+	struct xvl_net_hdr h;
+	uint8_t *priv;
+	uint32_t priv_len;
+	uint32_t len;
+	const struct xvl_vq_elem *chain;
+	uint64_t rest_off;
+};
+
 struct srv_net {
 	struct srv_dev *dev;
 	uint8_t mac[XVL_ETH_ALEN];
@@ -54,6 +74,7 @@ struct srv_net {
 	/* switch backend */
 	struct srv_switch *sw;
 	uint16_t port;
+	uint64_t burst_ns;           /* the clock when this burst of tx chains began (ageing) */
 	/* tap backend */
 	int tap_fd[XVL_MAX_QUEUES / 2];
 	struct srv_watch tap_w[XVL_MAX_QUEUES / 2];
@@ -74,13 +95,21 @@ extern const struct srv_backend_ops srv_net_ops;
 /* The MAC a device gets when its spec names none: 52:54:00 + 3 bytes of a hash of its name. */
 void srv_net_default_mac(const char *name, uint8_t mac[6]);
 void srv_net_queue_process(struct srv_queue *q);
+/* A switch port's rx queue: the switch drops rather than waits for buffers, so its refills
+ * need no kick and the queue is never armed (each armed refill would cost the driver an
+ * eventfd write and wake the server). */
+bool srv_net_kick_unwanted(const struct srv_queue *q);
 /* Deliver one frame (hdr as received, frame bytes after it) to pair's rx queue of d.
- * Returns 0, or -ENOBUFS / -EMSGSIZE / -EOPNOTSUPP when dropped (counted at d). */
+ * Returns 0, or -ENOBUFS / -EMSGSIZE / -EOPNOTSUPP when dropped (counted at d).
+ * The used entries are published by srv_net_flush, a frame's all in one index update. */
 int srv_net_rx(struct srv_dev *d, uint16_t pair, struct xvl_net_hdr *h, uint8_t *frame,
 	       uint32_t len);
+int srv_net_rx_frame(struct srv_dev *d, uint16_t pair, struct srv_net_frame *f);
+/* Copy the rest of f from the sender's window into its private memory (once). */
+void srv_net_frame_flatten(struct srv_net_frame *f);
 /* Does d's rx filter take a frame for dst? */
 bool srv_net_rx_wanted(const struct srv_net *n, const uint8_t *dst);
-/* Notify the rx queues that got frames since the last call (every net device of s). */
+/* Publish and notify the rx queues that got frames since the last call (every net device of s). */
 void srv_net_flush(struct srv *s);
 /* DRIVER_OK was accepted (devstate.c). */
 void srv_net_start(struct srv_dev *d);
@@ -94,8 +123,7 @@ void srv_net_csum_fill(struct xvl_net_hdr *h, uint8_t *frame, uint32_t len);
 /* netsw.c: the built-in switch. */
 int srv_sw_attach(struct srv_dev *d, struct xvl_errbuf *eb);
 void srv_sw_detach(struct srv_dev *d);
-void srv_sw_input(struct srv_dev *d, uint16_t pair, struct xvl_net_hdr *h, uint8_t *frame,
-		  uint32_t len);
+void srv_sw_input(struct srv_dev *d, uint16_t pair, struct srv_net_frame *f);
 void srv_sw_port_reset(struct srv_dev *d);
 
 /* backend_tap.c */

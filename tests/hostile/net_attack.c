@@ -30,6 +30,9 @@
  *   spoof      port s (spoof=on): a foreign source MAC is dropped, its own
  *              passes, MAC_ADDR_SET is refused
  *   rate       N 64-byte frames a -> c; prints "# RATE frames/s"
+ *   mrgwhole   N frames of 1514 bytes a -> b, b's mergeable rx buffers of 64
+ *              bytes (24 a frame); b watches its used idx all the while: it
+ *              must never expose part of a frame (one index update a frame)
  *   tapecho    device 0 is a tap device: answer ARP and ICMP echo for
  *              10.99.0.2 for N seconds (the tap's kernel side pings it)
  *   tapbreak   device 0 is a tap device: a readable rx chain, held N seconds
@@ -698,6 +701,75 @@ static void case_rate(unsigned n)
 	port_close(&c);
 }
 
+/* Look at p's rx used ring from pos up to the published idx: whole frames only?  Returns
+ * false when a frame there has fewer of its buffers published than its num_buffers says. */
+static bool used_whole(struct port *p, uint16_t pos, uint16_t *idx_out)
+{
+	uint16_t idx = xvl_rd16_acquire(&p->vq[0].used->idx);
+	*idx_out = idx;
+	while (pos != idx) {
+		uint32_t id = xvl_rd32(&p->vq[0].used->ring[pos & (NUM - 1)].id);
+		struct xvl_net_hdr h;
+		if (id >= NUM)
+			return false;
+		xvl_net_hdr_decode(p->mem.base + RXBUF + id * p->rxb, &h);
+		if (!h.num_buffers || (uint16_t)(idx - pos) < h.num_buffers)
+			return false;
+		pos = (uint16_t)(pos + h.num_buffers);
+	}
+	return true;
+}
+
+static void case_mrgwhole(unsigned n)
+{
+	enum { LEN = 1514, AHEAD = 8, NBUF = (XVL_NET_HDR_SIZE + LEN + 63) / 64 };
+	struct port a, b;
+	static uint8_t f[LEN], got[LEN + 64];
+	struct xvl_net_hdr h0 = {0};
+	port_open(&a, "a", 0, BASE_F, 2048, true);
+	port_open(&b, "b", 1, BASE_F | F(XVL_NET_F_MRG_RXBUF), 64, true);
+	frame(f, b.mac, a.mac, LEN, 5);
+	unsigned sent = 0, received = 0, bad = 0, partial = 0, slot = 0;
+	uint64_t looks = 0, deadline = xvl_os_now_ns() + 20000ull * 1000000ull;
+	while (received < n && xvl_os_now_ns() < deadline) {
+		tx_reap(&a);
+		unsigned added = 0;
+		while (sent < n && sent - received < AHEAD && tx_add(&a, &h0, f, LEN, slot++) == 0) {
+			sent++;
+			added++;
+		}
+		if (added)
+			kick(&a, 1);
+		/* spin on the used idx while the server writes the frames */
+		uint16_t idx, start = b.vq[0].last_used;
+		uint64_t until = xvl_os_now_ns() + 100000000ull;
+		for (unsigned spin = 1;; spin++) {
+			looks++;
+			if (!used_whole(&b, start, &idx))
+				partial++;
+			if ((uint16_t)(idx - start) >= NBUF * (sent - received))
+				break;
+			if (spin % 1024 == 0 && xvl_os_now_ns() > until)
+				break;
+		}
+		struct xvl_net_hdr h;
+		int len;
+		while ((len = rx_one(&b, &h, got, sizeof(got), 0)) > 0) {
+			received++;
+			if (len != LEN || h.num_buffers != NBUF || memcmp(got, f, LEN))
+				bad++;
+		}
+	}
+	printf("# used idx looked at %llu times over %u frames of %u buffers\n",
+	       (unsigned long long)looks, received, NBUF);
+	result(received == n && !bad, "mrgwhole: every 1514-byte frame arrives whole in b's 64-byte "
+	       "mergeable buffers", "%u sent, %u received, %u wrong", sent, received, bad);
+	result(!partial, "mrgwhole: b's used idx never exposes part of a merged frame",
+	       "seen %u times in %llu looks", partial, (unsigned long long)looks);
+	port_close(&a);
+	port_close(&b);
+}
+
 /* Patch the descriptor of the rx chain most recently posted at slot tok. */
 static void case_rxoutside(void)
 {
@@ -881,6 +953,8 @@ int main(int argc, char **argv)
 		case_norefill(n);
 	else if (!strcmp(c, "rate"))
 		case_rate(n);
+	else if (!strcmp(c, "mrgwhole"))
+		case_mrgwhole(n);
 	else if (!strcmp(c, "rxoutside"))
 		case_rxoutside();
 	else if (!strcmp(c, "txwrite"))

@@ -1102,6 +1102,67 @@ static void test_hostile_device(void)
 	      "hostile device: free list intact after scribble");
 }
 
+/* fill/publish (device) and stage/publish (driver): entries are seen in one index store,
+ * and an index read once is not read again until its entries are taken. */
+static void test_batch(void)
+{
+	struct env v;
+	struct xvl_sg sg[2];
+	uint64_t token;
+	uint32_t len;
+	unsigned ok = 1;
+
+	CHECK(env_setup(&v, 8, false, false), "batch: init both sides");
+	for (unsigned i = 0; i < 3; i++) {
+		make_sg(sg, i, 0, 1);
+		ok &= xvl_vq_drv_stage(&v.drv, sg, 0, 1, 10 + i) == 0;
+	}
+	CHECK(ok && xvl_rd16(&v.drv.avail->idx) == 0 && pop(&v) == 0,
+	      "batch: staged chains are not published: the device sees none");
+	xvl_vq_drv_publish(&v.drv);
+	CHECK(xvl_rd16(&v.drv.avail->idx) == 3, "batch: publish moves avail idx by 3 at once");
+	make_sg(sg, 3, 0, 1);
+	CHECK(xvl_vq_drv_stage(&v.drv, sg, 0, 1, 13) == 0 && xvl_vq_drv_kick_prepare(&v.drv) &&
+	      xvl_rd16(&v.drv.avail->idx) == 4, "batch: kick_prepare publishes what was staged");
+	/* the device read avail idx 4 at its first pop: a driver moving it back is not seen
+	 * until those four are taken, and then it is a ring violation */
+	CHECK(pop(&v) == 1, "batch: pop 1 of 4");
+	raw_avail_idx(&v, 1);
+	ok = pop(&v) == 1 && xvl_vq_dev_fill(&v.dev, v.e.head, 0) == 0;
+	ok &= pop(&v) == 1 && pop(&v) == 1;
+	CHECK(ok, "batch: the chains published before are taken from the index read once");
+	CHECK(pop(&v) == -EIO, "batch: then the index moved back is a broken ring");
+
+	CHECK(env_setup(&v, 8, false, false), "batch: init again");
+	for (unsigned i = 0; i < 4; i++)
+		add_chain(&v, i, 0, 1, 20 + i);
+	ok = 1;
+	for (unsigned i = 0; i < 4; i++)
+		ok &= pop(&v) == 1 && xvl_vq_dev_fill(&v.dev, v.e.head, 5) == 0;
+	CHECK(ok && xvl_rd16(&v.dev.used->idx) == 0 &&
+	      xvl_vq_drv_get_used(&v.drv, &token, &len) == 0,
+	      "batch: filled used entries are not published: the driver sees none");
+	xvl_vq_dev_publish(&v.dev);
+	CHECK(xvl_rd16(&v.dev.used->idx) == 4, "batch: publish moves used idx by 4 at once");
+	xvl_vq_dev_publish(&v.dev);
+	CHECK(xvl_rd16(&v.dev.used->idx) == 4, "batch: publishing nothing new changes nothing");
+	CHECK(xvl_vq_drv_get_used(&v.drv, &token, &len) == 1 && token == 20 && len == 5,
+	      "batch: the driver takes the first");
+	raw_used_idx(&v, 1); /* a device moving it back: the three published are still taken */
+	ok = 1;
+	for (unsigned i = 1; i < 4; i++)
+		ok &= xvl_vq_drv_get_used(&v.drv, &token, &len) == 1 && token == 20 + i;
+	CHECK(ok, "batch: the entries published are taken from the index read once");
+	CHECK(xvl_vq_drv_get_used(&v.drv, &token, &len) == -EIO,
+	      "batch: then the index moved back is a broken ring");
+
+	CHECK(env_setup(&v, 8, false, false), "batch: init a third time");
+	add_chain(&v, 0, 0, 1, 30);
+	CHECK(pop(&v) == 1 && xvl_vq_dev_fill(&v.dev, v.e.head, 1) == 0 &&
+	      xvl_vq_dev_notify_prepare(&v.dev) && xvl_rd16(&v.dev.used->idx) == 1,
+	      "batch: notify_prepare publishes the filled entry before deciding");
+}
+
 int main(void)
 {
 	test_layout();
@@ -1117,5 +1178,6 @@ int main(void)
 	test_hostile_device();
 	test_wrap();
 	test_wrap_65536();
+	test_batch();
 	return tap_done();
 }
