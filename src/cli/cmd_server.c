@@ -48,7 +48,7 @@ static const char help[] =
 	"                            backend=switch (a port of the built-in L2 switch)\n"
 	"                            backend=tap (a tap in the server's netns) or\n"
 	"                            backend=vhost-user (bridge to a vhost-user-net\n"
-	"                            backend, one queue pair);\n"
+	"                            backend; control queue served by the server);\n"
 	"                            queues=N is then queue pairs, 1..7\n"
 	"          switch=SW         switch: which switch (default sw0)\n"
 	"          ifname=IF         tap: the interface (created if missing)\n"

@@ -206,7 +206,7 @@ static int check_queues(struct srv_dev *d, uint16_t *nq, uint16_t *qsize, struct
 {
 	*nq = 0;
 	*qsize = 0;
-	for (uint16_t i = 0; i < d->num_queues; i++) {
+	for (uint16_t i = 0; i < srv_bridge_backend_queues(d); i++) { /* net: not the ctrl queue */
 		const struct srv_queue *q = &d->q[i];
 		if (!queue_set_up(q))
 			continue;
@@ -449,6 +449,7 @@ static int start_job_queues(struct srv_dev *d, struct br_job *j, struct xvl_errb
 				return rc;
 		}
 		jq->on = true;
+		jq->enable = srv_bridge_ring_start(d, i);
 		jq->l = (struct xvl_vq_layout){
 			.num = q->vq.num,
 			.desc = (uint64_t)((const uint8_t *)q->vq.desc - base),
@@ -476,7 +477,8 @@ static int start_launch(struct srv_dev *d, uint16_t nq, uint16_t qsize, struct x
 
 	if (!j)
 		return xvl_err(eb, -ENOMEM, "device %s: out of memory", d->spec.name);
-	j->features = srv_bridge_features(d); /* net: without what only the config space has */
+	j->features = srv_bridge_features(d); /* net: without what only the frontend has */
+	j->mtu = srv_bridge_net_mtu(d);
 	j->win_fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0);
 	j->win_size = w->mem.size;
 	j->win_base = (uintptr_t)w->mem.base;
@@ -622,8 +624,8 @@ static void stop_launch(struct srv_dev *d)
 	if (j) {
 		j->vh = d->vh;
 		vh_reset(&d->vh);
-		j->nq = d->num_queues;
-		for (uint16_t i = 0; i < d->num_queues; i++)
+		j->nq = srv_bridge_backend_queues(d); /* net: not the control queue */
+		for (uint16_t i = 0; i < j->nq; i++)
 			j->q[i].on = queue_set_up(&d->q[i]);
 		j->pid = b->pid;
 		j->pidfd = b->pidfd;
@@ -690,6 +692,9 @@ static void start_landed(struct srv_dev *d, struct br_job *j)
 		return;
 	}
 	br_enter(d, BR_UP);
+	srv_bridge_net_up(d); /* VQ_PAIRS_SET while starting */
+	if (b->state != BR_UP)
+		return; /* the backend did not take it: lost */
 	/* Kicks that came while starting were not relayed: one now covers them. */
 	for (unsigned i = 0; d->spec.relay && i < XVL_MAX_QUEUES; i++)
 		if (d->q[i].relay_kick >= 0)
@@ -808,6 +813,7 @@ void srv_bridge_stop(struct srv_dev *d)
 	default: /* OFFLINE, PROBING, READY: nothing runs; LOST, WAITING: keep waiting */
 		break;
 	}
+	srv_bridge_net_reset(d); /* after stop_launch: it reads which rings the backend has */
 }
 
 bool srv_bridge_busy(const struct srv_dev *d)

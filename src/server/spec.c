@@ -163,9 +163,6 @@ static int check_net_spec(struct xvl_dev_spec *d, struct xvl_errbuf *eb)
 			       "vhost-user", d->name);
 	if (d->kind == XVL_BK_VHOST && !d->path[0])
 		return xvl_err(eb, -EINVAL, "device %s: path= is missing", d->name);
-	if (d->kind == XVL_BK_VHOST && d->queues > 1)
-		return xvl_err(eb, -EINVAL, "device %s: a vhost-user-net bridge has one queue pair "
-			       "(no control queue: multi-queue needs one)", d->name);
 	if (d->kind == XVL_BK_TAP && !d->ifname[0])
 		return xvl_err(eb, -EINVAL, "device %s: backend=tap needs ifname=", d->name);
 	/* 2 queues per pair and the control queue within the protocol's queues per device */

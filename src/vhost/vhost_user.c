@@ -44,6 +44,7 @@ enum vu_req {
 	VU_SET_PROTOCOL_FEATURES = 16,
 	VU_GET_QUEUE_NUM = 17,
 	VU_SET_VRING_ENABLE = 18,
+	VU_NET_SET_MTU = 20,
 	VU_GET_CONFIG = 24,
 	VU_GET_INFLIGHT_FD = 31,
 	VU_SET_INFLIGHT_FD = 32,
@@ -63,7 +64,8 @@ enum vu_req {
 #define VU_MAX_INFLIGHT     (256ull << 20)
 
 #define VU_PF_KNOWN ((1ull << XVL_VHOST_PF_MQ) | (1ull << XVL_VHOST_PF_REPLY_ACK) | \
-		     (1ull << XVL_VHOST_PF_CONFIG) | (1ull << XVL_VHOST_PF_INFLIGHT_SHMFD))
+		     (1ull << XVL_VHOST_PF_NET_MTU) | (1ull << XVL_VHOST_PF_CONFIG) | \
+		     (1ull << XVL_VHOST_PF_INFLIGHT_SHMFD))
 
 struct vu_state {
 	uint32_t index;
@@ -138,6 +140,7 @@ static const char *vu_name(uint32_t req)
 	case VU_SET_PROTOCOL_FEATURES: return "SET_PROTOCOL_FEATURES";
 	case VU_GET_QUEUE_NUM: return "GET_QUEUE_NUM";
 	case VU_SET_VRING_ENABLE: return "SET_VRING_ENABLE";
+	case VU_NET_SET_MTU: return "NET_SET_MTU";
 	case VU_GET_CONFIG: return "GET_CONFIG";
 	case VU_GET_INFLIGHT_FD: return "GET_INFLIGHT_FD";
 	case VU_SET_INFLIGHT_FD: return "SET_INFLIGHT_FD";
@@ -718,8 +721,9 @@ static int vu_set_vring_addr(struct xvl_vhost *v, uint16_t q, const struct xvl_v
 	return vu_call(v, &io, eb);
 }
 
-int xvl_vhost_start_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_layout *l,
-			  uint16_t base, int kick_fd, int call_fd, struct xvl_errbuf *eb)
+int xvl_vhost_setup_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_layout *l,
+			  uint16_t base, int kick_fd, int call_fd, bool enable,
+			  struct xvl_errbuf *eb)
 {
 	int rc = vu_check_queue(v, "SET_VRING_NUM", q, eb);
 
@@ -739,10 +743,57 @@ int xvl_vhost_start_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_l
 		rc = vu_set_vring_fd(v, VU_SET_VRING_CALL, q, call_fd, eb);
 	if (rc >= 0)
 		rc = vu_set_vring_fd(v, VU_SET_VRING_KICK, q, kick_fd, eb);
+	/* Without PROTOCOL_FEATURES a ring is enabled by its kick fd: enable cannot be refused. */
 	if (rc >= 0 && vu_has_protocol_features(v))
-		rc = vu_set_state(v, VU_SET_VRING_ENABLE, q, 1, eb);
+		rc = vu_set_state(v, VU_SET_VRING_ENABLE, q, enable, eb);
 	return rc;
 }
+
+int xvl_vhost_start_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_layout *l,
+			  uint16_t base, int kick_fd, int call_fd, struct xvl_errbuf *eb)
+{
+	return xvl_vhost_setup_vring(v, q, l, base, kick_fd, call_fd, true, eb);
+}
+
+/*
+ * No NEED_REPLY flag (REPLY_ACK lets the frontend choose per message), so no
+ * reply ever comes: the caller's loop, which reads this socket only to see
+ * the backend go, stays in step.  MSG_DONTWAIT: a backend that stopped
+ * reading its socket gets -EAGAIN, never a blocked caller.
+ */
+int xvl_vhost_vring_enable_nowait(struct xvl_vhost *v, uint16_t q, bool on,
+				  struct xvl_errbuf *eb)
+{
+	struct vu_state st = { .index = q, .num = on };
+	uint32_t hdr[3] = { VU_SET_VRING_ENABLE, VU_VERSION, sizeof(st) };
+	uint8_t buf[VU_HDR_SIZE + sizeof(st)];
+	int rc = vu_check_queue(v, "SET_VRING_ENABLE", q, eb);
+
+	if (rc < 0)
+		return rc;
+	if (v->sock < 0)
+		return vu_fail(v, "SET_VRING_ENABLE", eb, -ENOTCONN, "not connected");
+	if (!vu_has_protocol_features(v))
+		return vu_fail(v, "SET_VRING_ENABLE", eb, -EOPNOTSUPP,
+			       "the backend has no PROTOCOL_FEATURES: its rings cannot be disabled");
+	memcpy(buf, hdr, sizeof(hdr));
+	memcpy(buf + VU_HDR_SIZE, &st, sizeof(st));
+	ssize_t n = send(v->sock, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n == (ssize_t)sizeof(buf))
+		return 0;
+	rc = n < 0 ? -errno : -EAGAIN; /* a short send leaves the stream out of step */
+	vu_drop(v);
+	return vu_fail(v, "SET_VRING_ENABLE", eb, rc, "%s", rc == -EAGAIN ?
+		       "the backend does not read its socket" : strerror(-rc));
+}
+
+int xvl_vhost_net_set_mtu(struct xvl_vhost *v, uint16_t mtu, struct xvl_errbuf *eb)
+{
+	if (!vu_has_pf(v, XVL_VHOST_PF_NET_MTU))
+		return 0;
+	return vu_set_u64(v, VU_NET_SET_MTU, mtu, eb);
+}
+
 
 int xvl_vhost_stop_vring(struct xvl_vhost *v, uint16_t q, uint16_t *base, struct xvl_errbuf *eb)
 {
