@@ -44,6 +44,8 @@ static const char help[] =
 	"          relay=on          vhost-user: relay notifications through the server\n"
 	"                            (default: the backend and the client signal each other)\n"
 	"          reconnect-ms=N    vhost-user: wait this long for a lost backend (10000)\n"
+	"          listen=on         vhost-user: listen on path= and let the backend connect\n"
+	"                            (its client mode: OVS dpdkvhostuserclient ports)\n"
 	"          type=net          a virtio-net device (default type=blk), with\n"
 	"                            backend=switch (a port of the built-in L2 switch)\n"
 	"                            backend=tap (a tap in the server's netns) or\n"

@@ -376,6 +376,14 @@ static struct br_job *job_new(struct srv_dev *d, enum br_job_kind kind)
 		return NULL;
 	j->kind = kind;
 	snprintf(j->path, sizeof(j->path), "%s", d->spec.path);
+	j->listen_fd = -1;
+	if (d->br->listen_fd >= 0) {
+		j->listen_fd = fcntl(d->br->listen_fd, F_DUPFD_CLOEXEC, 0);
+		if (j->listen_fd < 0) {
+			free(j);
+			return NULL;
+		}
+	}
 	j->no_config = d->spec.type == XVL_DEV_NET; /* bridge_net.c makes it */
 	j->win_fd = j->pidfd = -1;
 	vh_reset(&j->vh);
@@ -383,6 +391,8 @@ static struct br_job *job_new(struct srv_dev *d, enum br_job_kind kind)
 		j->q[i].kick = j->q[i].call = -1;
 	j->done_fd = fcntl(d->br->job_fd, F_DUPFD_CLOEXEC, 0);
 	if (j->done_fd < 0) {
+		if (j->listen_fd >= 0)
+			close(j->listen_fd);
 		free(j);
 		return NULL;
 	}
@@ -831,7 +841,7 @@ static int vhost_open(struct srv_dev *d, struct xvl_errbuf *eb)
 		return xvl_err(eb, -ENOMEM, "device %s: out of memory", d->spec.name);
 	d->br = b;
 	b->state = BR_OFFLINE;
-	b->timer = b->pidfd = b->taint_pidfd = -1;
+	b->timer = b->pidfd = b->taint_pidfd = b->listen_fd = -1;
 	b->job_fd = xvl_os_eventfd();
 	vh_reset(&d->vh);
 	d->vh_probed = false;
@@ -840,6 +850,13 @@ static int vhost_open(struct srv_dev *d, struct xvl_errbuf *eb)
 	d->config_len = 0;
 	if (b->job_fd < 0 || srv_watch(d->srv, b->job_fd, &b->job_w, W_VHOST_JOB, d) < 0)
 		return xvl_err(eb, -errno, "device %s: eventfd: %s", d->spec.name, strerror(errno));
+	if (d->spec.listen) {
+		b->listen_fd = xvl_vhost_listen(d->spec.path, eb);
+		if (b->listen_fd < 0)
+			return b->listen_fd;
+		srv_log(d->srv, "device %s: waiting for the vhost-user backend to connect to %s",
+			d->spec.name, d->spec.path);
+	}
 	probe_launch(d); /* srv_bridge_settle() waits for it */
 	return 0;
 }
@@ -915,6 +932,10 @@ static void vhost_close(struct srv_dev *d)
 	relay_close_all(d);
 	close_fd(&b->pidfd);
 	close_fd(&b->taint_pidfd);
+	if (b->listen_fd >= 0) {
+		close_fd(&b->listen_fd);
+		unlink(d->spec.path); /* the socket this server made */
+	}
 	if (b->job_fd >= 0) {
 		srv_unwatch(d->srv, b->job_fd);
 		close(b->job_fd);

@@ -41,6 +41,14 @@ bool br_enter(struct srv_dev *d, enum br_state to);
 
 enum br_job_kind { BR_JOB_PROBE, BR_JOB_START, BR_JOB_STOP };
 
+/*
+ * listen=on: how long a job waits for the backend to connect.  A probe ends
+ * its connection; a DPDK vhost client (OVS's dpdkvhostuserclient) connects
+ * again at once, so the START after it finds the next one soon.
+ */
+#define BR_PROBE_ACCEPT_MS 2000u
+#define BR_START_ACCEPT_MS 3000u
+
 struct br_job_queue {
 	bool on;
 	bool enable;            /* SET_VRING_ENABLE(1) at start (net: pairs beyond VQ_PAIRS_SET off) */
@@ -57,6 +65,7 @@ struct br_job_queue {
 struct br_job {
 	enum br_job_kind kind;
 	char path[256]; /* struct xvl_dev_spec.path */
+	int listen_fd;  /* listen=on: the job's duplicate of the listening socket, else -1 */
 	/* START */
 	uint64_t features;
 	uint16_t mtu;           /* net: NET_SET_MTU when the backend offers it, 0 none */
@@ -124,6 +133,7 @@ struct srv_bridge {
 	bool job_unwanted;       /* the device was reset while its START job ran */
 	bool start_wanted;       /* DRIVER_OK came while a STOP job ran */
 	int job_fd;              /* eventfd: a job finished */
+	int listen_fd;           /* listen=on: the socket the backend connects to, else -1 */
 	struct srv_watch job_w;
 	uint64_t last_probe_ns;  /* probes are rate-limited (PROBE_GAP_MS) */
 	struct br_net net;       /* type=net only */

@@ -68,9 +68,17 @@ static void net_rings(struct br_job *j)
 		j->vh.num_queues = (uint16_t)(rings > XVL_VHOST_MAX_QUEUES ? XVL_VHOST_MAX_QUEUES : rings);
 }
 
+/* Connect to the backend, or with listen=on take its connection (waiting up to wait_ms). */
+static int job_connect(struct br_job *j, unsigned wait_ms)
+{
+	if (j->listen_fd >= 0)
+		return xvl_vhost_accept(&j->vh, j->path, j->listen_fd, wait_ms, &j->eb);
+	return xvl_vhost_connect(&j->vh, j->path, &j->eb);
+}
+
 static void job_probe(struct br_job *j)
 {
-	j->rc = xvl_vhost_connect(&j->vh, j->path, &j->eb);
+	j->rc = job_connect(j, BR_PROBE_ACCEPT_MS);
 	if (j->rc == 0) {
 		note_peer(j);
 		net_rings(j);
@@ -104,7 +112,7 @@ static int start_rings(struct br_job *j)
 static void job_start(struct br_job *j)
 {
 	struct xvl_vhost *v = &j->vh;
-	int rc = xvl_vhost_connect(v, j->path, &j->eb);
+	int rc = job_connect(j, BR_START_ACCEPT_MS);
 
 	if (rc == 0) {
 		note_peer(j);
@@ -161,6 +169,9 @@ static void close_inputs(struct br_job *j)
 	if (j->win_fd >= 0)
 		close(j->win_fd);
 	j->win_fd = -1;
+	if (j->listen_fd >= 0)
+		close(j->listen_fd);
+	j->listen_fd = -1;
 }
 
 static void *job_main(void *arg)

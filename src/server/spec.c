@@ -145,6 +145,8 @@ static int set_key(struct xvl_dev_spec *d, const char *k, const char *v, bool *h
 		return parse_bool(v, &d->read_only);
 	if (!strcmp(k, "relay"))
 		return parse_bool(v, &d->relay);
+	if (!strcmp(k, "listen"))
+		return parse_bool(v, &d->listen);
 	if (!strcmp(k, "reconnect-ms")) {
 		char *end;
 		unsigned long ms = strtoul(v, &end, 10);

@@ -46,6 +46,8 @@ struct xvl_vhost {
 	uint16_t inflight_qsize;
 	struct xvl_mem mem;         /* the one region (set_mem_table); base NULL before */
 	int peer_pid;               /* SO_PEERCRED pid of the backend; 0 when not visible */
+	int listen_fd;              /* xvl_vhost_accept: the socket the backend connects to */
+	unsigned accept_ms;         /* xvl_vhost_accept: how long to wait for it */
 };
 
 /*
@@ -57,6 +59,19 @@ struct xvl_vhost {
  * gives up after 2 s of a full backlog, each reply after 10 s.
  */
 int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *eb);
+
+/*
+ * Listening mode (the backend is the socket's client: OVS-DPDK's
+ * dpdkvhostuserclient ports, DPDK vhost with client=1).  xvl_vhost_listen
+ * binds and listens on path (a stale socket file there is replaced; any
+ * other file is refused) and returns the listening fd (non-blocking,
+ * CLOEXEC).  xvl_vhost_accept is xvl_vhost_connect with the connection
+ * taken from listen_fd instead: it waits up to wait_ms for the backend to
+ * connect (-EAGAIN when it did not).  listen_fd stays the caller's.
+ */
+int xvl_vhost_listen(const char *path, struct xvl_errbuf *eb);
+int xvl_vhost_accept(struct xvl_vhost *v, const char *path, int listen_fd, unsigned wait_ms,
+		     struct xvl_errbuf *eb);
 
 /*
  * After the backend restarted (or any error that broke the connection):

@@ -13,6 +13,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -401,12 +402,56 @@ static int vu_connect(struct xvl_vhost *v, struct xvl_errbuf *eb)
 	return fd;
 }
 
+int xvl_vhost_listen(const char *path, struct xvl_errbuf *eb)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return xvl_err(eb, -ENAMETOOLONG, "vhost-user socket %s: path too long", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return xvl_err(eb, -EEXIST, "vhost-user socket %s: a file that is not a socket "
+				       "is in the way", path);
+		unlink(path); /* a stale socket of an earlier run */
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return xvl_err(eb, -errno, "vhost-user socket %s: socket: %s", path, strerror(errno));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+		rc = -errno;
+		close(fd);
+		return xvl_err(eb, rc, "vhost-user socket %s: bind/listen: %s", path, strerror(-rc));
+	}
+	return fd;
+}
+
+/* Wait up to accept_ms for the backend to connect to listen_fd; the connection, blocking. */
+static int vu_accept(struct xvl_vhost *v, struct xvl_errbuf *eb)
+{
+	struct pollfd p = {.fd = v->listen_fd, .events = POLLIN};
+	int n = poll(&p, 1, (int)v->accept_ms);
+
+	if (n < 0)
+		return vu_fail(v, "accept", eb, -errno, "poll: %s", strerror(errno));
+	if (n == 0)
+		return vu_fail(v, "accept", eb, -EAGAIN, "the backend did not connect within %u ms",
+			       v->accept_ms);
+	int fd = accept4(v->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0) /* EAGAIN: it went again meanwhile */
+		return vu_fail(v, "accept", eb, errno == EAGAIN ? -EAGAIN : -errno, "accept: %s",
+			       strerror(errno));
+	return fd;
+}
+
 static int vu_open(struct xvl_vhost *v, struct xvl_errbuf *eb)
 {
 	struct timeval tv = { .tv_sec = VU_TIMEOUT_S };
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	int fd = vu_connect(v, eb);
+	int fd = v->listen_fd >= 0 ? vu_accept(v, eb) : vu_connect(v, eb);
 
 	if (fd < 0)
 		return fd;
@@ -489,13 +534,16 @@ static int vu_handshake(struct xvl_vhost *v, struct xvl_errbuf *eb)
 	return vu_get_queue_num(v, eb);
 }
 
-int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *eb)
+static int vu_start(struct xvl_vhost *v, const char *path, int listen_fd, unsigned wait_ms,
+		    struct xvl_errbuf *eb)
 {
 	int rc;
 
 	memset(v, 0, sizeof(*v));
 	v->sock = -1;
 	v->inflight_fd = -1;
+	v->listen_fd = listen_fd;
+	v->accept_ms = wait_ms;
 	if (strlen(path) >= sizeof(v->path))
 		return xvl_err(eb, -ENAMETOOLONG, "vhost-user backend %s: path too long", path);
 	memcpy(v->path, path, strlen(path) + 1);
@@ -503,6 +551,19 @@ int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *
 	if (rc < 0)
 		xvl_vhost_close(v);
 	return rc;
+}
+
+int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *eb)
+{
+	return vu_start(v, path, -1, 0, eb);
+}
+
+int xvl_vhost_accept(struct xvl_vhost *v, const char *path, int listen_fd, unsigned wait_ms,
+		     struct xvl_errbuf *eb)
+{
+	if (listen_fd < 0)
+		return xvl_err(eb, -EBADF, "vhost-user backend %s: no listening socket", path);
+	return vu_start(v, path, listen_fd, wait_ms, eb);
 }
 
 int xvl_vhost_reconnect(struct xvl_vhost *v, struct xvl_errbuf *eb)
