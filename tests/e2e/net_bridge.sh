@@ -6,7 +6,10 @@
 # tests/e2e/net_mq_prog.c, which sets a MAC address and promiscuous mode
 # through the control queue (served by the server: the backend never sees it)
 # and sends 200 frames on each pair; every frame must arrive on the same pair
-# of the other device.  testpmd's own vhost log must show: pair 1 handed over
+# of the other device.  Then tests/hostile/net_attack.c (case bctrl) sends bad
+# control commands to a bridged device (answered VIRTIO_NET_ERR), good ones,
+# 600 in a row, and a chain without an ack byte (that device breaks, the
+# other answers on).  testpmd's own vhost log must show: pair 1 handed over
 # disabled and enabled by the driver's VQ_PAIRS_SET, NET_SET_MTU, and no ring 4
 # (the control queue) ever set up in the backend.  TAP.
 set -u
@@ -34,6 +37,16 @@ else
 	finish
 fi
 note "server: $SRV"
+F=(-std=gnu11 -g -O2 -Wall -Wextra -Wno-unused-function -D_GNU_SOURCE -I"$R/include"
+	-I"$R/src/core" -I"$R/src/os" -I"$R/tests/hostile")
+if "${CC:-gcc}" "${F[@]}" "$R"/src/core/window.c "$R"/src/core/virtq.c "$R"/src/core/proto.c \
+	"$R"/src/core/net.c "$R"/src/os/os_misc.c "$R"/src/os/os_window.c "$R"/src/os/os_sock.c \
+	"$R/tests/hostile/net_attack.c" -o "$T/attack" 2>"$T/cca.log"; then
+	ok "build tests/hostile/net_attack.c"
+else
+	fail "build tests/hostile/net_attack.c"
+	grep error "$T/cca.log" | head -5 | sed 's/^/#   /'
+fi
 
 mkfifo "$T/tp.in"
 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix "xvl-netbr-$$" \
@@ -84,6 +97,20 @@ for p in 0 1; do
 		fail "pair $p: vb -> testpmd queue $p -> va pair $p (${line:-no result})"
 	fi
 done
+
+# a hostile driver on the server's control queue of bridged devices (va = 0, vb = 1)
+if [ -x "$T/attack" ]; then
+	timeout -k 1 60 "$T/attack" "$T/s.sock" bctrl >"$T/a.out" 2>"$T/a.err"
+	arc=$?
+	while read -r verdict rest; do
+		case $verdict in
+		PASS) ok "$rest" ;;
+		FAIL) fail "$rest" ;;
+		esac
+	done <"$T/a.out"
+	[ $arc -eq 0 ] || fail "net_attack bctrl: exit status $arc ($(head -c 200 "$T/a.err"))"
+	if alive "$SP"; then ok "server alive after the hostile control commands"; else fail "server alive after the hostile control commands"; fi
+fi
 
 stop_checked() {
 	local rc=0
