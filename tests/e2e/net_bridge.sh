@@ -48,6 +48,7 @@ else
 	grep error "$T/cca.log" | head -5 | sed 's/^/#   /'
 fi
 
+trap 'e2e_cleanup; rm -rf "/var/run/dpdk/xvl-netbr-$$"' EXIT # and DPDK's runtime files
 mkfifo "$T/tp.in"
 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix "xvl-netbr-$$" \
 	--log-level=lib.vhost.config:debug \

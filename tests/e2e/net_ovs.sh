@@ -45,6 +45,7 @@ cleanup() {
 	ovs_down
 	for n in "$NSA" "$NSB"; do ip netns del "$n" 2>/dev/null; done
 	e2e_cleanup
+	rm -rf "/var/run/dpdk/xvl-ovs-$$" # DPDK's runtime files (after OVS has gone)
 }
 trap cleanup EXIT
 
