@@ -64,8 +64,8 @@ int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *
  * Listening mode (the backend is the socket's client: OVS-DPDK's
  * dpdkvhostuserclient ports, DPDK vhost with client=1).  xvl_vhost_listen
  * binds and listens on path (a stale socket file there is replaced; any
- * other file is refused) and returns the listening fd (non-blocking,
- * CLOEXEC).  xvl_vhost_accept is xvl_vhost_connect with the connection
+ * other file is refused; mode 0600 before it listens: whoever connects gets
+ * the window) and returns the listening fd (non-blocking, CLOEXEC).  xvl_vhost_accept is xvl_vhost_connect with the connection
  * taken from listen_fd instead: it waits up to wait_ms for the backend to
  * connect (-EAGAIN when it did not).  listen_fd stays the caller's.
  */

@@ -420,7 +420,9 @@ int xvl_vhost_listen(const char *path, struct xvl_errbuf *eb)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return xvl_err(eb, -errno, "vhost-user socket %s: socket: %s", path, strerror(errno));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+	/* Whoever connects gets the window as its memory: owner only, before anyone can. */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(fd, 4) < 0) {
 		rc = -errno;
 		close(fd);
 		return xvl_err(eb, rc, "vhost-user socket %s: bind/listen: %s", path, strerror(-rc));

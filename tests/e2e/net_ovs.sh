@@ -106,6 +106,13 @@ else
 	tail -n 5 "$T/srv.log" | sed 's/^/#   /'
 fi
 
+mode=$(stat -c %a "$T/p0.sock" 2>/dev/null)
+if [ "$mode" = 600 ]; then
+	ok "server's listening socket is mode 0600 (whoever connects gets the window)"
+else
+	fail "server's listening socket is mode 0600 (it is ${mode:-missing})"
+fi
+
 bg "$T/resp.log" "$XVL" net ping -c "$T/s.sock" -d oa --responder
 RESP=$BG_PID
 for _ in $(seq 100); do
