@@ -7,7 +7,7 @@
  * counts what arrives on each pair of RX (a forwarder in between, such as
  * dpdk-testpmd in io mode, maps queue p to queue p).
  *
- *   net_mq_prog SOCK TX RX PAIRS COUNT
+ *   net_mq_prog SOCK TX RX PAIRS COUNT [WARMUP_MS]
  *
  * Output lines (the script checks them):
  *   info DEV max_pairs N pairs N ctrl 0|1 mtu N mac M
@@ -104,9 +104,10 @@ int main(int argc, char **argv)
 {
 	struct xvl_client *ct, *cr;
 
-	if (argc != 6)
-		return fprintf(stderr, "usage: net_mq_prog SOCK TX RX PAIRS COUNT\n"), 2;
+	if (argc != 6 && argc != 7)
+		return fprintf(stderr, "usage: net_mq_prog SOCK TX RX PAIRS COUNT [WARMUP_MS]\n"), 2;
 	unsigned pairs = (unsigned)atoi(argv[4]), count = (unsigned)atoi(argv[5]);
+	unsigned warm_ms = argc == 7 ? (unsigned)atoi(argv[6]) : 12000;
 	struct xvl_net *tx = open_dev(argv[1], argv[2], pairs, &ct);
 	struct xvl_net *rx = open_dev(argv[1], argv[3], pairs, &cr);
 	print_info(argv[2], tx);
@@ -135,16 +136,20 @@ int main(int argc, char **argv)
 		f[12] = ETHERTYPE_PROBE >> 8;
 		f[13] = ETHERTYPE_PROBE & 0xff;
 		unsigned sent = 0, on_pair = 0, elsewhere = 0;
-		/* warm-up: until the forwarder passes one (both sessions up), at most 5 s */
+		/*
+		 * warm-up: until the forwarder passes one, on any pair (both sessions up; OVS
+		 * polls a newly enabled queue only once its main thread has reconfigured the
+		 * port, seconds on a loaded machine), at most warm_ms
+		 */
 		f[14] = 0x90;
 		uint64_t t0 = now_ms();
-		while (now_ms() - t0 < 5000 && on_pair == 0) {
+		while (now_ms() - t0 < warm_ms && on_pair == 0 && elsewhere == 0) {
 			struct xvl_net_frame fr = {.data = f, .len = sizeof(f)};
 			xvl_net_tx_burst(tx, (uint16_t)p, &fr, 1);
 			xvl_net_tx_reclaim(tx, (uint16_t)p, NULL, 64);
 			drain(rx, pairs, 0x90, p, 1, 20, &on_pair, &elsewhere);
 		}
-		printf("warm-up pair %u: %s after %llu ms\n", p, on_pair ? "through" : "nothing",
+		printf("warm-up pair %u: %s after %llu ms\n", p, on_pair || elsewhere ? "through" : "nothing",
 		       (unsigned long long)(now_ms() - t0));
 		drain(rx, pairs, 0x90, p, 1000, 50, &on_pair, &elsewhere); /* stragglers */
 		on_pair = elsewhere = 0;
