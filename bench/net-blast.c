@@ -7,12 +7,13 @@
  * The receiver (testpmd's net_vhost in rxonly, behind the server's bridge)
  * does the counting that matters.
  *
- *   net-blast SOCK DEVICE SIZE SECONDS [copy]
+ *   net-blast SOCK DEVICE SIZE SECONDS [copy|nooff]
  *   -> "sent N frames in S s (M Mpps)"
  *
  * Zero copy, a frame is two descriptors (the header slot, the frame in the
  * window); with "copy" the frames come from private memory and the driver
- * copies each behind its header: one descriptor.
+ * copies each behind its header: one descriptor.  "nooff": no checksum or
+ * segmentation offloads negotiated (as testpmd's virtio_user txonly).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,16 +43,18 @@ int main(int argc, char **argv)
 	struct xvl_net_info in;
 	char err[256] = "";
 
-	if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "copy")))
-		return fprintf(stderr, "usage: net-blast SOCK DEVICE SIZE SECONDS [copy]\n"), 2;
-	bool copy = argc == 6;
+	if (argc != 5 && !(argc == 6 && (!strcmp(argv[5], "copy") || !strcmp(argv[5], "nooff"))))
+		return fprintf(stderr, "usage: net-blast SOCK DEVICE SIZE SECONDS [copy|nooff]\n"), 2;
+	bool copy = argc == 6 && !strcmp(argv[5], "copy");
+	bool nooff = argc == 6 && !strcmp(argv[5], "nooff");
 	unsigned size = (unsigned)atoi(argv[3]);
 	double secs = atof(argv[4]);
 	if (size < 60 || size > 1514)
 		return fprintf(stderr, "net-blast: SIZE 60..1514\n"), 2;
 	if (xvl_client_connect(&c, argv[1], NULL, err, sizeof(err)) < 0)
 		return fprintf(stderr, "net-blast: connect: %s\n", err), 1;
-	struct xvl_net_opts o = {XVL_NET_OPTS_INIT, .device = xvl_client_find(c, argv[2])};
+	struct xvl_net_opts o = {XVL_NET_OPTS_INIT, .device = xvl_client_find(c, argv[2]),
+				 .no_offloads = nooff};
 	if (o.device < 0 || xvl_net_open(c, &o, &n) < 0)
 		return fprintf(stderr, "net-blast: open %s: %s\n", argv[2], xvl_client_errmsg(c)), 1;
 	xvl_net_get_info(n, &in);
