@@ -9,7 +9,7 @@ PKGS=(
 	liburing-dev libjson-c-dev libseccomp-dev libconfig-dev libfuse3-dev fuse3 libnbd-dev
 	qemu-system-common qemu-utils fio
 	nbdkit nbdkit-plugin-dev libnbd-bin podman runc
-	dpdk dpdk-dev libdpdk-dev dpdk-doc
+	dpdk dpdk-dev libdpdk-dev dpdk-doc openvswitch-switch-dpdk
 	gnuplot-nox libclang-rt-14-dev
 	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
 	libc6-dev-arm64-cross libc6-dev-riscv64-cross qemu-user

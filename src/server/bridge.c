@@ -219,7 +219,7 @@ static int check_queues(struct srv_dev *d, uint16_t *nq, uint16_t *qsize, struct
 {
 	*nq = 0;
 	*qsize = 0;
-	for (uint16_t i = 0; i < d->num_queues; i++) {
+	for (uint16_t i = 0; i < srv_bridge_backend_queues(d); i++) { /* net: not the ctrl queue */
 		const struct srv_queue *q = &d->q[i];
 		if (!queue_set_up(q))
 			continue;
@@ -384,6 +384,14 @@ static struct br_job *job_new(struct srv_dev *d, enum br_job_kind kind)
 		return NULL;
 	j->kind = kind;
 	snprintf(j->path, sizeof(j->path), "%s", d->spec.path);
+	j->listen_fd = -1;
+	if (d->br->listen_fd >= 0) {
+		j->listen_fd = fcntl(d->br->listen_fd, F_DUPFD_CLOEXEC, 0);
+		if (j->listen_fd < 0) {
+			free(j);
+			return NULL;
+		}
+	}
 	j->no_config = d->spec.type == XVL_DEV_NET; /* bridge_net.c makes it */
 	j->win_fd = j->pidfd = -1;
 	vh_reset(&j->vh);
@@ -391,6 +399,8 @@ static struct br_job *job_new(struct srv_dev *d, enum br_job_kind kind)
 		j->q[i].kick = j->q[i].call = -1;
 	j->done_fd = fcntl(d->br->job_fd, F_DUPFD_CLOEXEC, 0);
 	if (j->done_fd < 0) {
+		if (j->listen_fd >= 0)
+			close(j->listen_fd);
 		free(j);
 		return NULL;
 	}
@@ -457,6 +467,7 @@ static int start_job_queues(struct srv_dev *d, struct br_job *j, struct xvl_errb
 				return rc;
 		}
 		jq->on = true;
+		jq->enable = srv_bridge_ring_start(d, i);
 		jq->l = (struct xvl_vq_layout){
 			.num = q->vq.num,
 			.desc = (uint64_t)((const uint8_t *)q->vq.desc - base),
@@ -484,7 +495,8 @@ static int start_launch(struct srv_dev *d, uint16_t nq, uint16_t qsize, struct x
 
 	if (!j)
 		return xvl_err(eb, -ENOMEM, "device %s: out of memory", d->spec.name);
-	j->features = srv_bridge_features(d); /* net: without what only the config space has */
+	j->features = srv_bridge_features(d); /* net: without what only the frontend has */
+	j->mtu = srv_bridge_net_mtu(d);
 	j->win_fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0);
 	j->win_size = w->mem.size;
 	j->win_base = (uintptr_t)w->mem.base;
@@ -630,8 +642,8 @@ static void stop_launch(struct srv_dev *d)
 	if (j) {
 		j->vh = d->vh;
 		vh_reset(&d->vh);
-		j->nq = d->num_queues;
-		for (uint16_t i = 0; i < d->num_queues; i++)
+		j->nq = srv_bridge_backend_queues(d); /* net: not the control queue */
+		for (uint16_t i = 0; i < j->nq; i++)
 			j->q[i].on = queue_set_up(&d->q[i]);
 		j->pid = b->pid;
 		j->pidfd = b->pidfd;
@@ -698,6 +710,9 @@ static void start_landed(struct srv_dev *d, struct br_job *j)
 		return;
 	}
 	br_enter(d, BR_UP);
+	srv_bridge_net_up(d); /* VQ_PAIRS_SET while starting */
+	if (b->state != BR_UP)
+		return; /* the backend did not take it: lost */
 	/* Kicks that came while starting were not relayed: one now covers them. */
 	bool polled = false;
 	for (unsigned i = 0; i < XVL_MAX_QUEUES; i++) {
@@ -826,6 +841,7 @@ void srv_bridge_stop(struct srv_dev *d)
 	default: /* OFFLINE, PROBING, READY: nothing runs; LOST, WAITING: keep waiting */
 		break;
 	}
+	srv_bridge_net_reset(d); /* after stop_launch: it reads which rings the backend has */
 }
 
 bool srv_bridge_busy(const struct srv_dev *d)
@@ -843,7 +859,7 @@ static int vhost_open(struct srv_dev *d, struct xvl_errbuf *eb)
 		return xvl_err(eb, -ENOMEM, "device %s: out of memory", d->spec.name);
 	d->br = b;
 	b->state = BR_OFFLINE;
-	b->timer = b->pidfd = b->taint_pidfd = -1;
+	b->timer = b->pidfd = b->taint_pidfd = b->listen_fd = -1;
 	b->job_fd = xvl_os_eventfd();
 	vh_reset(&d->vh);
 	d->vh_probed = false;
@@ -852,6 +868,13 @@ static int vhost_open(struct srv_dev *d, struct xvl_errbuf *eb)
 	d->config_len = 0;
 	if (b->job_fd < 0 || srv_watch(d->srv, b->job_fd, &b->job_w, W_VHOST_JOB, d) < 0)
 		return xvl_err(eb, -errno, "device %s: eventfd: %s", d->spec.name, strerror(errno));
+	if (d->spec.listen) {
+		b->listen_fd = xvl_vhost_listen(d->spec.path, eb);
+		if (b->listen_fd < 0)
+			return b->listen_fd;
+		srv_log(d->srv, "device %s: waiting for the vhost-user backend to connect to %s",
+			d->spec.name, d->spec.path);
+	}
 	probe_launch(d); /* srv_bridge_settle() waits for it */
 	return 0;
 }
@@ -927,6 +950,10 @@ static void vhost_close(struct srv_dev *d)
 	relay_close_all(d);
 	close_fd(&b->pidfd);
 	close_fd(&b->taint_pidfd);
+	if (b->listen_fd >= 0) {
+		close_fd(&b->listen_fd);
+		unlink(d->spec.path); /* the socket this server made */
+	}
 	if (b->job_fd >= 0) {
 		srv_unwatch(d->srv, b->job_fd);
 		close(b->job_fd);

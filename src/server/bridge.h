@@ -41,8 +41,17 @@ bool br_enter(struct srv_dev *d, enum br_state to);
 
 enum br_job_kind { BR_JOB_PROBE, BR_JOB_START, BR_JOB_STOP };
 
+/*
+ * listen=on: how long a job waits for the backend to connect.  A probe ends
+ * its connection; a DPDK vhost client (OVS's dpdkvhostuserclient) connects
+ * again at once, so the START after it finds the next one soon.
+ */
+#define BR_PROBE_ACCEPT_MS 2000u
+#define BR_START_ACCEPT_MS 3000u
+
 struct br_job_queue {
 	bool on;
+	bool enable;            /* SET_VRING_ENABLE(1) at start (net: pairs beyond VQ_PAIRS_SET off) */
 	struct xvl_vq_layout l; /* window offsets */
 	uint16_t base;
 	int kick, call;         /* the job's own duplicates, closed when it ends */
@@ -56,8 +65,10 @@ struct br_job_queue {
 struct br_job {
 	enum br_job_kind kind;
 	char path[256]; /* struct xvl_dev_spec.path */
+	int listen_fd;  /* listen=on: the job's duplicate of the listening socket, else -1 */
 	/* START */
 	uint64_t features;
+	uint16_t mtu;           /* net: NET_SET_MTU when the backend offers it, 0 none */
 	int win_fd;             /* the job's duplicate of the window fd */
 	uint64_t win_size;
 	uintptr_t win_base;     /* the server's address of the window (a number for the backend) */
@@ -105,14 +116,37 @@ uint64_t br_poller_kicks(const struct srv_dev *d);
 
 /* ------------------------------------------------------------ per-device state */
 
+/*
+ * type=net: what the server, as the device's frontend, keeps itself
+ * (bridge_net.c).  The backend serves the rx/tx rings only; the control
+ * queue, the config space and multi-queue are the frontend's, as in QEMU.
+ */
+struct br_net {
+	uint16_t max_pairs;     /* offered: config max_virtqueue_pairs */
+	uint16_t active_pairs;  /* VQ_PAIRS_SET; 1 from every reset */
+	uint16_t mtu;           /* config mtu (offered when the backend offers MTU) */
+	uint32_t given;         /* rings handed to the backend in this session, a bit each */
+	uint32_t enabled;       /* of those, the ones the backend was last told to serve */
+	/*
+	 * rx mode and MAC table: accepted and kept (the driver gets its answer) but
+	 * not applied -- frames go between the driver and the backend without the
+	 * server, which cannot filter them (QEMU's vhost-user-net does the same).
+	 */
+	bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
+	uint32_t n_uni, n_multi;
+	uint64_t ctrl_cmds, ctrl_refused;
+};
+
 struct srv_bridge {
 	enum br_state state;
 	struct br_job *job;      /* the job in flight, NULL if none */
 	bool job_unwanted;       /* the device was reset while its START job ran */
 	bool start_wanted;       /* DRIVER_OK came while a STOP job ran */
 	int job_fd;              /* eventfd: a job finished */
+	int listen_fd;           /* listen=on: the socket the backend connects to, else -1 */
 	struct srv_watch job_w;
 	uint64_t last_probe_ns;  /* probes are rate-limited (PROBE_GAP_MS) */
+	struct br_net net;       /* type=net only */
 	/* timer while LOST or WAITING */
 	int timer;
 	struct srv_watch timer_w;
@@ -134,5 +168,19 @@ struct srv_bridge {
 	int taint_pid;
 	uint64_t taint_dev, taint_ino;
 };
+
+/* ------------------------------------------------------------ type=net (bridge_net.c) */
+
+/* Rings the backend serves: blk every queue; net 2 per pair, the control queue not. */
+uint16_t srv_bridge_backend_queues(const struct srv_dev *d);
+/* A START job hands ring to the backend: whether it starts enabled (net: pairs beyond
+ * VQ_PAIRS_SET start disabled). */
+bool srv_bridge_ring_start(struct srv_dev *d, uint16_t ring);
+/* The session is up: the backend's rings follow the VQ_PAIRS_SET that came meanwhile. */
+void srv_bridge_net_up(struct srv_dev *d);
+/* The device was reset (its session stopped): one pair, rx mode and MAC as at the start. */
+void srv_bridge_net_reset(struct srv_dev *d);
+/* The MTU to tell the backend (NET_SET_MTU), 0 for none. */
+uint16_t srv_bridge_net_mtu(const struct srv_dev *d);
 
 #endif

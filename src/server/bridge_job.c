@@ -56,11 +56,32 @@ static void note_peer(struct br_job *j)
 		j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
 }
 
+/*
+ * A net backend's GET_QUEUE_NUM counts queue pairs (DPDK's vhost library,
+ * and QEMU reads it so); the frontend's ring checks count rings.
+ */
+static void net_rings(struct br_job *j)
+{
+	unsigned rings = 2u * j->vh.num_queues;
+
+	if (j->no_config)
+		j->vh.num_queues = (uint16_t)(rings > XVL_VHOST_MAX_QUEUES ? XVL_VHOST_MAX_QUEUES : rings);
+}
+
+/* Connect to the backend, or with listen=on take its connection (waiting up to wait_ms). */
+static int job_connect(struct br_job *j, unsigned wait_ms)
+{
+	if (j->listen_fd >= 0)
+		return xvl_vhost_accept(&j->vh, j->path, j->listen_fd, wait_ms, &j->eb);
+	return xvl_vhost_connect(&j->vh, j->path, &j->eb);
+}
+
 static void job_probe(struct br_job *j)
 {
-	j->rc = xvl_vhost_connect(&j->vh, j->path, &j->eb);
+	j->rc = job_connect(j, BR_PROBE_ACCEPT_MS);
 	if (j->rc == 0) {
 		note_peer(j);
+		net_rings(j);
 		if (!j->no_config)
 			j->rc = xvl_vhost_get_config(&j->vh, 0, j->cfg, sizeof(j->cfg), &j->eb);
 	}
@@ -80,7 +101,8 @@ static int start_rings(struct br_job *j)
 		if (!q->on)
 			continue;
 		/* The backend starts where the client's rings start (the avail base). */
-		int rc = xvl_vhost_start_vring(&j->vh, i, &q->l, q->base, q->kick, q->call, &j->eb);
+		int rc = xvl_vhost_setup_vring(&j->vh, i, &q->l, q->base, q->kick, q->call,
+					       q->enable, &j->eb);
 		if (rc < 0)
 			return rc;
 	}
@@ -90,16 +112,19 @@ static int start_rings(struct br_job *j)
 static void job_start(struct br_job *j)
 {
 	struct xvl_vhost *v = &j->vh;
-	int rc = xvl_vhost_connect(v, j->path, &j->eb);
+	int rc = job_connect(j, BR_START_ACCEPT_MS);
 
 	if (rc == 0) {
 		note_peer(j);
+		net_rings(j);
 		if (j->nq > v->num_queues)
 			rc = xvl_err(&j->eb, -EINVAL, "vhost-user backend %s: GET_QUEUE_NUM: %u "
 				     "queue(s), the client set up %u", j->path, v->num_queues, j->nq);
 	}
 	if (rc == 0)
 		rc = xvl_vhost_set_features(v, j->features, &j->eb);
+	if (rc == 0 && j->mtu)
+		rc = xvl_vhost_net_set_mtu(v, j->mtu, &j->eb);
 	if (rc == 0) {
 		j->mem_sent = true; /* sent is enough: the reply may be what got lost */
 		rc = xvl_vhost_set_mem_table(v, j->win_fd, j->win_size, (void *)j->win_base, &j->eb);
@@ -144,6 +169,9 @@ static void close_inputs(struct br_job *j)
 	if (j->win_fd >= 0)
 		close(j->win_fd);
 	j->win_fd = -1;
+	if (j->listen_fd >= 0)
+		close(j->listen_fd);
+	j->listen_fd = -1;
 }
 
 static void *job_main(void *arg)

@@ -291,6 +291,9 @@ static int dev_start(struct srv_dev *d)
 		int rc = srv_bridge_start(d, &eb);
 		if (rc < 0)
 			srv_log(d->srv, "%s", eb.msg);
+		int cq = srv_bridge_ctrlq(d); /* net: the control queue is the server's */
+		if (rc == 0 && cq >= 0)
+			rc = queue_serve(&d->q[cq]);
 		return rc;
 	}
 	for (unsigned i = 0; i < d->num_queues; i++) {
@@ -322,7 +325,7 @@ void srv_queue_kicked(struct srv_queue *q, uint32_t events)
 			      rc == -ETIMEDOUT ? "was made blocking" : "failed");
 		return;
 	}
-	if (d->spec.kind == XVL_BK_VHOST)
+	if (d->spec.kind == XVL_BK_VHOST && !srv_bridge_is_ctrlq(q))
 		srv_bridge_relay(d->srv, q, true);
 	else
 		q->more = true;

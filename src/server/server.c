@@ -169,10 +169,13 @@ static unsigned service_queues(struct srv *s, bool polling, bool *busy)
 		for (unsigned j = 0; j < d->num_queues; j++) {
 			struct srv_queue *q = &d->q[j];
 			/* q->worker first: a worker's queue is not ours to look at */
-			if (q->worker || !q->live || d->spec.kind == XVL_BK_VHOST ||
+			if (q->worker || !q->live ||
+			    (d->spec.kind == XVL_BK_VHOST && !srv_bridge_is_ctrlq(q)) ||
 			    (!q->poll && !q->more && !polling))
 				continue;
-			if (d->net)
+			if (d->spec.kind == XVL_BK_VHOST)
+				srv_bridge_net_ctrl(q); /* a bridged net device's control queue */
+			else if (d->net)
 				srv_net_queue_process(q); /* never a worker's: see devstate.c */
 			else
 				work += srv_queue_process(q, polling);

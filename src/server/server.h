@@ -42,6 +42,7 @@ struct xvl_dev_spec {
 	bool direct;         /* file: O_DIRECT */
 	bool read_only;
 	bool relay;          /* vhost: relay notifications through the server */
+	bool listen;         /* vhost: listen on path, the backend connects (its client mode) */
 	unsigned reconnect_ms; /* vhost: how long to wait for a lost backend, default 10000 */
 	/* type=net */
 	enum xvl_dev_type type;

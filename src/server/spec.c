@@ -145,6 +145,8 @@ static int set_key(struct xvl_dev_spec *d, const char *k, const char *v, bool *h
 		return parse_bool(v, &d->read_only);
 	if (!strcmp(k, "relay"))
 		return parse_bool(v, &d->relay);
+	if (!strcmp(k, "listen"))
+		return parse_bool(v, &d->listen);
 	if (!strcmp(k, "reconnect-ms")) {
 		char *end;
 		unsigned long ms = strtoul(v, &end, 10);
@@ -163,9 +165,6 @@ static int check_net_spec(struct xvl_dev_spec *d, struct xvl_errbuf *eb)
 			       "vhost-user", d->name);
 	if (d->kind == XVL_BK_VHOST && !d->path[0])
 		return xvl_err(eb, -EINVAL, "device %s: path= is missing", d->name);
-	if (d->kind == XVL_BK_VHOST && d->queues > 1)
-		return xvl_err(eb, -EINVAL, "device %s: a vhost-user-net bridge has one queue pair "
-			       "(no control queue: multi-queue needs one)", d->name);
 	if (d->kind == XVL_BK_TAP && !d->ifname[0])
 		return xvl_err(eb, -EINVAL, "device %s: backend=tap needs ifname=", d->name);
 	/* 2 queues per pair and the control queue within the protocol's queues per device */

@@ -361,6 +361,11 @@ int srv_bridge_net_probe(struct srv_dev *d, const struct xvl_vhost *v, struct xv
 uint64_t srv_bridge_features(const struct srv_dev *d);
 /* type=net: the backend session went down or came back: config STATUS and EVENT CONFIG. */
 void srv_bridge_net_link(struct srv_dev *d, bool up);
+/* type=net: the control queue's index when the driver negotiated CTRL_VQ, else -1; it is
+ * the one queue of a bridged device the server serves (srv_bridge_net_ctrl). */
+int srv_bridge_ctrlq(const struct srv_dev *d);
+bool srv_bridge_is_ctrlq(const struct srv_queue *q);
+void srv_bridge_net_ctrl(struct srv_queue *q);
 
 /* virtio-net devices (netdev.c, netsw.c, backend_tap.c; internals in srv_net.h). */
 void srv_net_queue_process(struct srv_queue *q);

@@ -26,6 +26,7 @@
 /* Protocol feature bits the frontend knows. */
 #define XVL_VHOST_PF_MQ             0
 #define XVL_VHOST_PF_REPLY_ACK      3
+#define XVL_VHOST_PF_NET_MTU        4
 #define XVL_VHOST_PF_CONFIG         9
 #define XVL_VHOST_PF_INFLIGHT_SHMFD 12
 /* Feature bit meaning GET/SET_PROTOCOL_FEATURES are available. */
@@ -45,6 +46,8 @@ struct xvl_vhost {
 	uint16_t inflight_qsize;
 	struct xvl_mem mem;         /* the one region (set_mem_table); base NULL before */
 	int peer_pid;               /* SO_PEERCRED pid of the backend; 0 when not visible */
+	int listen_fd;              /* xvl_vhost_accept: the socket the backend connects to */
+	unsigned accept_ms;         /* xvl_vhost_accept: how long to wait for it */
 };
 
 /*
@@ -56,6 +59,19 @@ struct xvl_vhost {
  * gives up after 2 s of a full backlog, each reply after 10 s.
  */
 int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *eb);
+
+/*
+ * Listening mode (the backend is the socket's client: OVS-DPDK's
+ * dpdkvhostuserclient ports, DPDK vhost with client=1).  xvl_vhost_listen
+ * binds and listens on path (a stale socket file there is replaced; any
+ * other file is refused; mode 0600 before it listens: whoever connects gets
+ * the window) and returns the listening fd (non-blocking, CLOEXEC).  xvl_vhost_accept is xvl_vhost_connect with the connection
+ * taken from listen_fd instead: it waits up to wait_ms for the backend to
+ * connect (-EAGAIN when it did not).  listen_fd stays the caller's.
+ */
+int xvl_vhost_listen(const char *path, struct xvl_errbuf *eb);
+int xvl_vhost_accept(struct xvl_vhost *v, const char *path, int listen_fd, unsigned wait_ms,
+		     struct xvl_errbuf *eb);
 
 /*
  * After the backend restarted (or any error that broke the connection):
@@ -97,6 +113,25 @@ int xvl_vhost_setup_inflight(struct xvl_vhost *v, uint16_t num_queues, uint16_t 
  */
 int xvl_vhost_start_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_layout *l,
 			  uint16_t base, int kick_fd, int call_fd, struct xvl_errbuf *eb);
+
+/* xvl_vhost_start_vring, but the ring is left disabled when !enable (a
+ * virtio-net queue pair beyond the driver's VQ_PAIRS_SET). */
+int xvl_vhost_setup_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_layout *l,
+			  uint16_t base, int kick_fd, int call_fd, bool enable,
+			  struct xvl_errbuf *eb);
+
+/*
+ * SET_VRING_ENABLE(on) for a ring already set up, sent without asking for
+ * a reply and without blocking: for an event loop that owns the session's
+ * socket (multi-queue VQ_PAIRS_SET while the backend serves).  A backend
+ * that does not take the message (socket full) gets -EAGAIN and the
+ * connection is dropped (sock -1).
+ */
+int xvl_vhost_vring_enable_nowait(struct xvl_vhost *v, uint16_t q, bool on,
+				  struct xvl_errbuf *eb);
+
+/* NET_SET_MTU when the backend negotiated the NET_MTU protocol feature (no-op otherwise). */
+int xvl_vhost_net_set_mtu(struct xvl_vhost *v, uint16_t mtu, struct xvl_errbuf *eb);
 
 /* Stop queue q: SET_VRING_ENABLE(0) then GET_VRING_BASE into *base. */
 int xvl_vhost_stop_vring(struct xvl_vhost *v, uint16_t q, uint16_t *base, struct xvl_errbuf *eb);

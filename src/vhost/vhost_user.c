@@ -13,6 +13,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ enum vu_req {
 	VU_SET_PROTOCOL_FEATURES = 16,
 	VU_GET_QUEUE_NUM = 17,
 	VU_SET_VRING_ENABLE = 18,
+	VU_NET_SET_MTU = 20,
 	VU_GET_CONFIG = 24,
 	VU_GET_INFLIGHT_FD = 31,
 	VU_SET_INFLIGHT_FD = 32,
@@ -63,7 +65,8 @@ enum vu_req {
 #define VU_MAX_INFLIGHT     (256ull << 20)
 
 #define VU_PF_KNOWN ((1ull << XVL_VHOST_PF_MQ) | (1ull << XVL_VHOST_PF_REPLY_ACK) | \
-		     (1ull << XVL_VHOST_PF_CONFIG) | (1ull << XVL_VHOST_PF_INFLIGHT_SHMFD))
+		     (1ull << XVL_VHOST_PF_NET_MTU) | (1ull << XVL_VHOST_PF_CONFIG) | \
+		     (1ull << XVL_VHOST_PF_INFLIGHT_SHMFD))
 
 struct vu_state {
 	uint32_t index;
@@ -138,6 +141,7 @@ static const char *vu_name(uint32_t req)
 	case VU_SET_PROTOCOL_FEATURES: return "SET_PROTOCOL_FEATURES";
 	case VU_GET_QUEUE_NUM: return "GET_QUEUE_NUM";
 	case VU_SET_VRING_ENABLE: return "SET_VRING_ENABLE";
+	case VU_NET_SET_MTU: return "NET_SET_MTU";
 	case VU_GET_CONFIG: return "GET_CONFIG";
 	case VU_GET_INFLIGHT_FD: return "GET_INFLIGHT_FD";
 	case VU_SET_INFLIGHT_FD: return "SET_INFLIGHT_FD";
@@ -398,12 +402,58 @@ static int vu_connect(struct xvl_vhost *v, struct xvl_errbuf *eb)
 	return fd;
 }
 
+int xvl_vhost_listen(const char *path, struct xvl_errbuf *eb)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return xvl_err(eb, -ENAMETOOLONG, "vhost-user socket %s: path too long", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return xvl_err(eb, -EEXIST, "vhost-user socket %s: a file that is not a socket "
+				       "is in the way", path);
+		unlink(path); /* a stale socket of an earlier run */
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return xvl_err(eb, -errno, "vhost-user socket %s: socket: %s", path, strerror(errno));
+	/* Whoever connects gets the window as its memory: owner only, before anyone can. */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(fd, 4) < 0) {
+		rc = -errno;
+		close(fd);
+		return xvl_err(eb, rc, "vhost-user socket %s: bind/listen: %s", path, strerror(-rc));
+	}
+	return fd;
+}
+
+/* Wait up to accept_ms for the backend to connect to listen_fd; the connection, blocking. */
+static int vu_accept(struct xvl_vhost *v, struct xvl_errbuf *eb)
+{
+	struct pollfd p = {.fd = v->listen_fd, .events = POLLIN};
+	int n = poll(&p, 1, (int)v->accept_ms);
+
+	if (n < 0)
+		return vu_fail(v, "accept", eb, -errno, "poll: %s", strerror(errno));
+	if (n == 0)
+		return vu_fail(v, "accept", eb, -EAGAIN, "the backend did not connect within %u ms",
+			       v->accept_ms);
+	int fd = accept4(v->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0) /* EAGAIN: it went again meanwhile */
+		return vu_fail(v, "accept", eb, errno == EAGAIN ? -EAGAIN : -errno, "accept: %s",
+			       strerror(errno));
+	return fd;
+}
+
 static int vu_open(struct xvl_vhost *v, struct xvl_errbuf *eb)
 {
 	struct timeval tv = { .tv_sec = VU_TIMEOUT_S };
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	int fd = vu_connect(v, eb);
+	int fd = v->listen_fd >= 0 ? vu_accept(v, eb) : vu_connect(v, eb);
 
 	if (fd < 0)
 		return fd;
@@ -486,13 +536,16 @@ static int vu_handshake(struct xvl_vhost *v, struct xvl_errbuf *eb)
 	return vu_get_queue_num(v, eb);
 }
 
-int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *eb)
+static int vu_start(struct xvl_vhost *v, const char *path, int listen_fd, unsigned wait_ms,
+		    struct xvl_errbuf *eb)
 {
 	int rc;
 
 	memset(v, 0, sizeof(*v));
 	v->sock = -1;
 	v->inflight_fd = -1;
+	v->listen_fd = listen_fd;
+	v->accept_ms = wait_ms;
 	if (strlen(path) >= sizeof(v->path))
 		return xvl_err(eb, -ENAMETOOLONG, "vhost-user backend %s: path too long", path);
 	memcpy(v->path, path, strlen(path) + 1);
@@ -500,6 +553,19 @@ int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *
 	if (rc < 0)
 		xvl_vhost_close(v);
 	return rc;
+}
+
+int xvl_vhost_connect(struct xvl_vhost *v, const char *path, struct xvl_errbuf *eb)
+{
+	return vu_start(v, path, -1, 0, eb);
+}
+
+int xvl_vhost_accept(struct xvl_vhost *v, const char *path, int listen_fd, unsigned wait_ms,
+		     struct xvl_errbuf *eb)
+{
+	if (listen_fd < 0)
+		return xvl_err(eb, -EBADF, "vhost-user backend %s: no listening socket", path);
+	return vu_start(v, path, listen_fd, wait_ms, eb);
 }
 
 int xvl_vhost_reconnect(struct xvl_vhost *v, struct xvl_errbuf *eb)
@@ -718,8 +784,9 @@ static int vu_set_vring_addr(struct xvl_vhost *v, uint16_t q, const struct xvl_v
 	return vu_call(v, &io, eb);
 }
 
-int xvl_vhost_start_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_layout *l,
-			  uint16_t base, int kick_fd, int call_fd, struct xvl_errbuf *eb)
+int xvl_vhost_setup_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_layout *l,
+			  uint16_t base, int kick_fd, int call_fd, bool enable,
+			  struct xvl_errbuf *eb)
 {
 	int rc = vu_check_queue(v, "SET_VRING_NUM", q, eb);
 
@@ -739,10 +806,57 @@ int xvl_vhost_start_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_l
 		rc = vu_set_vring_fd(v, VU_SET_VRING_CALL, q, call_fd, eb);
 	if (rc >= 0)
 		rc = vu_set_vring_fd(v, VU_SET_VRING_KICK, q, kick_fd, eb);
+	/* Without PROTOCOL_FEATURES a ring is enabled by its kick fd: enable cannot be refused. */
 	if (rc >= 0 && vu_has_protocol_features(v))
-		rc = vu_set_state(v, VU_SET_VRING_ENABLE, q, 1, eb);
+		rc = vu_set_state(v, VU_SET_VRING_ENABLE, q, enable, eb);
 	return rc;
 }
+
+int xvl_vhost_start_vring(struct xvl_vhost *v, uint16_t q, const struct xvl_vq_layout *l,
+			  uint16_t base, int kick_fd, int call_fd, struct xvl_errbuf *eb)
+{
+	return xvl_vhost_setup_vring(v, q, l, base, kick_fd, call_fd, true, eb);
+}
+
+/*
+ * No NEED_REPLY flag (REPLY_ACK lets the frontend choose per message), so no
+ * reply ever comes: the caller's loop, which reads this socket only to see
+ * the backend go, stays in step.  MSG_DONTWAIT: a backend that stopped
+ * reading its socket gets -EAGAIN, never a blocked caller.
+ */
+int xvl_vhost_vring_enable_nowait(struct xvl_vhost *v, uint16_t q, bool on,
+				  struct xvl_errbuf *eb)
+{
+	struct vu_state st = { .index = q, .num = on };
+	uint32_t hdr[3] = { VU_SET_VRING_ENABLE, VU_VERSION, sizeof(st) };
+	uint8_t buf[VU_HDR_SIZE + sizeof(st)];
+	int rc = vu_check_queue(v, "SET_VRING_ENABLE", q, eb);
+
+	if (rc < 0)
+		return rc;
+	if (v->sock < 0)
+		return vu_fail(v, "SET_VRING_ENABLE", eb, -ENOTCONN, "not connected");
+	if (!vu_has_protocol_features(v))
+		return vu_fail(v, "SET_VRING_ENABLE", eb, -EOPNOTSUPP,
+			       "the backend has no PROTOCOL_FEATURES: its rings cannot be disabled");
+	memcpy(buf, hdr, sizeof(hdr));
+	memcpy(buf + VU_HDR_SIZE, &st, sizeof(st));
+	ssize_t n = send(v->sock, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n == (ssize_t)sizeof(buf))
+		return 0;
+	rc = n < 0 ? -errno : -EAGAIN; /* a short send leaves the stream out of step */
+	vu_drop(v);
+	return vu_fail(v, "SET_VRING_ENABLE", eb, rc, "%s", rc == -EAGAIN ?
+		       "the backend does not read its socket" : strerror(-rc));
+}
+
+int xvl_vhost_net_set_mtu(struct xvl_vhost *v, uint16_t mtu, struct xvl_errbuf *eb)
+{
+	if (!vu_has_pf(v, XVL_VHOST_PF_NET_MTU))
+		return 0;
+	return vu_set_u64(v, VU_NET_SET_MTU, mtu, eb);
+}
+
 
 int xvl_vhost_stop_vring(struct xvl_vhost *v, uint16_t q, uint16_t *base, struct xvl_errbuf *eb)
 {

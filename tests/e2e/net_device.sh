@@ -122,7 +122,7 @@ name=n,type=net,backend=switch,mac=52:54:00:12:34|bad value
 name=n,type=net,backend=switch,mtu=67|bad value '67' for mtu
 name=n,type=net,backend=switch,queues=8|at most 7
 name=n,type=net,backend=tap|needs ifname=
-name=n,type=net,backend=vhost-user,path=/x,queues=2|one queue pair
+name=n,type=net,backend=vhost-user,path=/x,queues=8|at most 7
 name=n,type=net,backend=vhost-user|path= is missing
 name=n,type=nic,backend=switch|bad value 'nic' for type
 SPECS

@@ -18,6 +18,9 @@
  *   badtx      oversized, short, header-less frames, GSO not negotiated,
  *              csum offsets outside the frame: dropped and counted, the tx
  *              chains completed, the port still forwards
+ *   bctrl      devices 0, 1 are bridged (backend=vhost-user): the server's own
+ *              control queue answers bad commands ERR, good ones OK; a chain
+ *              without an ack byte breaks device 0 only
  *   ctrl       control commands out of range get VIRTIO_NET_ERR; rx mode
  *              takes effect; a control chain without an ack byte breaks
  *              that device only
@@ -547,15 +550,10 @@ static int ctrl_cmd(struct port *p, uint8_t cls, uint8_t cmd, const void *data, 
 	return -1;
 }
 
-static void case_ctrl(void)
+/* Commands out of range, each answered VIRTIO_NET_ERR (a prefix names the case). */
+static void ctrl_bad_commands(struct port *b, const char *cs)
 {
-	struct port a, b, c;
-	uint8_t f[256];
-	struct xvl_net_hdr h0 = {0};
-	port_open(&a, "a", 0, BASE_F, 2048, true);
-	port_open(&b, "b", 1, BASE_F, 2048, true);
-	port_open(&c, "c", 2, BASE_F, 2048, true);
-	uint8_t one = 1, two = 2, zero = 0;
+	uint8_t one = 1, two = 2;
 	uint16_t pairs = 9;
 	uint8_t table[16] = {0xe8, 0x03, 0, 0}; /* 1000 unicast entries, no bytes for them */
 	static uint8_t huge[6000];
@@ -577,10 +575,22 @@ static void case_ctrl(void)
 	};
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char what[128];
-		snprintf(what, sizeof(what), "ctrl: %s is answered VIRTIO_NET_ERR", bad[i].what);
-		int ack = ctrl_cmd(&b, bad[i].cls, bad[i].cmd, bad[i].d, bad[i].len);
+		snprintf(what, sizeof(what), "%s: %s is answered VIRTIO_NET_ERR", cs, bad[i].what);
+		int ack = ctrl_cmd(b, bad[i].cls, bad[i].cmd, bad[i].d, bad[i].len);
 		result(ack == XVL_NET_ERR, what, "ack %d", ack);
 	}
+}
+
+static void case_ctrl(void)
+{
+	struct port a, b, c;
+	uint8_t f[256];
+	struct xvl_net_hdr h0 = {0};
+	port_open(&a, "a", 0, BASE_F, 2048, true);
+	port_open(&b, "b", 1, BASE_F, 2048, true);
+	port_open(&c, "c", 2, BASE_F, 2048, true);
+	uint8_t zero = 0;
+	ctrl_bad_commands(&b, "ctrl");
 	/* b leaves promiscuous mode: a unicast frame for another address is filtered */
 	result(ctrl_cmd(&b, XVL_NET_CTRL_RX, XVL_NET_CTRL_RX_PROMISC, &zero, 1) == XVL_NET_OK,
 	       "ctrl: RX PROMISC off is answered OK", "not so");
@@ -935,6 +945,47 @@ static void case_tapbreak(unsigned secs)
 	port_close(&t);
 }
 
+/*
+ * Devices 0 and 1 are bridged to a vhost-user-net backend (backend=vhost-user,
+ * one pair): their control queue is the server's (bridge_net.c).  Bad
+ * commands get VIRTIO_NET_ERR, good ones OK (MAC ADDR_SET shows in the config
+ * space), a chain without an ack byte breaks device 0 only.
+ */
+static void case_bctrl(void)
+{
+	struct port a, b;
+	uint8_t zero = 0;
+	port_open(&a, "a", 0, BASE_F, 2048, true);
+	port_open(&b, "b", 1, BASE_F, 2048, true);
+	ctrl_bad_commands(&a, "bctrl");
+	result(ctrl_cmd(&a, XVL_NET_CTRL_RX, XVL_NET_CTRL_RX_PROMISC, &zero, 1) == XVL_NET_OK,
+	       "bctrl: RX PROMISC off is answered OK", "not so");
+	result(ctrl_cmd(&a, XVL_NET_CTRL_MAC, XVL_NET_CTRL_MAC_ADDR_SET, FOREIGN, 6) == XVL_NET_OK,
+	       "bctrl: MAC ADDR_SET is answered OK", "not so");
+	struct xvl_msg req = {.type = XVL_MSG_GET_CONFIG}, rep;
+	req.u.cfg = (struct xvl_m_config){.dev = a.dev, .off = 0, .len = XVL_NET_CFG_SIZE};
+	must(call(&a, &req, NULL, 0, &rep), "GET_CONFIG");
+	result(!memcmp(rep.u.cfg.data + XVL_NET_CFG_MAC, FOREIGN, 6),
+	       "bctrl: the config space shows the new MAC", "it does not");
+	/* 600 commands at once, more than a ring round: every one answered */
+	unsigned answered = 0;
+	for (unsigned i = 0; i < 600; i++)
+		answered += ctrl_cmd(&a, XVL_NET_CTRL_RX, XVL_NET_CTRL_RX_ALLMULTI, &zero, 1) ==
+			    XVL_NET_OK;
+	result(answered == 600, "bctrl: 600 commands in a row are all answered OK", "%u of 600",
+	       answered);
+	struct xvl_sg sg = {CTRLBUF, 3};
+	xvl_vq_drv_add(&a.vq[2], &sg, 1, 0, 2);
+	kick(&a, 2);
+	drain_events(&a, 500);
+	result(a.broken, "bctrl: a control chain without an ack byte breaks that device (EVENT BROKEN)",
+	       "no EVENT BROKEN");
+	result(ctrl_cmd(&b, XVL_NET_CTRL_RX, XVL_NET_CTRL_RX_PROMISC, &zero, 1) == XVL_NET_OK,
+	       "bctrl: the other bridged device still answers", "not so");
+	port_close(&a);
+	port_close(&b);
+}
+
 int main(int argc, char **argv)
 {
 	h_prog = "net_attack";
@@ -949,6 +1000,8 @@ int main(int argc, char **argv)
 		case_badtx();
 	else if (!strcmp(c, "ctrl"))
 		case_ctrl();
+	else if (!strcmp(c, "bctrl"))
+		case_bctrl();
 	else if (!strcmp(c, "norefill"))
 		case_norefill(n);
 	else if (!strcmp(c, "rate"))
