@@ -22,6 +22,7 @@
  *    reads the device's again when it is back.
  */
 #include <asm/unaligned.h>
+#include <linux/delay.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
@@ -30,6 +31,7 @@
 
 #define XVL_NET_HDR_LEN		sizeof(struct virtio_net_hdr_mrg_rxbuf)
 #define XVL_NET_HDR_NUM_BUFFERS	offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers)
+#define XVL_NET_SEEN_WAIT_MS	500
 
 static bool is_net(const struct xvl_vdev *xd)
 {
@@ -167,6 +169,7 @@ static void set_link(struct xvl_vdev *xd, bool up)
 	put_unaligned_le16(up ? st | VIRTIO_NET_S_LINK_UP : st & ~VIRTIO_NET_S_LINK_UP,
 			   xd->config + at);
 	WRITE_ONCE(xd->config_gen, xd->config_gen + 1);
+	xd->reads_at_down = READ_ONCE(xd->config_reads);
 	dev_info(&xd->vdev.dev, "link %s\n", up ? "up" : "down (device side away or device dead)");
 	if (xd->registered)
 		virtio_config_changed(&xd->vdev);
@@ -176,6 +179,24 @@ static void set_link(struct xvl_vdev *xd, bool up)
 void xvl_net_link_down(struct xvl_vdev *xd)
 {
 	set_link(xd, false);
+}
+
+/*
+ * Before the link is reported up again: let the driver read the down state
+ * first (its config work reads the status once per change), or it would
+ * never turn the carrier off and on.  Bounded; process context.
+ */
+void xvl_net_wait_link_seen(struct xvl_vdev *xd)
+{
+	unsigned int i;
+
+	if (!is_net(xd) || !has(xd, VIRTIO_NET_F_STATUS) || !xd->registered)
+		return;
+	for (i = 0; i < XVL_NET_SEEN_WAIT_MS / 10; i++) {
+		if (READ_ONCE(xd->config_reads) != xd->reads_at_down)
+			return;
+		usleep_range(10000, 11000);
+	}
 }
 
 /* Config space fetched again after recovery: the device's own status counts. */

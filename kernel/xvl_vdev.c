@@ -63,6 +63,7 @@ static void xvl_get(struct virtio_device *vdev, unsigned int offset, void *buf,
 		return;
 	}
 	memcpy(buf, xd->config + offset, len);
+	WRITE_ONCE(xd->config_reads, xd->config_reads + 1);
 }
 
 static void xvl_set(struct virtio_device *vdev, unsigned int offset, const void *buf,
@@ -456,7 +457,10 @@ int xvl_vdev_recover(struct xvl_vdev *xd)
 		return ret;
 	dev_info(&xd->vdev.dev, "device set up again after a restart of the device side\n");
 	/* The driver sees the device's config again (net: its link state). */
-	if (xd->info.virtio_id == VIRTIO_ID_NET && !fetch_config(xd))
-		xvl_net_link_restored(xd);
+	if (xd->info.virtio_id == VIRTIO_ID_NET) {
+		xvl_net_wait_link_seen(xd);
+		if (!fetch_config(xd))
+			xvl_net_link_restored(xd);
+	}
 	return 0;
 }

@@ -104,6 +104,8 @@ struct xvl_vdev {
 	struct xvl_m_dev_info info;
 	u8 config[XVL_CONFIG_MAX];
 	u32 config_gen;
+	u32 config_reads;		/* get() calls, to know the driver saw a change */
+	u32 reads_at_down;		/* config_reads when the link was reported down */
 	u8 status;
 	u64 features;			/* negotiated with the device side */
 	bool registered;
@@ -221,6 +223,7 @@ bool xvl_vdev_holds_buffers(const struct xvl_vq *q);
 int xvl_vdev_fail_status(const struct xvl_vq *q);
 u16 xvl_vdev_used_ready(struct xvl_vq *q, u16 n);
 void xvl_net_link_down(struct xvl_vdev *xd);
+void xvl_net_wait_link_seen(struct xvl_vdev *xd);
 void xvl_net_link_restored(struct xvl_vdev *xd);
 
 /* xvl_main.c */
