@@ -154,7 +154,7 @@ nsx ip link set xk0 mtu 9000 up
 mkdir -p "$T/www"
 head -c 8388608 /dev/urandom >"$T/www/pat"
 RXSHA=$(sha256sum <"$T/www/pat" | cut -d' ' -f1)
-bg "$T/httpd.log" ip netns exec "$NS" busybox httpd -f -p 10.77.0.1:8080 -h "$T/www"
+bg "$T/httpd.log" ip netns exec "$NS" busybox httpd -f -p 8080 -h "$T/www"
 [ -x /usr/bin/iperf3 ] && bg "$T/iperf.log" ip netns exec "$NS" iperf3 -s -B 10.77.0.1
 MAC1=52:54:00:12:34:56
 bg "$T/srv1.log" ip netns exec "$NS" "$XVL" server --link window --window "ivshmem:$T/ivsh.sock,vectors=4" \
@@ -204,7 +204,14 @@ stop_server "$S1" >/dev/null 2>&1
 cat >"$T/restart.sh" <<'EOF'
 #!/bin/sh
 . /common.sh
+# rx queues idle longer than the I/O timeout are not stalled requests
+echo 3000 >/sys/module/xvl_virtio/parameters/io_timeout_ms
+sleep 4
 echo "GUEST-PING-BEFORE $(pings 3 56 0.2)"
+# polled rx: whole mergeable frames only (the device publishes a frame's buffers one by one)
+wget -q -O /tmp/rx "http://$H:8080/pat" && echo "GUEST-SHA-RX $(sha256sum </tmp/rx | cut -d' ' -f1)"
+rm -f /tmp/rx
+echo "GUEST-RXERR $(cat $n/statistics/rx_length_errors)"
 c0=$(cat $n/carrier_changes)
 ping -c 60 -i 0.2 "$H" >/tmp/stream 2>&1 &
 P=$!
@@ -216,7 +223,6 @@ echo "GUEST-LAST-SEQ $(sed -n 's/.*seq=\([0-9]*\) .*/\1/p' /tmp/stream | tail -n
 echo "GUEST-PING-AFTER $(pings 3 56 0.2)"
 # the server is killed for good now: a tx queue that completes nothing is killed, the link goes down
 echo "GUEST-CTRLFAIL $(dmesg | grep -cE 'Fail to set|Failed to (set|.*able|add sgs)')"
-echo 3000 >/sys/module/xvl_virtio/parameters/io_timeout_ms
 echo "GUEST: phase2"
 ping -i 0.2 "$H" >/dev/null 2>&1 &
 P=$!
@@ -260,7 +266,9 @@ else
 fi
 expect_eq "driver=virtio_net mtu=1500 mq=1" "$(gline restart GUEST-NIC | sed 's/ mac=[^ ]*//')" \
 	"polling: MQ negotiated (2 pairs, VQ_PAIRS_SET answered from notify), MTU 1500"
-expect_eq 3/3 "$(gline restart GUEST-PING-BEFORE)" "polling: pings answered before the kill"
+expect_eq 3/3 "$(gline restart GUEST-PING-BEFORE)" "polling: pings answered after 4 idle s with io_timeout_ms=3000 (idle rx is no stall)"
+expect_eq "$RXSHA" "$(gline restart GUEST-SHA-RX)" "polling: 8 MiB host -> guest over TCP checksum equal"
+expect_eq 0 "$(gline restart GUEST-RXERR)" "polling: no frame seen with buffers missing (rx_length_errors 0)"
 st=$(gline restart GUEST-STREAM)
 got=${st%% *} cc=${st##*carrier_changes=}
 last=$(gline restart GUEST-LAST-SEQ)
