@@ -21,7 +21,9 @@
  *   - win_avail - win_used_seen == inflight while the device is live;
  *   - once q->dead, nothing is read from the window ring again: every
  *     outstanding head, and every head submitted later, is completed by the
- *     transport itself with an I/O error (virtio-blk: status byte IOERR).
+ *     transport itself with an I/O error (the status byte of its device
+ *     type, xvl_vdev_fail_status()), except the buffers of a net rx queue,
+ *     which stay until the queue is deleted (xvl_net.c).
  *
  * Buffers in the chains are DMA addresses from xvl_dma.c, that is window
  * offsets of bounce buffers; the descriptors are copied verbatim.  No
