@@ -11,9 +11,9 @@
 #     into mergeable rx buffers) and 4 MiB guest -> host (TSO), both
 #     checksummed at the other end; iperf3 both ways when the host has it
 #     (figures only, never asserted);
-#   - ivshmem-plain (both sides poll), the 2-pair device with MQ (its
-#     VQ_PAIRS_SET answered on the control queue from notify): eth0 has two
-#     queue pairs; a ping stream through a kill -9 and
+#   - ivshmem-plain (both sides poll), the 2-pair device with MQ in a 2-vCPU
+#     guest (VQ_PAIRS_SET 2 answered on the control queue from notify): eth0
+#     uses two queue pairs; a ping stream through a kill -9 and
 #     restart of the server: the carrier goes down and up, pings resume;
 #     then the server killed for good: the tx queue stalls, the link goes
 #     down, virtio_net and the module unload;
@@ -97,7 +97,7 @@ i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 [ -e /sys/class/net/eth0 ] || { echo "GUEST: no eth0"; exit 1; }
 n=/sys/class/net/eth0
-echo "GUEST-NIC driver=$(basename "$(readlink $n/device/driver)") mac=$(cat $n/address) mtu=$(cat $n/mtu) mq=$(cut -c23 $n/device/features)"
+echo "GUEST-NIC driver=$(basename "$(readlink $n/device/driver)") mac=$(cat $n/address) mtu=$(cat $n/mtu) mq=$(cut -c23 $n/device/features) rxq=$(ls -d $n/queues/rx-* | wc -l)"
 ip link set eth0 up
 ip addr add "$A/24" dev eth0
 i=0
@@ -177,7 +177,7 @@ else
 	show_guest bell 40
 	sed 's/^/#   srv: /' "$T/srv1.log" | tail -n 8
 fi
-expect_eq "driver=virtio_net mac=$MAC1 mtu=9000 mq=0" "$(gline bell GUEST-NIC)" \
+expect_eq "driver=virtio_net mac=$MAC1 mtu=9000 mq=0 rxq=1" "$(gline bell GUEST-NIC)" \
 	"MSI-X: eth0 is virtio_net's, with the server's MAC, MTU 9000, MQ not negotiated"
 grep -aq "too few for 5 queues: one queue pair, MQ not offered" "$T/bell.log" &&
 	ok "MSI-X: 4 vectors for 5 queues: MQ not offered, the control queue mapped to the device's" ||
@@ -244,7 +244,7 @@ SRV2=(server --link window --window "$T/win2" --dev name=n1,type=net,backend=tap
 bg "$T/srv2.log" ip netns exec "$NS" "$XVL" "${SRV2[@]}"
 S2=$BG_PID
 XVL_GUEST_APPEND="xvlhost=10.78.0.1 xvladdr=10.78.0.2" guest_bg restart "$T/restart.run" \
-	-object memory-backend-file,id=w,share=on,mem-path="$T/win2",size=64M -device ivshmem-plain,memdev=w
+	-object memory-backend-file,id=w,share=on,mem-path="$T/win2",size=64M -device ivshmem-plain,memdev=w -smp 2
 if wait_line restart "GUEST: pinging" 100; then
 	sleep 3
 	kill -KILL "$S2"; wait "$S2" 2>/dev/null
@@ -264,8 +264,8 @@ else
 	show_guest restart 40
 	sed 's/^/#   srv: /' "$T/srv2.log" "$T/srv2b.log" 2>/dev/null | tail -n 10
 fi
-expect_eq "driver=virtio_net mtu=1500 mq=1" "$(gline restart GUEST-NIC | sed 's/ mac=[^ ]*//')" \
-	"polling: MQ negotiated (2 pairs, VQ_PAIRS_SET answered from notify), MTU 1500"
+expect_eq "driver=virtio_net mtu=1500 mq=1 rxq=2" "$(gline restart GUEST-NIC | sed 's/ mac=[^ ]*//')" \
+	"polling: MQ negotiated, 2 pairs in use on 2 vCPUs (VQ_PAIRS_SET answered from notify), MTU 1500"
 expect_eq 3/3 "$(gline restart GUEST-PING-BEFORE)" "polling: pings answered after 4 idle s with io_timeout_ms=3000 (idle rx is no stall)"
 expect_eq "$RXSHA" "$(gline restart GUEST-SHA-RX)" "polling: 8 MiB host -> guest over TCP checksum equal"
 expect_eq 0 "$(gline restart GUEST-RXERR)" "polling: no frame seen with buffers missing (rx_length_errors 0)"
