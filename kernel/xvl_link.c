@@ -25,6 +25,16 @@ static unsigned int reconnect_ms = 10000;
 module_param(reconnect_ms, uint, 0644);
 MODULE_PARM_DESC(reconnect_ms, "How long requests wait for a lost device side to come back (ms)");
 
+static ulong devices = ULONG_MAX;
+module_param(devices, ulong, 0444);
+MODULE_PARM_DESC(devices, "Which of the server's devices to take: bit i is device i (default all)");
+
+/* Whether device i of the server is ours to register (the others stay free for other drivers). */
+static bool take_device(u32 i)
+{
+	return i < BITS_PER_LONG && (devices & BIT(i));
+}
+
 static void queue_event(struct xvl_win *w, const struct xvl_m_event *ev)
 {
 	unsigned long flags;
@@ -337,7 +347,7 @@ static void setup_session(struct xvl_win *w)
 	mutex_unlock(&w->link_lock);
 	/* Devices seen for the first time (all of them, unless this is a recovery). */
 	for (i = 0; i < w->n_devices; i++) {
-		if (w->vdevs[i])
+		if (w->vdevs[i] || !take_device(i))
 			continue;
 		ret = dev_info_of(w, i, &info);
 		if (!ret)

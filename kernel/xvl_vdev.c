@@ -12,6 +12,7 @@
  */
 #include <linux/slab.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
 
 #include "xvl_virtio.h"
 
@@ -62,6 +63,7 @@ static void xvl_get(struct virtio_device *vdev, unsigned int offset, void *buf,
 		return;
 	}
 	memcpy(buf, xd->config + offset, len);
+	WRITE_ONCE(xd->config_reads, xd->config_reads + 1);
 }
 
 static void xvl_set(struct virtio_device *vdev, unsigned int offset, const void *buf,
@@ -159,8 +161,9 @@ static u64 xvl_get_features(struct virtio_device *vdev)
 {
 	struct xvl_vdev *xd = to_xvl_vdev(vdev);
 
-	return (xd->info.features & (XVL_DEV_FEATURES | BIT_ULL(VIRTIO_F_VERSION_1))) |
-	       BIT_ULL(VIRTIO_F_ACCESS_PLATFORM);
+	u64 f = xd->info.features & (XVL_DEV_FEATURES | BIT_ULL(VIRTIO_F_VERSION_1));
+
+	return xvl_net_features(xd, f) | BIT_ULL(VIRTIO_F_ACCESS_PLATFORM);
 }
 
 static int xvl_finalize_features(struct virtio_device *vdev)
@@ -198,21 +201,25 @@ static int xvl_find_vqs(struct virtio_device *vdev, unsigned int nvqs, struct vi
 			struct irq_affinity *desc)
 {
 	struct xvl_vdev *xd = to_xvl_vdev(vdev);
-	unsigned int i, qidx = 0, num;
+	unsigned int i, qidx = 0, num, named = 0, dq;
 	struct xvl_vq *q;
 	int ret;
 
+	for (i = 0; i < nvqs; i++)
+		named += !!names[i];
 	num = min_t(unsigned int, xd->info.max_queue_size, XVL_QUEUE_SIZE_MAX);
 	for (i = 0; i < nvqs; i++) {
 		if (!names[i]) {
 			vqs[i] = NULL;
 			continue;
 		}
-		if (qidx >= xd->info.num_queues || qidx >= XVL_MAX_QUEUES) {
+		/* the driver's queue qidx is the device's queue dq */
+		dq = xvl_net_queue_index(xd, qidx, named);
+		if (qidx >= XVL_MAX_QUEUES || dq >= xd->info.num_queues) {
 			ret = -ENOENT;
 			goto err;
 		}
-		q = xvl_vq_create(xd, qidx, num, callbacks[i], names[i], ctx ? ctx[i] : false);
+		q = xvl_vq_create(xd, dq, num, callbacks[i], names[i], ctx ? ctx[i] : false);
 		if (IS_ERR(q)) {
 			ret = PTR_ERR(q);
 			goto err;
@@ -370,9 +377,12 @@ void xvl_vdev_link_lost(struct xvl_win *w)
 {
 	u32 i;
 
-	for (i = 0; i < XVL_MAX_DEVICES; i++)
-		if (w->vdevs[i])
-			apply_vqs(w->vdevs[i], xvl_vq_stop);
+	for (i = 0; i < XVL_MAX_DEVICES; i++) {
+		if (!w->vdevs[i])
+			continue;
+		apply_vqs(w->vdevs[i], xvl_vq_stop);
+		xvl_net_link_down(w->vdevs[i]);
+	}
 }
 
 /* Recovery failed: every device's requests fail from now on. */
@@ -443,7 +453,14 @@ int xvl_vdev_recover(struct xvl_vdev *xd)
 	for (i = 0; !ret && i < xd->nvqs; i++)
 		xvl_vq_resume(xd->vqs[i]);
 	mutex_unlock(&xd->vqs_lock);
-	if (!ret)
-		dev_info(&xd->vdev.dev, "device set up again after a restart of the device side\n");
-	return ret;
+	if (ret)
+		return ret;
+	dev_info(&xd->vdev.dev, "device set up again after a restart of the device side\n");
+	/* The driver sees the device's config again (net: its link state). */
+	if (xd->info.virtio_id == VIRTIO_ID_NET) {
+		xvl_net_wait_link_seen(xd);
+		if (!fetch_config(xd))
+			xvl_net_link_restored(xd);
+	}
+	return 0;
 }

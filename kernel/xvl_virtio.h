@@ -15,6 +15,7 @@
  *   xvl_vq.c     virtqueues: private rings for virtio_ring, window rings
  *                for the device, copied between with validation
  *   xvl_vdev.c   one virtio_device per device the server offers
+ *   xvl_net.c    what differs for virtio-net (queues, rx buffers, link)
  *   xvl_main.c   the ivshmem PCI and platform probes, module glue
  */
 #ifndef XVL_VIRTIO_H
@@ -103,6 +104,8 @@ struct xvl_vdev {
 	struct xvl_m_dev_info info;
 	u8 config[XVL_CONFIG_MAX];
 	u32 config_gen;
+	u32 config_reads;		/* get() calls, to know the driver saw a change */
+	u32 reads_at_down;		/* config_reads when the link was reported down */
 	u8 status;
 	u64 features;			/* negotiated with the device side */
 	bool registered;
@@ -212,6 +215,16 @@ void xvl_vdev_link_lost(struct xvl_win *w);
 void xvl_vdev_give_up(struct xvl_win *w, const char *why);
 int xvl_vdev_recover(struct xvl_vdev *xd);
 bool xvl_vdev_same(const struct xvl_vdev *xd, const struct xvl_m_dev_info *info);
+
+/* xvl_net.c */
+u64 xvl_net_features(const struct xvl_vdev *xd, u64 features);
+unsigned int xvl_net_queue_index(const struct xvl_vdev *xd, unsigned int drv, unsigned int nvqs);
+bool xvl_vdev_holds_buffers(const struct xvl_vq *q);
+int xvl_vdev_fail_status(const struct xvl_vq *q);
+u16 xvl_vdev_used_ready(struct xvl_vq *q, u16 n);
+void xvl_net_link_down(struct xvl_vdev *xd);
+void xvl_net_wait_link_seen(struct xvl_vdev *xd);
+void xvl_net_link_restored(struct xvl_vdev *xd);
 
 /* xvl_main.c */
 int xvl_win_probe(struct xvl_win *w);

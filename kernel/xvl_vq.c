@@ -21,7 +21,9 @@
  *   - win_avail - win_used_seen == inflight while the device is live;
  *   - once q->dead, nothing is read from the window ring again: every
  *     outstanding head, and every head submitted later, is completed by the
- *     transport itself with an I/O error (virtio-blk: status byte IOERR).
+ *     transport itself with an I/O error (the status byte of its device
+ *     type, xvl_vdev_fail_status()), except the buffers of a net rx queue,
+ *     which stay until the queue is deleted (xvl_net.c).
  *
  * Buffers in the chains are DMA addresses from xvl_dma.c, that is window
  * offsets of bounce buffers; the descriptors are copied verbatim.  No
@@ -29,6 +31,7 @@
  * every chain is in the private descriptor table.
  */
 #include <linux/bitmap.h>
+#include <linux/delay.h>
 #include <linux/slab.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
@@ -36,6 +39,8 @@
 #include "xvl_virtio.h"
 
 #define XVL_VRING_ALIGN SMP_CACHE_BYTES
+#define XVL_POLLED_WAIT_US	1000000	/* a driver-polled queue's request, at most */
+#define XVL_POLLED_STEP_US	10
 
 static bool xvl_vq_notify(struct virtqueue *vq);
 
@@ -87,10 +92,11 @@ static void publish_used(struct xvl_vq *q)
 /* Complete one outstanding head with an error, without the device.  q->lock held. */
 static void fail_head(struct xvl_vq *q, u16 id)
 {
+	int st = xvl_vdev_fail_status(q);
 	u16 lw = q->last_w[id];
 	u32 len = 0;
 
-	if (q->xd->info.virtio_id == VIRTIO_ID_BLOCK && lw < q->num) {
+	if (st >= 0 && lw < q->num) {
 		struct vring_desc *d = &q->priv.desc[lw];
 		u32 dlen = le32_to_cpu(d->len);
 		u64 at = le64_to_cpu(d->addr) + dlen - 1;
@@ -98,7 +104,7 @@ static void fail_head(struct xvl_vq *q, u16 id)
 
 		/* The status byte is a bounce buffer: unmap copies it to the driver. */
 		if (status) {
-			WRITE_ONCE(*status, VIRTIO_BLK_S_IOERR);
+			WRITE_ONCE(*status, st);
 			len = 1;
 		}
 	}
@@ -110,6 +116,9 @@ static unsigned int fail_all(struct xvl_vq *q)
 	unsigned int n = 0;
 	unsigned long id;
 
+	/* net rx: the buffers stay here until the driver deletes the queue */
+	if (xvl_vdev_holds_buffers(q))
+		return 0;
 	for_each_set_bit(id, q->outstanding, q->num) {
 		fail_head(q, id);
 		n++;
@@ -173,6 +182,7 @@ static unsigned int collect(struct xvl_vq *q, const char **why)
 		*why = "the device returned more buffers than it holds";
 		return 0;
 	}
+	n = xvl_vdev_used_ready(q, n);
 	while (done < n) {
 		struct vring_used_elem *e = &q->wused->ring[q->win_used_seen % q->num];
 		u32 id = le32_to_cpu(READ_ONCE(e->id));
@@ -243,9 +253,11 @@ void xvl_vq_kill(struct xvl_vq *q, const char *why)
 	first = !q->dead;
 	q->dead = true;
 	spin_unlock_irqrestore(&q->lock, flags);
-	if (first)
+	if (first) {
 		dev_err(&q->xd->vdev.dev, "queue %u: %s; its requests fail from now on\n",
 			q->index, why);
+		xvl_net_link_down(q->xd);
+	}
 	schedule_work(&q->xd->win->dead_work);
 }
 
@@ -322,6 +334,37 @@ void xvl_vq_resume(struct xvl_vq *q)
 		xvl_ring(w, q->kick_vector);
 }
 
+/*
+ * A queue without a callback is polled by its driver (virtio_net's control
+ * queue: virtqueue_get_buf() in a loop, maybe with bottom halves off), so
+ * only the transport can move its used ring, and no work item or poller
+ * may run meanwhile on a single CPU.  Wait here for the device, bounded;
+ * what it has not completed by then (or while it is away) fails.
+ */
+static void complete_polled(struct xvl_vq *q)
+{
+	unsigned int us;
+
+	for (us = 0;; us += XVL_POLLED_STEP_US) {
+		const char *why = NULL;
+		unsigned long flags;
+		bool done, late = us >= XVL_POLLED_WAIT_US;
+
+		spin_lock_irqsave(&q->lock, flags);
+		if (!q->dead && !q->stopped)
+			collect(q, &why);
+		done = !q->inflight || q->dead || q->stopped || why || late;
+		if (done)
+			fail_all(q);
+		spin_unlock_irqrestore(&q->lock, flags);
+		if (why || (late && !q->dead))
+			xvl_vq_kill(q, why ?: "the device did not answer within 1 s");
+		if (done)
+			return;
+		udelay(XVL_POLLED_STEP_US);
+	}
+}
+
 static bool xvl_vq_notify(struct virtqueue *vq)
 {
 	struct xvl_vq *q = vq->priv;
@@ -334,6 +377,10 @@ static bool xvl_vq_notify(struct virtqueue *vq)
 	ring = submit(q, &why);
 	dead = q->dead;
 	spin_unlock_irqrestore(&q->lock, flags);
+	if (dead && !why && !vq->callback) {
+		complete_polled(q);
+		return true;
+	}
 	if (why || dead) {
 		/* Completing from here would re-enter the driver: let a work item do it. */
 		schedule_work(&w->dead_work);
@@ -347,6 +394,8 @@ static bool xvl_vq_notify(struct virtqueue *vq)
 	} else if (ring) {
 		xvl_ring(w, q->kick_vector);
 	}
+	if (!vq->callback)
+		complete_polled(q);
 	return true;
 }
 
@@ -368,7 +417,7 @@ static void check_stall(struct xvl_vq *q, unsigned long timeout)
 	bool stalled = false;
 
 	spin_lock_irqsave(&q->lock, flags);
-	if (q->dead || q->stopped || !q->inflight) {
+	if (q->dead || q->stopped || !q->inflight || xvl_vdev_holds_buffers(q)) {
 		q->stall_since = 0;
 	} else if (!q->stall_since || q->progress_mark != q->win_used_seen) {
 		q->progress_mark = q->win_used_seen;

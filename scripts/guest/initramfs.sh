@@ -50,7 +50,7 @@ cp "$bb" "$r/bin/busybox"
 for a in sh mount umount mkdir cat echo ls sleep insmod rmmod lsmod poweroff dmesg grep sed awk \
 	dd cmp md5sum sha256sum head tail wc mknod ln rm cp mv sync tr cut seq kill ps ip ifconfig \
 	hexdump od find stat test [ printf sort uniq timeout date true false uname free df setsid \
-	losetup chmod chown readlink basename dirname xargs env; do
+	losetup chmod chown readlink basename dirname xargs env ping ping6 arping nc usleep wget httpd; do
 	ln -sf busybox "$r/bin/$a"
 done
 

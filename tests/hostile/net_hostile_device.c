@@ -19,10 +19,18 @@
  *   mtu_small   config MTU 10            (open must fail)
  *   pairs_big   MQ with max_virtqueue_pairs 50 but 3 queues (open must fail)
  *   mcast_mac   a multicast MAC          (open must fail)
+ *   ctrl_silent never answers the control queue
  *
  * It checks nothing itself: tests/hostile/net_hostile_client.c does.
  *
  *   net_hostile_device SOCKET CASE
+ *   net_hostile_device --window PATH CASE...
+ *
+ * With --window it is the device side of the mailbox link in the window
+ * file PATH (PROTOCOL.md section 7, polled queues) for a driver that formats
+ * the window itself, such as xvl_virtio.ko with virtio_net in a guest
+ * (tests/e2e/kmod_net_hostile.sh); each format of the window takes the next
+ * CASE.  It runs until killed.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,6 +38,7 @@
 #include <time.h>
 
 #include "hostile_common.h"
+#include "mailbox.h"
 #include "net.h"
 #include "virtio_blk.h"
 #include "virtq.h"
@@ -40,10 +49,12 @@
 #define NQ   3u
 
 enum ncase { C_GOOD, C_NB_ZERO, C_NB_BIG, C_NB_LIE, C_LEN_BIG, C_LEN_SHORT, C_BAD_HDR, C_FLOOD,
-	     C_USED_ID, C_LINK_FLAP, C_MTU_SMALL, C_PAIRS_BIG, C_MCAST_MAC, C_RESTART };
+	     C_USED_ID, C_LINK_FLAP, C_MTU_SMALL, C_PAIRS_BIG, C_MCAST_MAC, C_RESTART,
+	     C_CTRL_SILENT };
 static const char *const names[] = {"good", "nb_zero", "nb_big", "nb_lie", "len_big",
 				    "len_short", "bad_hdr", "flood", "used_id", "link_flap",
-				    "mtu_small", "pairs_big", "mcast_mac", "restart"};
+				    "mtu_small", "pairs_big", "mcast_mac", "restart",
+				    "ctrl_silent"};
 
 struct fq {
 	bool set;
@@ -65,7 +76,23 @@ struct fake {
 	int flap_step;
 	bool restarted;
 	uint64_t restart_at;
+	bool mbox_mode;         /* --window: the mailbox link, polled queues */
+	struct xvl_mbox mb;
 };
+
+static void signal_call(const struct fq *q)
+{
+	if (q->call >= 0)
+		xvl_os_eventfd_signal(q->call);
+}
+
+static void send_msg(struct fake *f, const struct xvl_msg *m)
+{
+	if (f->mbox_mode)
+		xvl_mbox_send(&f->mb, m);
+	else
+		h_send(f->sock, m, NULL, 0);
+}
 
 static uint64_t now_ms(void)
 {
@@ -80,14 +107,14 @@ static void reply(struct fake *f, const struct xvl_msg *req, struct xvl_msg *rep
 	rep->flags = XVL_MSG_F_REPLY;
 	rep->seq = req->seq;
 	rep->status = status;
-	h_send(f->sock, rep, NULL, 0);
+	send_msg(f, rep);
 }
 
 static void send_event(struct fake *f, uint32_t code)
 {
 	struct xvl_msg ev = {.type = XVL_MSG_EVENT};
 	ev.u.event = (struct xvl_m_event){.dev = 0, .code = code};
-	h_send(f->sock, &ev, NULL, 0);
+	send_msg(f, &ev);
 }
 
 static uint64_t features(const struct fake *f)
@@ -157,25 +184,29 @@ static void on_msg(struct fake *f, const struct xvl_msg *m, int *fds, unsigned n
 		break;
 	case XVL_MSG_SET_QUEUE: {
 		unsigned qi = m->u.queue.queue;
-		if (nfds != 2 || !f->has_win || qi >= NQ) {
+		if ((f->mbox_mode ? !(m->u.queue.flags & XVL_QUEUE_F_POLL) : nfds != 2) ||
+		    !f->has_win || qi >= NQ) {
 			rc = -EBADMSG;
 			break;
 		}
 		struct fq *q = &f->q[qi];
 		if (q->set) { /* set up again (after EVENT RESTART): the old rings are gone */
-			close(q->kick);
-			close(q->call);
+			if (q->kick >= 0)
+				close(q->kick);
+			if (q->call >= 0)
+				close(q->call);
+			q->kick = q->call = -1;
 			q->set = false;
 		}
 		struct xvl_vq_layout l = {.num = m->u.queue.num, .desc = m->u.queue.desc,
 					  .avail = m->u.queue.avail, .used = m->u.queue.used};
 		rc = xvl_vq_dev_init(&q->vq, &f->win.mem, &l, false, true, 0, 0);
-		if (rc == 0) {
+		if (rc == 0 && !f->mbox_mode) {
 			q->kick = fds[0];
 			q->call = fds[1];
 			fds[0] = fds[1] = -1;
-			q->set = true;
 		}
+		q->set = rc == 0;
 		break;
 	}
 	case XVL_MSG_SET_STATUS:
@@ -246,7 +277,7 @@ static void deliver(struct fake *f, const uint8_t *data, uint32_t len, int varia
 	} else {
 		xvl_vq_dev_push(&q->vq, e.head, used);
 	}
-	xvl_os_eventfd_signal(q->call);
+	signal_call(q);
 }
 
 static void serve_tx(struct fake *f)
@@ -283,11 +314,13 @@ static void serve_ctrl(struct fake *f)
 	struct fq *q = &f->q[2];
 	struct xvl_seg seg[NSEG];
 	struct xvl_vq_elem e = {.seg = seg};
+	if (f->c == C_CTRL_SILENT)
+		return; /* the driver's commands stay in the ring for good */
 	while (q->set && xvl_vq_dev_pop(&q->vq, &e, NSEG) == 1) {
 		if (e.n_in >= 1)
 			*(uint8_t *)seg[e.n_out + e.n_in - 1].ptr = XVL_NET_OK;
 		xvl_vq_dev_push(&q->vq, e.head, 1);
-		xvl_os_eventfd_signal(q->call);
+		signal_call(q);
 	}
 }
 
@@ -308,21 +341,99 @@ static void link_flap(struct fake *f)
 	f->flap_at = ++f->flap_step < 2 ? now_ms() + 300 : 0;
 }
 
+/* What the device does between messages (both modes). */
+static void serve(struct fake *f)
+{
+	serve_ctrl(f);
+	serve_tx(f);
+	if (f->c == C_FLOOD && now_ms() < f->flood_end)
+		flood(f);
+	if (f->c == C_LINK_FLAP)
+		link_flap(f);
+	if (f->c == C_RESTART && f->n_tx == 6 && !f->restart_at)
+		f->restart_at = now_ms() + 400;
+	if (f->c == C_RESTART && f->restart_at && now_ms() >= f->restart_at && !f->restarted) {
+		f->restarted = true;
+		f->running = false; /* until the driver says DRIVER_OK again */
+		h_log("EVENT RESTART");
+		send_event(f, XVL_EVENT_RESTART);
+	}
+}
+
+static enum ncase case_of(const char *name)
+{
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name, names[i]))
+			return (enum ncase)i;
+	h_die("unknown case %s", name);
+}
+
+/*
+ * --window PATH CASE...: the device side of the mailbox link in PATH, one
+ * CASE per format of the window by the driver.  Never returns.
+ */
+static void run_window(struct fake *f, const char *path, char **cv, int cn)
+{
+	struct xvl_errbuf eb;
+	int next = 0;
+
+	f->mbox_mode = true;
+	while (xvl_os_window_open_path(&f->win, path, 0, &eb) < 0)
+		usleep(10000);
+	f->has_win = true;
+	for (;;) {
+		if (next >= cn) {
+			h_log("all cases done");
+			pause();
+			continue;
+		}
+		int rc = xvl_mbox_open(&f->mb, &f->win.mem, 0);
+		if (rc == -EAGAIN || rc == -ENOENT) {
+			usleep(2000);
+			continue;
+		}
+		if (rc < 0)
+			h_die("mailbox in %s: %d", path, rc);
+		/* A fresh device for this format of the window, misbehaving as the next case says. */
+		f->c = case_of(cv[next++]);
+		f->status = 0;
+		f->running = f->restarted = false;
+		f->link = XVL_NET_S_LINK_UP;
+		f->n_tx = 0;
+		f->flood_end = f->flap_at = f->restart_at = 0;
+		f->flap_step = 0;
+		for (unsigned i = 0; i < NQ; i++)
+			f->q[i] = (struct fq){.kick = -1, .call = -1};
+		h_log("window generation %llu: case %s", (unsigned long long)f->mb.generation,
+		      cv[next - 1]);
+		for (;;) {
+			struct xvl_msg m;
+			rc = xvl_mbox_accept(&f->mb);
+			if (rc == 1)
+				f->running = false;
+			while (rc >= 0 && (rc = xvl_mbox_recv(&f->mb, &m)) == 1)
+				on_msg(f, &m, NULL, 0);
+			if (rc == -ESTALE)
+				break; /* formatted again: the next case */
+			if (f->running)
+				serve(f);
+			usleep(100);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct fake f;
 	struct xvl_errbuf eb;
 	h_prog = "net_hostile_device";
+	for (unsigned i = 0; i < NQ; i++)
+		f.q[i] = (struct fq){.kick = -1, .call = -1};
+	if (argc >= 4 && !strcmp(argv[1], "--window"))
+		run_window(&f, argv[2], argv + 3, argc - 3);
 	if (argc != 3)
-		h_die("usage: net_hostile_device SOCKET CASE");
-	bool found = false;
-	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(argv[2], names[i])) {
-			f.c = (enum ncase)i;
-			found = true;
-		}
-	if (!found)
-		h_die("unknown case %s", argv[2]);
+		h_die("usage: net_hostile_device SOCKET CASE | --window PATH CASE...");
+	f.c = case_of(argv[2]);
 	f.link = XVL_NET_S_LINK_UP;
 	int ls = xvl_os_listen(argv[1], &eb);
 	if (ls < 0)
@@ -347,22 +458,8 @@ int main(int argc, char **argv)
 				if (fds[i] >= 0)
 					close(fds[i]);
 		}
-		if (!f.running)
-			continue;
-		serve_ctrl(&f);
-		serve_tx(&f);
-		if (f.c == C_FLOOD && now_ms() < f.flood_end)
-			flood(&f);
-		if (f.c == C_LINK_FLAP)
-			link_flap(&f);
-		if (f.c == C_RESTART && f.n_tx == 6 && !f.restart_at)
-			f.restart_at = now_ms() + 400;
-		if (f.c == C_RESTART && f.restart_at && now_ms() >= f.restart_at && !f.restarted) {
-			f.restarted = true;
-			f.running = false; /* until the driver says DRIVER_OK again */
-			h_log("EVENT RESTART");
-			send_event(&f, XVL_EVENT_RESTART);
-		}
+		if (f.running)
+			serve(&f);
 	}
 	h_log("client gone");
 	unlink(argv[1]);
