@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -63,19 +64,32 @@ int xvl_os_listen(const char *path, struct xvl_errbuf *eb)
 		}
 	}
 
+	/*
+	 * Bound and listening under a temporary name first, then renamed into
+	 * place: a client that sees the path never meets a socket that is bound
+	 * but not yet listening (ECONNREFUSED), however the scheduler interleaves.
+	 */
+	struct sockaddr_un tmp;
+	char tpath[sizeof(sa.sun_path)];
+	int n = snprintf(tpath, sizeof(tpath), "%s.%d~", path, (int)getpid());
+	bool staged = n > 0 && (size_t)n < sizeof(tpath) && fill_addr(&tmp, tpath, NULL) == 0;
+	if (staged)
+		unlink(tpath);
+
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return xvl_err(eb, -errno, "socket(AF_UNIX, SOCK_SEQPACKET) failed: %s",
 			       strerror(errno));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	const struct sockaddr_un *at = staged ? &tmp : &sa;
+	if (bind(fd, (const struct sockaddr *)at, sizeof(*at)) < 0) {
 		int e = errno;
 		close(fd);
 		return xvl_err(eb, -e, "bind to '%s' failed: %s", path, strerror(e));
 	}
-	if (listen(fd, 16) < 0) {
+	if (listen(fd, 16) < 0 || (staged && rename(tpath, path) < 0)) {
 		int e = errno;
 		close(fd);
-		unlink(path);
+		unlink(staged ? tpath : path);
 		return xvl_err(eb, -e, "listen on '%s' failed: %s", path, strerror(e));
 	}
 	return fd;
