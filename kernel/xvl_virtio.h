@@ -43,6 +43,19 @@
 struct xvl_win;
 struct xvl_vdev;
 
+/*
+ * Fixed-size bounce slots carved out of the heap (xvl_heap.c): a stack of
+ * free window offsets in private memory, O(1) under a spinlock.
+ */
+struct xvl_slots {
+	spinlock_t lock;	/* nfree, free[] */
+	u64 base;		/* window offset of slot 0 */
+	u32 size;		/* bytes per slot (a multiple of the granule) */
+	u32 count;		/* slots carved; 0: none (the heap was too small) */
+	u32 nfree;
+	u32 *free;		/* slot indices, free[0..nfree) */
+};
+
 /* How a transport instance reaches its peer (ivshmem doorbell, platform mailbox). */
 struct xvl_bell_ops {
 	/* Ring the peer's doorbell vector. */
@@ -134,6 +147,7 @@ struct xvl_win {
 	u64 heap_off;
 	u64 heap_len;
 	struct xvl_bounce *bounce;	/* heap_len >> XVL_BOUNCE_SHIFT records */
+	struct xvl_slots slots[2];	/* small (headers, status) and page-sized mappings */
 
 	/* link */
 	struct mutex link_lock;		/* the mailbox, seq, ref of calls */
@@ -176,6 +190,7 @@ int xvl_heap_setup(struct xvl_win *w, u64 off, u64 len);
 void xvl_heap_teardown(struct xvl_win *w);
 void *xvl_heap_alloc_off(struct xvl_win *w, size_t size, size_t align, u64 *off);
 void xvl_heap_free_off(struct xvl_win *w, u64 off, size_t size);
+void *xvl_heap_map_alloc(struct xvl_win *w, size_t size, u64 *off);
 struct xvl_bounce *xvl_bounce_rec(struct xvl_win *w, u64 off);
 
 /* xvl_dma.c */
