@@ -107,6 +107,10 @@ struct xvl_vq {
 	unsigned long stall_since; /* jiffies; 0: not stalled */
 	bool dead;		/* the device lost this queue: fail everything */
 	bool stopped;		/* restart pending: hold chains, do not fail them */
+	bool spinning;		/* a submitter busy-waits for this queue's completion */
+	u64 lone_since;		/* local_clock() when a lone request was rung; 0: none */
+	u32 lone_avg_ns;	/* average time a lone request took (about 8 of them) */
+	u8 lone_run;		/* submissions in a row that found the queue empty */
 };
 
 struct xvl_vdev {
