@@ -376,8 +376,10 @@ static u64 spin_window_ns(const struct xvl_vq *q)
  * the window avail ring asks for no interrupt; afterwards the flag is
  * cleared and the ring looked at once more, so a completion that came in
  * between is collected here and one after it interrupts.  Only block
- * queues, only from task context with interrupts on (virtio_blk notifies
- * outside its locks); what is collected is delivered as from the poller.
+ * queues, only from task context with interrupts on: Linux 6.1's
+ * virtio_blk notifies outside its queue lock, except a kick after a failed
+ * add, which holds it with interrupts off and so never spins here.  What
+ * is collected is delivered as from the poller.
  * The loop ends at the window whatever the device writes.
  */
 static void spin_for_lone(struct xvl_vq *q)
