@@ -58,7 +58,7 @@ static dma_addr_t xvl_map_phys(struct device *dev, phys_addr_t phys, size_t size
 
 	if (!w || !size || size > XVL_MAX_MAPPING)
 		return DMA_MAPPING_ERROR;
-	buf = xvl_heap_alloc_off(w, size, 0, &off);
+	buf = xvl_heap_map_alloc(w, size, &off);
 	if (!buf) {
 		dev_warn_ratelimited(dev, "window heap full: %zu-byte mapping refused\n", size);
 		return DMA_MAPPING_ERROR;

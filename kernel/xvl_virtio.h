@@ -44,6 +44,19 @@
 struct xvl_win;
 struct xvl_vdev;
 
+/*
+ * Fixed-size bounce slots carved out of the heap (xvl_heap.c): a stack of
+ * free window offsets in private memory, O(1) under a spinlock.
+ */
+struct xvl_slots {
+	spinlock_t lock;	/* nfree, free[] */
+	u64 base;		/* window offset of slot 0 */
+	u32 size;		/* bytes per slot (a multiple of the granule) */
+	u32 count;		/* slots carved; 0: none (the heap was too small) */
+	u32 nfree;
+	u32 *free;		/* slot indices, free[0..nfree) */
+};
+
 /* How a transport instance reaches its peer (ivshmem doorbell, platform mailbox). */
 struct xvl_bell_ops {
 	/* Ring the peer's doorbell vector. */
@@ -95,6 +108,10 @@ struct xvl_vq {
 	unsigned long stall_since; /* jiffies; 0: not stalled */
 	bool dead;		/* the device lost this queue: fail everything */
 	bool stopped;		/* restart pending: hold chains, do not fail them */
+	bool spinning;		/* a submitter busy-waits for this queue's completion */
+	u64 lone_since;		/* local_clock() when a lone request was rung; 0: none */
+	u32 lone_avg_ns;	/* average time a lone request took (about 8 of them) */
+	u8 lone_run;		/* submissions in a row that found the queue empty */
 };
 
 struct xvl_vdev {
@@ -137,6 +154,7 @@ struct xvl_win {
 	u64 heap_off;
 	u64 heap_len;
 	struct xvl_bounce *bounce;	/* heap_len >> XVL_BOUNCE_SHIFT records */
+	struct xvl_slots slots[2];	/* small (headers, status) and page-sized mappings */
 
 	/* link */
 	struct mutex link_lock;		/* the mailbox, seq, ref of calls */
@@ -179,6 +197,7 @@ int xvl_heap_setup(struct xvl_win *w, u64 off, u64 len);
 void xvl_heap_teardown(struct xvl_win *w);
 void *xvl_heap_alloc_off(struct xvl_win *w, size_t size, size_t align, u64 *off);
 void xvl_heap_free_off(struct xvl_win *w, u64 off, size_t size);
+void *xvl_heap_map_alloc(struct xvl_win *w, size_t size, u64 *off);
 struct xvl_bounce *xvl_bounce_rec(struct xvl_win *w, u64 off);
 
 /* xvl_dma.c */

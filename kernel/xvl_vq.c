@@ -25,6 +25,9 @@
  *     type, xvl_vdev_fail_status()), except the buffers of a net rx queue,
  *     which stay until the queue is deleted (xvl_net.c).
  *
+ * A lone request (nothing else in flight) may be waited for by spinning,
+ * see spin_for_lone().
+ *
  * Buffers in the chains are DMA addresses from xvl_dma.c, that is window
  * offsets of bounce buffers; the descriptors are copied verbatim.  No
  * indirect descriptors and no event index are negotiated (xvl_vdev.c), so
@@ -32,6 +35,7 @@
  */
 #include <linux/bitmap.h>
 #include <linux/delay.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
@@ -41,6 +45,14 @@
 #define XVL_VRING_ALIGN SMP_CACHE_BYTES
 #define XVL_POLLED_WAIT_US	1000000	/* a driver-polled queue's request, at most */
 #define XVL_POLLED_STEP_US	10
+
+/* Spin only after this many submissions in a row found the queue empty (QD1, not a burst). */
+#define XVL_LONE_RUN	8
+
+static unsigned int spin_max_us = 50;
+module_param(spin_max_us, uint, 0644);
+MODULE_PARM_DESC(spin_max_us,
+		 "Busy-wait at most this long (us, adapted below it) for a lone block request before sleeping on its interrupt; 0: never");
 
 static bool xvl_vq_notify(struct virtqueue *vq);
 
@@ -162,11 +174,27 @@ static bool submit(struct xvl_vq *q, const char **why)
 	}
 	if (!published)
 		return false;
+	if (q->inflight == 1) {
+		q->lone_since = local_clock();
+		q->lone_run = min_t(u8, q->lone_run + 1, XVL_LONE_RUN);
+	} else {
+		q->lone_since = 0;
+		q->lone_run = 0;
+	}
 	/* Descriptors and ring entries before the index the device acquires. */
 	smp_store_release(&q->wavail->idx, cpu_to_le16(q->win_avail));
 	/* Publish, then read the device's flag (PROTOCOL.md 2: full fence). */
 	smp_mb();
 	return !(le16_to_cpu(READ_ONCE(q->wused->flags)) & VRING_USED_F_NO_NOTIFY);
+}
+
+/* A lone request took ns from its doorbell to its collection: average over about 8. */
+static void lone_took(struct xvl_vq *q, u64 ns)
+{
+	u32 v = min_t(u64, ns, U32_MAX);
+
+	q->lone_avg_ns = q->lone_avg_ns ? q->lone_avg_ns - q->lone_avg_ns / 8 + v / 8 : v;
+	q->lone_since = 0;
 }
 
 /* Copy checked window used entries to the private ring.  q->lock held. */
@@ -198,6 +226,8 @@ static unsigned int collect(struct xvl_vq *q, const char **why)
 	}
 	if (done)
 		publish_used(q);
+	if (done && !q->inflight && q->lone_since)
+		lone_took(q, local_clock() - q->lone_since);
 	return done;
 }
 
@@ -365,6 +395,69 @@ static void complete_polled(struct xvl_vq *q)
 	}
 }
 
+/*
+ * How long to spin for a lone request (the idea of Linux's hybrid polling,
+ * as the user-space client's spin_adapt): twice what recent lone requests
+ * took, at most spin_max_us; when they take longer than that the device is
+ * slow and an interrupt is cheap next to it: no spin.  q->lock held.
+ */
+static u64 spin_window_ns(const struct xvl_vq *q)
+{
+	u64 max = (u64)READ_ONCE(spin_max_us) * NSEC_PER_USEC;
+
+	if (!q->lone_avg_ns)
+		return max;
+	if (q->lone_avg_ns > max)
+		return 0;
+	return min_t(u64, 2ull * q->lone_avg_ns, max);
+}
+
+/*
+ * The request just rung is the only one in flight: busy-wait a short,
+ * adaptive while for its completion instead of the interrupt round trip
+ * (the device's doorbell, the interrupt, its entry, a wake-up).  Meanwhile
+ * the window avail ring asks for no interrupt; afterwards the flag is
+ * cleared and the ring looked at once more, so a completion that came in
+ * between is collected here and one after it interrupts.  Only block
+ * queues, only from task context with interrupts on: Linux 6.1's
+ * virtio_blk notifies outside its queue lock, except a kick after a failed
+ * add, which holds it with interrupts off and so never spins here.  What
+ * is collected is delivered as from the poller.
+ * The loop ends at the window whatever the device writes.
+ */
+static void spin_for_lone(struct xvl_vq *q)
+{
+	unsigned long flags;
+	u64 window = 0, end;
+
+	if (!READ_ONCE(spin_max_us) || q->xd->info.virtio_id != VIRTIO_ID_BLOCK ||
+	    !in_task() || irqs_disabled())
+		return;
+	spin_lock_irqsave(&q->lock, flags);
+	if (q->inflight == 1 && q->lone_since && q->lone_run >= XVL_LONE_RUN && !q->dead &&
+	    !q->stopped && !q->spinning)
+		window = spin_window_ns(q);
+	if (window) {
+		q->spinning = true;
+		WRITE_ONCE(q->wavail->flags, cpu_to_le16(VRING_AVAIL_F_NO_INTERRUPT));
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (!window)
+		return;
+	end = local_clock() + window;
+	while (READ_ONCE(q->inflight) &&
+	       READ_ONCE(q->wused->idx) == cpu_to_le16(READ_ONCE(q->win_used_seen)) &&
+	       local_clock() < end)
+		cpu_relax();
+	spin_lock_irqsave(&q->lock, flags);
+	WRITE_ONCE(q->wavail->flags, 0);
+	q->spinning = false;
+	spin_unlock_irqrestore(&q->lock, flags);
+	/* The flag is off before the last look (the device fences between used.idx and it). */
+	smp_mb();
+	xvl_vq_poll(q, false);
+}
+
 static bool xvl_vq_notify(struct virtqueue *vq)
 {
 	struct xvl_vq *q = vq->priv;
@@ -396,6 +489,8 @@ static bool xvl_vq_notify(struct virtqueue *vq)
 	}
 	if (!vq->callback)
 		complete_polled(q);
+	else
+		spin_for_lone(q);
 	return true;
 }
 
