@@ -41,14 +41,16 @@ static const char *const common_calls[] = {
 };
 
 /*
- * The device side also serves: io_uring, a listening socket it (re)creates.
+ * The device side also serves: io_uring, a listening socket it (re)creates
+ * (bound under a temporary name and renamed into place, xvl_os_listen).
  * Its ring is restricted to the file backend's opcodes before it is enabled
  * (srv_ring_init); "seccomp" lets it then add a filter refusing any further
  * io_uring_setup (a filter can only add restrictions).
  */
 static const char *const device_calls[] = {
 	"io_uring_setup", "io_uring_enter", "io_uring_register", "seccomp", "pidfd_open", "bind",
-	"listen", "accept4", "accept", "unlink", "unlinkat", "fadvise64", "sync_file_range", "flock",
+	"listen", "accept4", "accept", "unlink", "unlinkat", "rename", "renameat", "renameat2",
+	"fadvise64", "sync_file_range", "flock",
 	/* the guard on clients' eventfds (os.h: xvl_os_peer_eventfd_*) */
 	"timer_create", "timer_settime", "timer_delete", NULL,
 };
