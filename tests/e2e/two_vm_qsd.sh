@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# A device VM serving a backend = "qsd" device (issue 12 item 1; docs/PARTITIONER.md
+# "Device VMs"): Debian's qemu-storage-daemon runs INSIDE the device VM on its own
+# virtio-blk disk (/dev/vda, QEMU's on the host image), exporting vhost-user-blk on a
+# socket in the guest; the guest's `xvl server --link window` bridges q0 to it, with the
+# window being the ivshmem BAR2 (sysfs resource2) that qsd maps from the fd the server
+# passes in SET_MEM_TABLE.  The driver VM (xvl_virtio.ko, polling: ivshmem-plain) writes
+# and reads back a pattern on its /dev/vda; the host image holds it; the device VM's
+# console shows the server kicking the backend for the polling driver.  Also: a
+# vhost-user device (a host socket) for a device VM is refused in one line.  TAP.
+set -u
+. "$(dirname "$0")/lib.sh"
+G=$E2E_ROOT/scripts/guest
+[ -x "$XVL" ] || { echo "1..0 # SKIP no xvl binary at $XVL"; exit 0; }
+command -v qemu-system-x86_64 >/dev/null || { echo "1..0 # SKIP no qemu-system-x86_64"; exit 0; }
+command -v qemu-storage-daemon >/dev/null || { echo "1..0 # SKIP no qemu-storage-daemon"; exit 0; }
+if ! unshare --user --map-root-user --pid --fork --mount --net true 2>/dev/null &&
+	! unshare --pid --fork --mount --net true 2>/dev/null; then
+	echo "1..0 # SKIP cannot create namespaces here"
+	exit 0
+fi
+eval "$("$G/kernel.sh" 2>"$T/kernel.log")" || { echo "1..0 # SKIP no guest kernel ($(tail -1 "$T/kernel.log"))"; exit 0; }
+
+KO=$E2E_ROOT/kernel/xvl_virtio.ko
+if [ ! -f "$KO" ] || [ -n "$(find "$E2E_ROOT/kernel" "$E2E_ROOT/src/core" -name '*.[ch]' -newer "$KO" | head -n 1)" ]; then
+	KB=$("$G/kernel.sh" --headers 2>>"$T/kernel.log" | sed -n 's/^KBUILD=//p')
+	[ -n "$KB" ] || { echo "1..0 # SKIP no guest kernel headers"; exit 0; }
+	mkdir -p "$T/src/src"
+	cp -r "$E2E_ROOT/kernel" "$T/src/kernel"
+	cp -r "$E2E_ROOT/src/core" "$T/src/src/core"
+	(cd "$T/src/kernel" && find . \( -name '*.o' -o -name '*.ko' -o -name '*.cmd' \) -delete; rm -rf core)
+	make -C "$KB" M="$T/src/kernel" -j2 modules >"$T/build.log" 2>&1 || { fail "build xvl_virtio.ko"; finish; }
+	KO=$T/src/kernel/xvl_virtio.ko
+fi
+DXVL=$E2E_ROOT/build-static/src/cli/xvl
+[ -x "$DXVL" ] && [ ! "$DXVL" -ot "$XVL" ] || DXVL=$XVL
+"$G/device-initrd.sh" "$T/dev.gz" --xvl "$DXVL" --qsd >"$T/dev-initrd.log" 2>&1 ||
+	{ fail "device VM initramfs with qemu-storage-daemon"; sed 's/^/#   /' "$T/dev-initrd.log"; finish; }
+note "device VM initramfs with qemu-storage-daemon: $(stat -c %s "$T/dev.gz") bytes"
+
+SD=$T/state
+DCON=$T/dev.console DRV=$T/drv.console
+part_cleanup() { [ -S "$SD/ctl.sock" ] && "$XVL" stop --state-dir "$SD" >/dev/null 2>&1; e2e_cleanup; }
+trap part_cleanup EXIT
+
+cat >"$T/driver.sh" <<'GUEST'
+#!/bin/sh
+echo
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/vda ] || { echo "GUEST: no /dev/vda"; dmesg | tail; exit 1; }
+echo "GUEST: vda $(cat /sys/block/vda/size) sectors after $i polls"
+dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
+dd if=/tmp/pat of=/dev/vda bs=4096 count=256 oflag=direct conv=notrunc 2>/dev/null &&
+dd if=/tmp/pat of=/dev/vda bs=1048576 count=3 skip=1 seek=1 oflag=direct conv=notrunc,fsync 2>/dev/null ||
+	{ echo "GUEST: write failed"; exit 1; }
+dd if=/dev/vda of=/tmp/back bs=131072 count=32 iflag=direct 2>/dev/null || { echo "GUEST: read failed"; exit 1; }
+cmp /tmp/pat /tmp/back || { echo "GUEST: readback differs"; exit 1; }
+echo "GUEST: verified $(sha256sum /tmp/pat | cut -d' ' -f1)"
+rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
+exit 0
+GUEST
+chmod +x "$T/driver.sh"
+"$G/initramfs.sh" "$T/drv.gz" --module virtio_ring --module virtio --module virtio_blk --ko "$KO" \
+	--run "$T/driver.sh" >"$T/initramfs.log" 2>&1 || { fail "driver VM initramfs"; finish; }
+
+dd if=/dev/urandom of="$T/q.img" bs=1M count=8 2>/dev/null
+cat >"$T/qsd.cfg" <<EOF
+name = "qsdvm$$";
+state_dir = "$SD";
+windows = ( { name = "w"; size = "64M"; } );
+devices = ( { name = "q0"; backend = "qsd"; image = "$T/q.img"; } );
+compartments = (
+  { name = "devvm"; role = "device"; type = "vm"; devices = ["q0"];
+    kernel = "$GUEST_VMLINUZ"; initrd = "$T/dev.gz"; memory = "256M"; console = "$DCON"; append = "loglevel=4"; },
+  { name = "drv"; type = "vm"; window = "w"; connect = "devvm";
+    kernel = "$GUEST_VMLINUZ"; initrd = "$T/drv.gz"; memory = "384M"; console = "$DRV"; append = "loglevel=4"; }
+);
+EOF
+check "a device VM with a qsd device passes --check" "$XVL" run "$T/qsd.cfg" --check
+# a vhost-user device is a host socket: a device VM cannot reach it
+python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); import time; time.sleep(20)' "$T/v.sock" &
+VS=$!
+for _ in $(seq 1 50); do [ -S "$T/v.sock" ] && break; sleep 0.1; done
+sed "s|{ name = \"q0\"; backend = \"qsd\"; image = \"[^\"]*\"; }|{ name = \"q0\"; backend = \"vhost-user\"; socket = \"$T/v.sock\"; }|" "$T/qsd.cfg" >"$T/bad.cfg"
+out=$("$XVL" run "$T/bad.cfg" --check 2>&1)
+if [ $? -ne 0 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "^$T/bad.cfg:[0-9]*: .*devvm: .*not vhost-user"; then
+	ok "a vhost-user device for a device VM refused in one line"
+else
+	fail "a vhost-user device for a device VM refused in one line (got: $out)"
+fi
+kill "$VS" 2>/dev/null; wait "$VS" 2>/dev/null
+
+wait_in() {
+	for _ in $(seq 1 "$3"); do
+		grep -aq "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+t0=$(date +%s.%N)
+secs() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+check "xvl run --detach starts the device VM and the driver VM" "$XVL" run "$T/qsd.cfg" --detach
+grep -q "qemu-storage-daemon pid" "$SD/supervisor.log" 2>/dev/null &&
+	fail "no qemu-storage-daemon on the host for a device VM's qsd device" ||
+	ok "no qemu-storage-daemon on the host for a device VM's qsd device"
+DQ=$("$XVL" status --state-dir "$SD" --json 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin); print([k['pid'] for k in d['compartments'] if k['name']=='devvm'][0])" 2>/dev/null)
+DCMD=$(tr '\0' ' ' <"/proc/$DQ/cmdline" 2>/dev/null)
+echo "$DCMD" | grep -q "file=$T/q.img,if=virtio" && echo "$DCMD" | grep -q "xvl.qsd=q0,/dev/vda,on,1" &&
+	echo "$DCMD" | grep -q "xvl.dev=name=q0,backend=vhost-user,path=/run/q0.qsd.sock" &&
+	ok "the device VM's QEMU: the image as its disk, xvl.qsd= and a vhost-user xvl.dev= for q0" ||
+	fail "the device VM's QEMU command line (pid $DQ): $(echo "$DCMD" | cut -c1-400)"
+wait_in "$DCON" "XVL-DEVICE: qemu-storage-daemon pid .* serves /dev/vda on /run/q0.qsd.sock" 900 &&
+	ok "qemu-storage-daemon runs in the device VM on its /dev/vda ($(secs) s after xvl run)" ||
+	{ fail "qemu-storage-daemon runs in the device VM on its /dev/vda"; tr -d '\r' <"$DCON" | tail -n 15 | sed 's/^/#   /'; }
+if wait_in "$DRV" "GUEST: verified" 1200; then
+	ok "the driver VM verified /dev/vda served by qsd in the device VM ($(secs) s after xvl run)"
+else
+	fail "the driver VM verified /dev/vda served by qsd in the device VM"
+	tr -d '\r' <"$DRV" | tail -n 20 | sed 's/^/#   drv: /'
+	tr -d '\r' <"$DCON" | tail -n 20 | sed 's/^/#   dev: /'
+fi
+gsha=$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: verified //p')
+expect_eq "$gsha" "$(head -c 4194304 "$T/q.img" | sha256sum | cut -d' ' -f1)" \
+	"the host image holds what the driver VM wrote (window -> server -> qsd -> the guest's virtio-blk -> file)"
+grep -aq "the server watches their avail index and kicks the backend" "$DCON" &&
+	ok "the device VM's server kicks qsd for the polling driver" ||
+	{ fail "the device VM's server kicks qsd for the polling driver"; tr -d '\r' <"$DCON" | grep -a "xvl\|XVL" | tail -n 10 | sed 's/^/#   /'; }
+wait_in "$DRV" "XVL-GUEST-EXIT" 300
+tr -d '\r' <"$DRV" | grep -aqx "XVL-GUEST-EXIT 0" && grep -aq "GUEST: unloaded" "$DRV" &&
+	ok "driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0" ||
+	fail "driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0"
+check "xvl stop" "$XVL" stop --state-dir "$SD"
+left=$(pgrep -f "$T/dev.gz"; pgrep -f "$T/drv.gz")
+[ -z "$left" ] && [ ! -e "$SD" ] && ok "xvl stop: no QEMU left, state dir gone" ||
+	fail "xvl stop: no QEMU left, state dir gone (left: $left)"
+if grep -aE 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" >/dev/null; then
+	fail "both guests' consoles free of BUG|Oops|WARNING|soft lockup"
+	grep -aE -A8 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" | head -n 20 | sed 's/^/#   /'
+else
+	ok "both guests' consoles free of BUG|Oops|WARNING|soft lockup"
+fi
+tr -d '\r' <"$DCON" | grep -a "XVL-DEVICE\|polls\|qsd\|vhost" | head -n 12 | sed 's/^/# dev: /'
+finish
