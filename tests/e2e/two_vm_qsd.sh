@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# A device VM serving a backend = "qsd" device (issue 12 item 1; docs/PARTITIONER.md
-# "Device VMs"): Debian's qemu-storage-daemon runs INSIDE the device VM on its own
-# virtio-blk disk (/dev/vda, QEMU's on the host image), exporting vhost-user-blk on a
-# socket in the guest; the guest's `xvl server --link window` bridges q0 to it, with the
-# window being the ivshmem BAR2 (sysfs resource2) that qsd maps from the fd the server
-# passes in SET_MEM_TABLE.  The driver VM (xvl_virtio.ko, polling: ivshmem-plain) writes
-# and reads back a pattern on its /dev/vda; the host image holds it; the device VM's
-# console shows the server kicking the backend for the polling driver.  Also: a
-# vhost-user device (a host socket) for a device VM is refused in one line.  TAP.
+# A device VM serving backend = "qsd" devices (issue 12 item 1; docs/PARTITIONER.md
+# "Device VMs"): Debian's qemu-storage-daemon runs INSIDE the device VM, for q0 on the
+# guest's own virtio-blk disk (/dev/vda, QEMU's on the host image), for q1 on null-co,
+# each exporting vhost-user-blk on a socket in the guest; the guest's `xvl server --link
+# window` bridges both, the window being the ivshmem BAR2 (sysfs resource2) that each
+# daemon maps from the fd the server passes in SET_MEM_TABLE.  The driver VM
+# (xvl_virtio.ko, polling: ivshmem-plain) writes and reads back a pattern on q0 and
+# reads zeros from q1; the host image holds the pattern; the device VM's console shows
+# the server kicking both daemons for the polling driver; the host runs no qsd.  Also:
+# a vhost-user device (a host socket) for a device VM is refused in one line.  TAP.
 set -u
 . "$(dirname "$0")/lib.sh"
 G=$E2E_ROOT/scripts/guest
@@ -46,15 +47,26 @@ trap part_cleanup EXIT
 cat >"$T/driver.sh" <<'GUEST'
 #!/bin/sh
 echo
+# q0 (the image, 8 MiB) and q1 (null-co, 32 MiB): told apart by their size
 i=0
-while [ ! -b /dev/vda ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
-[ -b /dev/vda ] || { echo "GUEST: no /dev/vda"; dmesg | tail; exit 1; }
-echo "GUEST: vda $(cat /sys/block/vda/size) sectors after $i polls"
+while ! { [ -b /dev/vda ] && [ -b /dev/vdb ]; } && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/vdb ] || { echo "GUEST: no /dev/vda and /dev/vdb"; dmesg | tail; exit 1; }
+q0="" q1=""
+for d in vda vdb; do
+	case $(cat /sys/block/$d/size) in
+	16384) q0=/dev/$d ;;
+	65536) q1=/dev/$d ;;
+	esac
+done
+[ -n "$q0" ] && [ -n "$q1" ] || { echo "GUEST: sizes $(cat /sys/block/vd[ab]/size)"; exit 1; }
+echo "GUEST: q0 is $q0, q1 is $q1 after $i polls"
+dd if=$q1 of=/tmp/z bs=65536 count=16 iflag=direct 2>/dev/null &&
+	[ "$(od -An -v -tx1 /tmp/z | tr -d ' \n' | tr -d 0)" = "" ] && echo "GUEST: q1 reads 1 MiB of zeros"
 dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
-dd if=/tmp/pat of=/dev/vda bs=4096 count=256 oflag=direct conv=notrunc 2>/dev/null &&
-dd if=/tmp/pat of=/dev/vda bs=1048576 count=3 skip=1 seek=1 oflag=direct conv=notrunc,fsync 2>/dev/null ||
+dd if=/tmp/pat of=$q0 bs=4096 count=256 oflag=direct conv=notrunc 2>/dev/null &&
+dd if=/tmp/pat of=$q0 bs=1048576 count=3 skip=1 seek=1 oflag=direct conv=notrunc,fsync 2>/dev/null ||
 	{ echo "GUEST: write failed"; exit 1; }
-dd if=/dev/vda of=/tmp/back bs=131072 count=32 iflag=direct 2>/dev/null || { echo "GUEST: read failed"; exit 1; }
+dd if=$q0 of=/tmp/back bs=131072 count=32 iflag=direct 2>/dev/null || { echo "GUEST: read failed"; exit 1; }
 cmp /tmp/pat /tmp/back || { echo "GUEST: readback differs"; exit 1; }
 echo "GUEST: verified $(sha256sum /tmp/pat | cut -d' ' -f1)"
 rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
@@ -69,9 +81,10 @@ cat >"$T/qsd.cfg" <<EOF
 name = "qsdvm$$";
 state_dir = "$SD";
 windows = ( { name = "w"; size = "64M"; } );
-devices = ( { name = "q0"; backend = "qsd"; image = "$T/q.img"; } );
+devices = ( { name = "q0"; backend = "qsd"; image = "$T/q.img"; },
+            { name = "q1"; backend = "qsd"; size = "32M"; } );
 compartments = (
-  { name = "devvm"; role = "device"; type = "vm"; devices = ["q0"];
+  { name = "devvm"; role = "device"; type = "vm"; devices = ["q0", "q1"];
     kernel = "$GUEST_VMLINUZ"; initrd = "$T/dev.gz"; memory = "256M"; console = "$DCON"; append = "loglevel=4"; },
   { name = "drv"; type = "vm"; window = "w"; connect = "devvm";
     kernel = "$GUEST_VMLINUZ"; initrd = "$T/drv.gz"; memory = "384M"; console = "$DRV"; append = "loglevel=4"; }
@@ -108,24 +121,30 @@ DQ=$("$XVL" status --state-dir "$SD" --json 2>/dev/null | python3 -c "import jso
 DCMD=$(tr '\0' ' ' <"/proc/$DQ/cmdline" 2>/dev/null)
 echo "$DCMD" | grep -q "file=$T/q.img,if=virtio" && echo "$DCMD" | grep -q "xvl.qsd=q0,/dev/vda,on,1" &&
 	echo "$DCMD" | grep -q "xvl.dev=name=q0,backend=vhost-user,path=/run/q0.qsd.sock" &&
-	ok "the device VM's QEMU: the image as its disk, xvl.qsd= and a vhost-user xvl.dev= for q0" ||
+	echo "$DCMD" | grep -q "xvl.qsd=q1,null:33554432,on,1" && [ "$(echo "$DCMD" | grep -o -- "-drive" | wc -l)" = 1 ] &&
+	ok "the device VM's QEMU: the image as its only disk, xvl.qsd= and a vhost-user xvl.dev= for q0 and q1 (null-co)" ||
 	fail "the device VM's QEMU command line (pid $DQ): $(echo "$DCMD" | cut -c1-400)"
 wait_in "$DCON" "XVL-DEVICE: qemu-storage-daemon pid .* serves /dev/vda on /run/q0.qsd.sock" 900 &&
 	ok "qemu-storage-daemon runs in the device VM on its /dev/vda ($(secs) s after xvl run)" ||
 	{ fail "qemu-storage-daemon runs in the device VM on its /dev/vda"; tr -d '\r' <"$DCON" | tail -n 15 | sed 's/^/#   /'; }
+wait_in "$DCON" "XVL-DEVICE: qemu-storage-daemon pid .* serves null:33554432 on /run/q1.qsd.sock" 100 &&
+	ok "a second qemu-storage-daemon in the device VM serves q1 from null-co" ||
+	fail "a second qemu-storage-daemon in the device VM serves q1 from null-co"
 if wait_in "$DRV" "GUEST: verified" 1200; then
-	ok "the driver VM verified /dev/vda served by qsd in the device VM ($(secs) s after xvl run)"
+	ok "the driver VM verified q0 served by qsd in the device VM ($(secs) s after xvl run)"
 else
-	fail "the driver VM verified /dev/vda served by qsd in the device VM"
+	fail "the driver VM verified q0 served by qsd in the device VM"
 	tr -d '\r' <"$DRV" | tail -n 20 | sed 's/^/#   drv: /'
 	tr -d '\r' <"$DCON" | tail -n 20 | sed 's/^/#   dev: /'
 fi
 gsha=$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: verified //p')
 expect_eq "$gsha" "$(head -c 4194304 "$T/q.img" | sha256sum | cut -d' ' -f1)" \
 	"the host image holds what the driver VM wrote (window -> server -> qsd -> the guest's virtio-blk -> file)"
-grep -aq "the server watches their avail index and kicks the backend" "$DCON" &&
-	ok "the device VM's server kicks qsd for the polling driver" ||
-	{ fail "the device VM's server kicks qsd for the polling driver"; tr -d '\r' <"$DCON" | grep -a "xvl\|XVL" | tail -n 10 | sed 's/^/#   /'; }
+grep -aq "GUEST: q1 reads 1 MiB of zeros" "$DRV" && ok "the driver VM reads zeros from q1 (null-co in the device VM)" ||
+	fail "the driver VM reads zeros from q1 (null-co in the device VM)"
+[ "$(grep -ac "the server watches their avail index and kicks the backend" "$DCON")" = 2 ] &&
+	ok "the device VM's server kicks both daemons for the polling driver" ||
+	{ fail "the device VM's server kicks both daemons for the polling driver"; tr -d '\r' <"$DCON" | grep -a "xvl\|XVL" | tail -n 10 | sed 's/^/#   /'; }
 wait_in "$DRV" "XVL-GUEST-EXIT" 300
 tr -d '\r' <"$DRV" | grep -aqx "XVL-GUEST-EXIT 0" && grep -aq "GUEST: unloaded" "$DRV" &&
 	ok "driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0" ||
