@@ -7,7 +7,9 @@
 # daemon maps from the fd the server passes in SET_MEM_TABLE.  The driver VM
 # (xvl_virtio.ko, polling: ivshmem-plain) writes and reads back a pattern on q0 and
 # reads zeros from q1; the host image holds the pattern; the device VM's console shows
-# the server kicking both daemons for the polling driver; the host runs no qsd.  Also:
+# the server kicking both daemons for the polling driver; the host runs no qsd.  Run
+# with ivshmem-plain and with ivshmem-doorbell (vectors = 4: the device VM's server
+# rings the driver VM's MSI-X for qsd's completions, counted).  Also:
 # a vhost-user device (a host socket) for a device VM is refused in one line.  TAP.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -69,6 +71,7 @@ dd if=/tmp/pat of=$q0 bs=1048576 count=3 skip=1 seek=1 oflag=direct conv=notrunc
 dd if=$q0 of=/tmp/back bs=131072 count=32 iflag=direct 2>/dev/null || { echo "GUEST: read failed"; exit 1; }
 cmp /tmp/pat /tmp/back || { echo "GUEST: readback differs"; exit 1; }
 echo "GUEST: verified $(sha256sum /tmp/pat | cut -d' ' -f1)"
+echo "GUEST-MSIX $(grep xvl_virtio /proc/interrupts | head -n 1 | awk '{ print $2 }')"
 rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
 exit 0
 GUEST
@@ -111,53 +114,68 @@ wait_in() {
 	done
 	return 1
 }
-t0=$(date +%s.%N)
-secs() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-check "xvl run --detach starts the device VM and the driver VM" "$XVL" run "$T/qsd.cfg" --detach
-grep -q "qemu-storage-daemon pid" "$SD/supervisor.log" 2>/dev/null &&
-	fail "no qemu-storage-daemon on the host for a device VM's qsd device" ||
-	ok "no qemu-storage-daemon on the host for a device VM's qsd device"
-DQ=$("$XVL" status --state-dir "$SD" --json 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin); print([k['pid'] for k in d['compartments'] if k['name']=='devvm'][0])" 2>/dev/null)
-DCMD=$(tr '\0' ' ' <"/proc/$DQ/cmdline" 2>/dev/null)
-echo "$DCMD" | grep -q "file=$T/q.img,if=virtio" && echo "$DCMD" | grep -q "xvl.qsd=q0,/dev/vda,on,1" &&
-	echo "$DCMD" | grep -q "xvl.dev=name=q0,backend=vhost-user,path=/run/q0.qsd.sock" &&
-	echo "$DCMD" | grep -q "xvl.qsd=q1,null:33554432,on,1" && [ "$(echo "$DCMD" | grep -o -- "-drive" | wc -l)" = 1 ] &&
-	ok "the device VM's QEMU: the image as its only disk, xvl.qsd= and a vhost-user xvl.dev= for q0 and q1 (null-co)" ||
-	fail "the device VM's QEMU command line (pid $DQ): $(echo "$DCMD" | cut -c1-400)"
-wait_in "$DCON" "XVL-DEVICE: qemu-storage-daemon pid .* serves /dev/vda on /run/q0.qsd.sock" 900 &&
-	ok "qemu-storage-daemon runs in the device VM on its /dev/vda ($(secs) s after xvl run)" ||
-	{ fail "qemu-storage-daemon runs in the device VM on its /dev/vda"; tr -d '\r' <"$DCON" | tail -n 15 | sed 's/^/#   /'; }
-wait_in "$DCON" "XVL-DEVICE: qemu-storage-daemon pid .* serves null:33554432 on /run/q1.qsd.sock" 100 &&
-	ok "a second qemu-storage-daemon in the device VM serves q1 from null-co" ||
-	fail "a second qemu-storage-daemon in the device VM serves q1 from null-co"
-if wait_in "$DRV" "GUEST: verified" 1200; then
-	ok "the driver VM verified q0 served by qsd in the device VM ($(secs) s after xvl run)"
-else
-	fail "the driver VM verified q0 served by qsd in the device VM"
-	tr -d '\r' <"$DRV" | tail -n 20 | sed 's/^/#   drv: /'
-	tr -d '\r' <"$DCON" | tail -n 20 | sed 's/^/#   dev: /'
-fi
-gsha=$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: verified //p')
-expect_eq "$gsha" "$(head -c 4194304 "$T/q.img" | sha256sum | cut -d' ' -f1)" \
-	"the host image holds what the driver VM wrote (window -> server -> qsd -> the guest's virtio-blk -> file)"
-grep -aq "GUEST: q1 reads 1 MiB of zeros" "$DRV" && ok "the driver VM reads zeros from q1 (null-co in the device VM)" ||
-	fail "the driver VM reads zeros from q1 (null-co in the device VM)"
-[ "$(grep -ac "the server watches their avail index and kicks the backend" "$DCON")" = 2 ] &&
-	ok "the device VM's server kicks both daemons for the polling driver" ||
-	{ fail "the device VM's server kicks both daemons for the polling driver"; tr -d '\r' <"$DCON" | grep -a "xvl\|XVL" | tail -n 10 | sed 's/^/#   /'; }
-wait_in "$DRV" "XVL-GUEST-EXIT" 300
-tr -d '\r' <"$DRV" | grep -aqx "XVL-GUEST-EXIT 0" && grep -aq "GUEST: unloaded" "$DRV" &&
-	ok "driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0" ||
-	fail "driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0"
-check "xvl stop" "$XVL" stop --state-dir "$SD"
-left=$(pgrep -f "$T/dev.gz"; pgrep -f "$T/drv.gz")
-[ -z "$left" ] && [ ! -e "$SD" ] && ok "xvl stop: no QEMU left, state dir gone" ||
-	fail "xvl stop: no QEMU left, state dir gone (left: $left)"
-if grep -aE 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" >/dev/null; then
-	fail "both guests' consoles free of BUG|Oops|WARNING|soft lockup"
-	grep -aE -A8 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" | head -n 20 | sed 's/^/#   /'
-else
-	ok "both guests' consoles free of BUG|Oops|WARNING|soft lockup"
-fi
-tr -d '\r' <"$DCON" | grep -a "XVL-DEVICE\|polls\|qsd\|vhost" | head -n 12 | sed 's/^/# dev: /'
+# One run of CFG (label L): ivshmem-plain or, with vectors, ivshmem-doorbell (the device
+# VM's server rings the driver's MSI-X, the module polls its queues: force_poll).
+phase() {
+	local L=$1 CFG=$2
+	: >"$DCON"
+	: >"$DRV"
+	t0=$(date +%s.%N)
+	secs() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+	check "$L: xvl run --detach starts the device VM and the driver VM" "$XVL" run "$CFG" --detach
+	grep -q "qemu-storage-daemon pid" "$SD/supervisor.log" 2>/dev/null &&
+		fail "$L: no qemu-storage-daemon on the host for a device VM's qsd device" ||
+		ok "$L: no qemu-storage-daemon on the host for a device VM's qsd device"
+	DQ=$("$XVL" status --state-dir "$SD" --json 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin); print([k['pid'] for k in d['compartments'] if k['name']=='devvm'][0])" 2>/dev/null)
+	DCMD=$(tr '\0' ' ' <"/proc/$DQ/cmdline" 2>/dev/null)
+	echo "$DCMD" | grep -q "file=$T/q.img,if=virtio" && echo "$DCMD" | grep -q "xvl.qsd=q0,/dev/vda,on,1" &&
+		echo "$DCMD" | grep -q "xvl.dev=name=q0,backend=vhost-user,path=/run/q0.qsd.sock" &&
+		echo "$DCMD" | grep -q "xvl.qsd=q1,null:33554432,on,1" && [ "$(echo "$DCMD" | grep -o -- "-drive" | wc -l)" = 1 ] &&
+		ok "$L: the device VM's QEMU: the image as its only disk, xvl.qsd= and a vhost-user xvl.dev= for q0 and q1 (null-co)" ||
+		fail "$L: the device VM's QEMU command line (pid $DQ): $(echo "$DCMD" | cut -c1-400)"
+	wait_in "$DCON" "XVL-DEVICE: qemu-storage-daemon pid .* serves /dev/vda on /run/q0.qsd.sock" 900 &&
+		ok "$L: qemu-storage-daemon runs in the device VM on its /dev/vda ($(secs) s after xvl run)" ||
+		{ fail "$L: qemu-storage-daemon runs in the device VM on its /dev/vda"; tr -d '\r' <"$DCON" | tail -n 15 | sed 's/^/#   /'; }
+	wait_in "$DCON" "XVL-DEVICE: qemu-storage-daemon pid .* serves null:33554432 on /run/q1.qsd.sock" 100 &&
+		ok "$L: a second qemu-storage-daemon in the device VM serves q1 from null-co" ||
+		fail "$L: a second qemu-storage-daemon in the device VM serves q1 from null-co"
+	if wait_in "$DRV" "GUEST: verified" 1200; then
+		ok "$L: the driver VM verified q0 served by qsd in the device VM ($(secs) s after xvl run)"
+	else
+		fail "$L: the driver VM verified q0 served by qsd in the device VM"
+		tr -d '\r' <"$DRV" | tail -n 20 | sed 's/^/#   drv: /'
+		tr -d '\r' <"$DCON" | tail -n 20 | sed 's/^/#   dev: /'
+	fi
+	gsha=$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: verified //p')
+	expect_eq "$gsha" "$(head -c 4194304 "$T/q.img" | sha256sum | cut -d' ' -f1)" \
+		"$L: the host image holds what the driver VM wrote (window -> server -> qsd -> the guest's virtio-blk -> file)"
+	grep -aq "GUEST: q1 reads 1 MiB of zeros" "$DRV" && ok "$L: the driver VM reads zeros from q1 (null-co in the device VM)" ||
+		fail "$L: the driver VM reads zeros from q1 (null-co in the device VM)"
+	[ "$(grep -ac "the server watches their avail index and kicks the backend" "$DCON")" = 2 ] &&
+		ok "$L: the device VM's server kicks both daemons for the polling driver" ||
+		{ fail "$L: the device VM's server kicks both daemons for the polling driver"; tr -d '\r' <"$DCON" | grep -a "xvl\|XVL" | tail -n 10 | sed 's/^/#   /'; }
+	wait_in "$DRV" "XVL-GUEST-EXIT" 300
+	tr -d '\r' <"$DRV" | grep -aqx "XVL-GUEST-EXIT 0" && grep -aq "GUEST: unloaded" "$DRV" &&
+		ok "$L: driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0" ||
+		fail "$L: driver VM: virtio_blk and xvl_virtio unloaded, its script exited 0"
+	check "$L: xvl stop" "$XVL" stop --state-dir "$SD"
+	left=$(pgrep -f "$T/dev.gz"; pgrep -f "$T/drv.gz")
+	[ -z "$left" ] && [ ! -e "$SD" ] && ok "$L: xvl stop: no QEMU left, state dir gone" ||
+		fail "$L: xvl stop: no QEMU left, state dir gone (left: $left)"
+	if grep -aE 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" >/dev/null; then
+		fail "$L: both guests' consoles free of BUG|Oops|WARNING|soft lockup"
+		grep -aE -A8 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" | head -n 20 | sed 's/^/#   /'
+	else
+		ok "$L: both guests' consoles free of BUG|Oops|WARNING|soft lockup"
+	fi
+	tr -d '\r' <"$DCON" | grep -a "XVL-DEVICE\|polls\|qsd\|vhost" | head -n 12 | sed 's/^/# dev: /'
+	cat "$DRV" >>"$T/drv.all"
+	cat "$DCON" >>"$T/dev.all"
+}
+phase plain "$T/qsd.cfg"
+sed 's/size = "64M"; }/size = "64M"; vectors = 4; }/' "$T/qsd.cfg" >"$T/db.cfg"
+phase doorbell "$T/db.cfg"
+msix=$(tr -d '\r' <"$T/drv.all" | sed -n 's/^GUEST-MSIX //p' | tail -n 1)
+[ "${msix:-0}" -gt 0 ] 2>/dev/null && ok "doorbell: the driver VM took ${msix} MSI-X interrupts rung by the device VM for qsd's completions" ||
+	fail "doorbell: the driver VM took MSI-X interrupts rung by the device VM (got '${msix}')"
 finish
