@@ -19,11 +19,12 @@ done
 [ -n "$bar" ] || { echo "XVL-DEVICE: no ivshmem device (1af4:1110)"; exit 1; }
 # no firmware on aarch64 virt: memory decoding is off until enabled
 echo 1 >"${bar%/resource2}/enable" 2>/dev/null
-name=device db=""
+name=device db="" qsds=""
 set --
 for t in $(cat /proc/cmdline); do
 	case $t in
 	xvl.dev=*) set -- "$@" --dev "${t#xvl.dev=}" ;;
+	xvl.qsd=*) qsds="$qsds ${t#xvl.qsd=}" ;;
 	xvl.name=*) name=${t#xvl.name=} ;;
 	xvl.doorbell=*) db=${t#xvl.doorbell=} ;;
 	esac
@@ -39,6 +40,38 @@ for a in "$@"; do
 		[ -b "$p" ] || { echo "XVL-DEVICE: disk $p did not appear"; exit 1; }
 		;;
 	esac
+done
+# qsd devices (xvl.qsd=NAME,SOURCE,WRITABLE,QUEUES, from the partitioner's vm.c):
+# Debian's qemu-storage-daemon in this guest on its disk SOURCE (/dev/vdX) or
+# null-co (null:SIZE), exporting vhost-user-blk on /run/NAME.qsd.sock, which
+# the server's --dev for NAME bridges to
+qsd_start() {
+	qn=${1%%,*} r=${1#*,}
+	qs=${r%%,*} r=${r#*,}
+	qw=${r%%,*} qq=${r#*,}
+	case $qs in
+	null:*) blk="driver=null-co,node-name=n0,size=${qs#null:}" ;;
+	*)
+		i=0
+		while [ ! -b "$qs" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+		[ -b "$qs" ] || { echo "XVL-DEVICE: disk $qs of qsd device $qn did not appear"; return 1; }
+		blk="driver=host_device,node-name=n0,filename=$qs"
+		;;
+	esac
+	sock=/run/$qn.qsd.sock
+	rm -f "$sock"
+	qemu-storage-daemon --blockdev "$blk" --export \
+		"type=vhost-user-blk,id=e0,node-name=n0,addr.type=unix,addr.path=$sock,writable=$qw,num-queues=$qq" \
+		</dev/null >"/run/$qn.qsd.log" 2>&1 &
+	i=0
+	while [ ! -S "$sock" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+	[ -S "$sock" ] || { echo "XVL-DEVICE: qemu-storage-daemon of $qn did not listen on $sock:"; cat "/run/$qn.qsd.log"; return 1; }
+	echo "XVL-DEVICE: qemu-storage-daemon pid $! serves $qs on $sock"
+}
+for q in $qsds; do
+	command -v qemu-storage-daemon >/dev/null ||
+		{ echo "XVL-DEVICE: qsd device but no qemu-storage-daemon here (device-initrd.sh --qsd)"; exit 1; }
+	qsd_start "$q" || exit 1
 done
 # ivshmem-doorbell: ring the driver through BAR0 (xvl.doorbell=peer=N); no MSI-X of our own
 # without vfio-pci, so this side polls

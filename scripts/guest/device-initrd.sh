@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/guest/device-initrd.sh OUT [--xvl BIN] [--bin PATH[:DST]]...
+# scripts/guest/device-initrd.sh OUT [--xvl BIN] [--qsd] [--bin PATH[:DST]]...
 #
 # The initramfs of a device-compartment VM (type = "vm", role = "device";
 # docs/PARTITIONER.md): busybox, Debian's virtio_pci and virtio_blk, a
@@ -10,6 +10,8 @@
 #   --xvl BIN   the xvl to ship (default build-static/src/cli/xvl, made with
 #               `make build-static` when missing; a dynamically linked one
 #               works too: initramfs.sh copies the libraries ldd names)
+#   --qsd       ship Debian's qemu-storage-daemon with its libraries (for
+#               backend = "qsd" devices; device-init.sh starts it)
 #   --bin P     more host programs for the guest (repeatable)
 #
 # The guest kernel is .guest/amd64 (scripts/guest/kernel.sh); its path is
@@ -24,6 +26,10 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--xvl) xvl=$2; shift 2 ;;
 	--bin) bins+=(--bin "$2"); shift 2 ;;
+	--qsd)
+		q=$(command -v qemu-storage-daemon) ||
+			{ echo "device-initrd.sh: no qemu-storage-daemon (Debian package qemu-system-common)" >&2; exit 1; }
+		bins+=(--bin "$q:/usr/bin/qemu-storage-daemon"); shift ;;
 	*) echo "device-initrd.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done

@@ -616,11 +616,20 @@ static int comp_vm(struct cx *x, const config_setting_t *g, const char *p, struc
 	snprintf(k->vm_accel, sizeof(k->vm_accel), "%s", accel);
 	if (k->window >= 0 && (rc = vm_window_pow2(x, g, p, k->window)) < 0)
 		return rc;
-	for (unsigned i = 0; i < k->n_devs; i++)
-		if (x->c->devs[k->devs[i]].kind != XP_DEV_BUILTIN)
+	for (unsigned i = 0; i < k->n_devs; i++) {
+		const struct xp_device *d = &x->c->devs[k->devs[i]];
+		/* qsd: qemu-storage-daemon runs inside the guest (vm.c); a host vhost-user
+		 * socket cannot be reached from there */
+		if (d->kind != XP_DEV_BUILTIN && d->kind != XP_DEV_QSD)
 			return bad(x, config_setting_get_member(g, "devices"), p,
-				   "device '%s': a device VM serves file, ram and null devices (not vhost-user or qsd)",
-				   x->c->devs[k->devs[i]].name);
+				   "device '%s': a device VM serves file, ram, null and qsd devices (not vhost-user)",
+				   d->name);
+		if (d->kind == XP_DEV_QSD && d->name[strspn(d->name, "abcdefghijklmnopqrstuvwxyz"
+								 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")])
+			return bad(x, config_setting_get_member(g, "devices"), p,
+				   "device '%s': a device VM's qsd device needs a name of letters, digits, '_', '.', '-' "
+				   "(it names the daemon's socket on the guest's command line)", d->name);
+	}
 	rc = need_file(x, g, p, "kernel", k->vm_kernel);
 	if (rc == 0)
 		rc = need_file(x, g, p, "initrd", k->vm_initrd);

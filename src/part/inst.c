@@ -268,8 +268,9 @@ int xp_inst_start(struct xp_inst *p, struct xvl_errbuf *eb)
 				rc = xp_ivsh_create(p, i, eb);
 		}
 	for (unsigned d = 0; rc == 0 && d < p->cfg.n_devs; d++)
-		if (p->cfg.devs[d].kind == XP_DEV_QSD)
-			rc = qsd_start(p, d, eb);
+		if (p->cfg.devs[d].kind == XP_DEV_QSD &&
+		    (p->cfg.devs[d].comp < 0 || !p->cfg.comps[p->cfg.devs[d].comp].vm))
+			rc = qsd_start(p, d, eb); /* a device VM starts its own, in the guest (vm.c) */
 	if (rc == 0)
 		rc = start_role(p, XP_DEVICE, eb);
 	if (rc == 0)

@@ -8,7 +8,9 @@
  *   device VM: its guest runs `xvl server --link window` on BAR2 of the
  *              window of the driver it serves, with the devices the config
  *              gives it on the kernel command line (xvl.dev=SPEC); a file
- *              device is a virtio-blk disk of the guest on the host file.
+ *              device is a virtio-blk disk of the guest on the host file; a
+ *              qsd device is a qemu-storage-daemon in the guest (on such a
+ *              disk or null-co) its server bridges to (vm_qsd_arg).
  * A guest's RAM is QEMU's private memory: the other side sees the window and
  * nothing else.  Both sides poll (ivshmem-plain has no doorbells), unless the
  * window has vectors: then both VMs are ivshmem-doorbell peers of the
@@ -108,6 +110,30 @@ static int add(struct xp_comp *k, const char *fmt, ...)
 }
 
 /*
+ * A qsd device of a device VM: qemu-storage-daemon runs inside the guest,
+ * started by device-init.sh from xvl.qsd=NAME,SOURCE,WRITABLE,QUEUES (SOURCE
+ * is the guest's disk /dev/vdX on the image, the next virtio-blk disk, or
+ * null:SIZE for null-co), exporting vhost-user-blk on /run/NAME.qsd.sock;
+ * the device's xvl.dev= is a vhost-user bridge to that socket (the server
+ * kicks the daemon when the driver polls).  Appends to out; its length.
+ */
+static int vm_qsd_arg(struct xp_device *d, unsigned *disks, char *out, size_t cap)
+{
+	char src[40];
+	if (d->image[0]) {
+		if (*disks >= 26)
+			return -E2BIG;
+		snprintf(src, sizeof(src), "/dev/vd%c", 'a' + (*disks)++);
+	} else {
+		snprintf(src, sizeof(src), "null:%llu", (unsigned long long)d->spec.size);
+	}
+	snprintf(d->spec.path, sizeof(d->spec.path), "/run/%s.qsd.sock", d->name);
+	int n = snprintf(out, cap, " xvl.qsd=%s,%s,%s,%u", d->name, src, d->spec.read_only ? "off" : "on",
+			 d->spec.queues ? d->spec.queues : 1);
+	return n < 0 || (size_t)n >= cap ? -E2BIG : n;
+}
+
+/*
  * The kernel command line: the console, then the config's append, then (a
  * device VM) one xvl.dev=SPEC per device, which the guest's init
  * (scripts/guest/device-init.sh) hands to `xvl server --dev`, and
@@ -138,6 +164,12 @@ static int vm_cmdline(const struct xp_config *c, const struct xp_comp *k, unsign
 				return -E2BIG;
 			snprintf(d.spec.path, sizeof(d.spec.path), "/dev/vd%c", 'a' + disks++);
 		}
+		if (d.kind == XP_DEV_QSD) {
+			int q = vm_qsd_arg(&d, &disks, out + n, cap - (size_t)n);
+			if (q < 0)
+				return q;
+			n += q;
+		}
 		xp_spec_text(&d, spec, sizeof(spec));
 		n += snprintf(out + n, cap - (size_t)n, " xvl.dev=%s", spec);
 	}
@@ -149,13 +181,15 @@ static int vm_disks(const struct xp_config *c, struct xp_comp *k)
 {
 	int rc = 0;
 	for (unsigned i = 0; k->role == XP_DEVICE && i < k->n_devs; i++) {
-		const struct xvl_dev_spec *d = &c->devs[k->devs[i]].spec;
-		if (d->kind != XVL_BK_FILE)
-			continue;
-		if (strchr(d->path, ','))
+		const struct xp_device *x = &c->devs[k->devs[i]];
+		const struct xvl_dev_spec *d = &x->spec;
+		const char *img = x->kind == XP_DEV_QSD ? x->image : d->kind == XVL_BK_FILE ? d->path : "";
+		if (!img[0])
+			continue; /* ram, null, a qsd null-co */
+		if (strchr(img, ','))
 			return -EINVAL; /* QEMU's option syntax would split it */
 		rc |= add(k, "-drive");
-		rc |= add(k, "file=%s,if=virtio,format=raw%s", d->path, d->read_only ? ",readonly=on" : "");
+		rc |= add(k, "file=%s,if=virtio,format=raw%s", img, d->read_only ? ",readonly=on" : "");
 	}
 	return rc;
 }
