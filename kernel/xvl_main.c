@@ -85,7 +85,11 @@ int xvl_win_start_poller(struct xvl_win *w)
 	t = kthread_run(xvl_poller, w, "xvl-poll/%s", dev_name(w->dev));
 	if (IS_ERR(t))
 		return PTR_ERR(t);
-	w->poller = t;
+	/* queues of two devices may fall back to polling at once (pick_vectors) */
+	if (cmpxchg(&w->poller, NULL, t)) {
+		kthread_stop(t);
+		return 0;
+	}
 	dev_info(w->dev, "polling the rings every %u..%u us\n",
 		 XVL_POLL_MIN_US, XVL_POLL_MAX_US);
 	return 0;

@@ -358,7 +358,7 @@ void xvl_vq_resume(struct xvl_vq *q)
 	if (n)
 		dev_info(&q->xd->vdev.dev, "queue %u: %u request(s) submitted again\n", q->index,
 			 n);
-	if (w->poller)
+	if (!q->kick_vector)
 		wake_up_process(w->poller);
 	else if (ring)
 		xvl_ring(w, q->kick_vector);
@@ -481,7 +481,7 @@ static bool xvl_vq_notify(struct virtqueue *vq)
 			dev_err_ratelimited(&q->xd->vdev.dev, "queue %u: %s\n", q->index, why);
 		return true;
 	}
-	if (w->poller) {
+	if (!q->kick_vector) {
 		WRITE_ONCE(w->last_activity, jiffies);
 		wake_up_process(w->poller);
 	} else if (ring) {
@@ -608,7 +608,10 @@ static void table_del(struct xvl_win *w, struct xvl_vq *q)
  * Each queue gets a vector of its own, the same number on both sides, the
  * first time it is set up, and keeps it across resets and restarts
  * (PROTOCOL.md 7.6: the device side takes a queue's vector as that queue's
- * notification).  Polled queues use none.  -ENXIO when none is left.
+ * notification).  A queue with no vector left on either side (a device side
+ * with only the mailbox vector, or fewer than the queues) is polled: vector
+ * 0, and the poller runs.  Invariant: a queue without a kick vector exists
+ * only while w->poller runs.
  */
 static int pick_vectors(struct xvl_vq *q)
 {
@@ -616,19 +619,17 @@ static int pick_vectors(struct xvl_vq *q)
 	u32 limit = min_t(u32, w->nvec, xvl_mbox_peer_vectors(&w->mb));
 	u8 *v = &w->qvec[q->xd->index][q->index];
 
-	if (w->poller) {
-		q->call_vector = 0;
-		q->kick_vector = 0;
+	q->call_vector = 0;
+	q->kick_vector = 0;
+	if (w->poller)
 		return 0;
-	}
-	if (!*v) {
-		if (w->next_vector >= limit) {
-			dev_err(&q->xd->vdev.dev,
-				"queue %u: no doorbell vector left (%u on this side, %u on the device side): give the link more vectors\n",
-				q->index, w->nvec, xvl_mbox_peer_vectors(&w->mb));
-			return -ENXIO;
-		}
+	if (!*v && w->next_vector < limit)
 		*v = w->next_vector++;
+	if (!*v || *v >= limit) {
+		dev_info(&q->xd->vdev.dev,
+			 "queue %u: no doorbell vector for it (%u on this side, %u on the device side): polled\n",
+			 q->index, w->nvec, xvl_mbox_peer_vectors(&w->mb));
+		return xvl_win_start_poller(w);
 	}
 	q->call_vector = *v;
 	q->kick_vector = *v;
@@ -721,7 +722,7 @@ int xvl_vq_announce(struct xvl_vq *q)
 	m->queue = q->index;
 	m->num = q->num;
 	m->flags = XVL_QUEUE_F_ENABLE;
-	if (w->poller) {
+	if (!q->call_vector) {
 		m->flags |= XVL_QUEUE_F_POLL;
 	} else {
 		m->flags |= XVL_QUEUE_F_VECTORS;

@@ -7,9 +7,12 @@
 # device's path is one of this guest's own disks, /dev/vda...), waits for
 # those disks, and runs `xvl server --link window` on BAR2 (the window; the
 # server maps resource2 from sysfs).  With xvl.doorbell=peer=N (a window with
-# vectors: ivshmem-doorbell) the server rings peer N, the driver, through
-# BAR0; it has no vectors of its own (MSI-X in user space needs vfio-pci),
-# so it polls.  When the server exits, so does this
+# vectors: ivshmem-doorbell) the device is bound to vfio-pci and the server
+# runs on it (--window vfio:BDF,peer=N): it rings peer N, the driver, through
+# BAR0 and takes its own MSI-X vectors (the partitioner gives the VM an
+# emulated intel-iommu and intel_iommu=on); without vfio-pci or an IOMMU it
+# rings through the sysfs BAR0 and polls.  xvl.irqstat=S prints the vfio-msix
+# lines of /proc/interrupts every S seconds.  When the server exits, so does this
 # script, and the guest powers off: the partitioner sees QEMU exit and
 # starts the device VM again on the same window.
 bar=""
@@ -19,7 +22,7 @@ done
 [ -n "$bar" ] || { echo "XVL-DEVICE: no ivshmem device (1af4:1110)"; exit 1; }
 # no firmware on aarch64 virt: memory decoding is off until enabled
 echo 1 >"${bar%/resource2}/enable" 2>/dev/null
-name=device db="" qsds=""
+name=device db="" qsds="" irqstat=""
 set --
 for t in $(cat /proc/cmdline); do
 	case $t in
@@ -27,6 +30,7 @@ for t in $(cat /proc/cmdline); do
 	xvl.qsd=*) qsds="$qsds ${t#xvl.qsd=}" ;;
 	xvl.name=*) name=${t#xvl.name=} ;;
 	xvl.doorbell=*) db=${t#xvl.doorbell=} ;;
+	xvl.irqstat=*) irqstat=${t#xvl.irqstat=} ;;
 	esac
 done
 [ $# -gt 0 ] || { echo "XVL-DEVICE: no xvl.dev= on the kernel command line"; exit 1; }
@@ -73,11 +77,23 @@ for q in $qsds; do
 		{ echo "XVL-DEVICE: qsd device but no qemu-storage-daemon here (device-initrd.sh --qsd)"; exit 1; }
 	qsd_start "$q" || exit 1
 done
-# ivshmem-doorbell: ring the driver through BAR0 (xvl.doorbell=peer=N); no MSI-X of our own
-# without vfio-pci, so this side polls
-[ -n "$db" ] && set -- --doorbell "ivshmem:${bar%/resource2},$db" "$@"
-echo "XVL-DEVICE: serving on $bar: $*"
-xvl server --link window --window "$bar" --name "$name" "$@"
+# ivshmem-doorbell (xvl.doorbell=peer=N): on vfio-pci, MSI-X both ways; else ring the
+# driver through the sysfs BAR0 and poll
+win=$bar
+if [ -n "$db" ]; then
+	pdev=${bar%/resource2}
+	if [ -d /sys/bus/pci/drivers/vfio-pci ] && [ -n "$(ls /sys/kernel/iommu_groups 2>/dev/null)" ] &&
+		echo vfio-pci >"$pdev/driver_override" && echo "${pdev##*/}" >/sys/bus/pci/drivers_probe &&
+		[ -e "$pdev/driver" ]; then
+		win="vfio:${pdev##*/},$db"
+	else
+		echo "XVL-DEVICE: no vfio-pci or no IOMMU: this side polls"
+		set -- --doorbell "ivshmem:$pdev,$db" "$@"
+	fi
+fi
+[ -n "$irqstat" ] && while sleep "$irqstat"; do grep vfio-msix /proc/interrupts | sed 's/^/XVL-IRQ: /'; done &
+echo "XVL-DEVICE: serving on $win: $*"
+xvl server --link window --window "$win" --name "$name" "$@"
 st=$?
 echo "XVL-DEVICE: xvl server exited with status $st"
 exit $st

@@ -2,7 +2,8 @@
 # scripts/guest/device-initrd.sh OUT [--xvl BIN] [--qsd] [--bin PATH[:DST]]...
 #
 # The initramfs of a device-compartment VM (type = "vm", role = "device";
-# docs/PARTITIONER.md): busybox, Debian's virtio_pci and virtio_blk, a
+# docs/PARTITIONER.md): busybox, Debian's virtio_pci, virtio_blk and vfio-pci
+# (MSI-X in user space for a window with vectors), a
 # statically linked xvl as /bin/xvl and scripts/guest/device-init.sh as the
 # script its /init runs (xvl server on the ivshmem BAR, devices from the
 # kernel command line the partitioner writes).
@@ -39,6 +40,6 @@ if [ -z "$xvl" ]; then
 fi
 [ -x "$xvl" ] || { echo "device-initrd.sh: no xvl binary at $xvl" >&2; exit 1; }
 "$here/initramfs.sh" "$out" --module virtio_ring --module virtio --module virtio_pci \
-	--module virtio_blk --bin "$xvl:/bin/xvl" ${bins[@]+"${bins[@]}"} --run "$here/device-init.sh"
+	--module virtio_blk --module vfio-pci --module vfio_iommu_type1 --bin "$xvl:/bin/xvl" ${bins[@]+"${bins[@]}"} --run "$here/device-init.sh"
 eval "$("$here/kernel.sh" amd64)"
 echo "KERNEL=$GUEST_VMLINUZ"

@@ -15,7 +15,8 @@
  * nothing else.  Both sides poll (ivshmem-plain has no doorbells), unless the
  * window has vectors: then both VMs are ivshmem-doorbell peers of the
  * partitioner (ivsh.c), fd 3 their introduction, the driver's module gets
- * MSI-X and the device VM's server rings it through BAR0.
+ * MSI-X and the device VM's server rings it through BAR0 and takes MSI-X of
+ * its own through vfio-pci (an emulated intel-iommu in that VM).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -145,14 +146,13 @@ static int vm_cmdline(const struct xp_config *c, const struct xp_comp *k, unsign
 {
 	int n = snprintf(out, cap, "console=ttyS0 panic=-1%s%s", k->vm_append[0] ? " " : "",
 			 k->vm_append);
-	/* doorbells: the device VM's server rings the driver (ivshmem peer 1) through BAR0 */
+	/* doorbells: the device VM's server rings the driver (ivshmem peer 1) through BAR0 and
+	 * takes its own MSI-X through vfio-pci (device-init.sh binds it), which needs the
+	 * emulated IOMMU (xp_vm_build_argv) turned on in the guest.  The driver's module gives
+	 * its queues vectors when both sides have them, else polls them. */
 	if (k->role == XP_DEVICE && vectors && n >= 0 && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n, " xvl.doorbell=peer=%u", XP_IVSH_DRIVER);
-	/* ... but that server has no vectors of its own (MSI-X in a guest's user space needs
-	 * vfio-pci), and the module gives its queues vectors whenever it has MSI-X: its
-	 * queues must poll (initramfs.sh's init passes NAME.param= to insmod) */
-	if (k->role == XP_DRIVER && vectors && n >= 0 && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n, " xvl_virtio.force_poll=1");
+		n += snprintf(out + n, cap - (size_t)n, " intel_iommu=on xvl.doorbell=peer=%u",
+			      XP_IVSH_DRIVER);
 	unsigned disks = 0;
 	if (k->role == XP_DEVICE && n >= 0 && (size_t)n < cap && !k->name[strcspn(k->name, " \t\n\"")])
 		n += snprintf(out + n, cap - (size_t)n, " xvl.name=%s", k->name);
@@ -245,6 +245,10 @@ int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
 	rc |= add(k, "-append");
 	rc |= add(k, "%s", cmdline);
 	if (vectors) { /* fd 3: the socketpair ivsh.c filled with this peer's introduction */
+		if (k->role == XP_DEVICE) { /* MSI-X in the guest's user space: vfio-pci */
+			rc |= add(k, "-device");
+			rc |= add(k, "intel-iommu,intremap=on");
+		}
 		rc |= add(k, "-chardev");
 		rc |= add(k, "socket,id=xvlivsh,fd=3");
 		rc |= add(k, "-device");

@@ -271,6 +271,7 @@ compartments = ( { name = "d"; role = "device"; devices = ["v0"]; },
     program = ["$XVL", "blk", "verify", "-c", "{link}", "--size", "4M", "--ops", "50000"]; } );
 EOF
 QSD_PID=$(pgrep -f "addr.path=$T/q.sock" | head -1)
+[ -n "$QSD_PID" ] || { echo "# qemu-storage-daemon is gone before the partitioned case; its log:"; tail -5 "$T/qsd.log" | sed 's/^/#   /'; }
 # qemu-storage-daemon listens again only once the proxy's session has ended:
 # the config check (which probes the backend) passes from then on.
 wait "$PROXY" 2>/dev/null

@@ -12,6 +12,8 @@
 #     mixed request sizes (512 B .. 1 MiB, O_DIRECT) reads back equal in the
 #     guest, and the host's disk image holds the same bytes; virtio_blk and
 #     the module unload with the device gone;
+#   - a device side with only the mailbox vector under a guest with 8: the
+#     queues fall back to polling, /dev/vda verified;
 #   - the device side killed with SIGKILL under a guest write workload and
 #     started again: the requests it held are submitted again, no write fails,
 #     the data are equal; killed for good: writes fail within seconds;
@@ -196,6 +198,25 @@ else
 fi
 stop_server "$S2" >/dev/null 2>&1
 clean_log pollbell "ivshmem-doorbell, force_poll=1: guest kernel log clean"
+
+# 3d. a device side with only the mailbox vector (vectors=1) under a guest with 8:
+#     the queues fall back to polling instead of being refused
+rm -f "$T/ivsh.sock"
+bg "$T/srv2d.log" "$XVL" server --link window --window "ivshmem:$T/ivsh.sock,vectors=1" \
+	--dev name=d0,backend=file,path="$T/disk2.img"
+S2=$BG_PID
+wait_sock "$T/ivsh.sock" "$S2"
+guest fewvec "$T/verify.sh" -chardev socket,path="$T/ivsh.sock",id=ivsh \
+	-device ivshmem-doorbell,chardev=ivsh,vectors=8
+if [ "$GRC" = 0 ] && grep -aq "8 vector(s)" "$T/fewvec.log" &&
+	grep -aq "no doorbell vector for it (8 on this side, 1 on the device side): polled" "$T/fewvec.log"; then
+	ok "ivshmem-doorbell, device side with 1 vector: the queues are polled, /dev/vda verified"
+else
+	fail "ivshmem-doorbell, device side with 1 vector: the queues are polled, /dev/vda verified (guest $GRC)"
+	show_guest fewvec
+fi
+stop_server "$S2" >/dev/null 2>&1
+clean_log fewvec "ivshmem-doorbell, device side with 1 vector: guest kernel log clean"
 
 # 3c. the device behind the window is qemu-storage-daemon: the server bridges the guest's
 #     rings to it (the window is qsd's only memory), MSI-X doorbells as in 3

@@ -11,7 +11,9 @@
 # xvl status --json shows both VMs; a pattern written in the driver VM in
 # mixed O_DIRECT sizes reads back equal there and is in the host image
 # (driver VM -> window -> device VM's xvl server -> its virtio-blk -> QEMU
-# -> file); the device VM's QEMU killed with SIGKILL under the driver's
+# -> file), once on ivshmem-plain (both poll) and once with vectors = 4
+# (MSI-X both ways: the device VM's server on vfio-pci, interrupts counted
+# in both guests); the device VM's QEMU killed with SIGKILL under the driver's
 # writes: the partitioner starts it again on the same window, the driver's
 # module resumes (requests held and submitted again), no write fails, the
 # readback is equal; xvl stop leaves no QEMU and no state dir; consoles
@@ -86,6 +88,8 @@ echo "GUEST: $r rounds written across the restart in $(( $(date +%s) - t0 )) s, 
 dmesg | grep -E "xvl" | tail -n 6 | sed 's/^/DMESG: /'
 [ $after -gt 0 ] && echo "GUEST: the module resumed on the restarted device VM"
 echo "GUEST-MSIX $(grep xvl_virtio /proc/interrupts | head -n 1 | awk '{ print $2 }')"
+echo "GUEST-MSIX-Q $(grep xvl_virtio /proc/interrupts | tail -n +2 | awk '{ n += $2 } END { print n + 0 }')"
+dmesg | grep -q "polling the rings" && echo "GUEST: the module polls"
 rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
 exit 0
 GUEST
@@ -209,13 +213,29 @@ phase() {
 }
 
 phase plain "$T/two.cfg" ivshmem-plain "ivshmem-plain ivshmem-plain"
-# doorbells: the partitioner is the ivshmem server of the window; the device VM's server
-# rings the driver VM's MSI-X vector through BAR0 (its own side polls: no vfio-pci yet)
-sed 's/size = "64M"; }/size = "64M"; vectors = 4; }/' "$T/two.cfg" >"$T/db.cfg"
-phase doorbell "$T/db.cfg" ivshmem-doorbell "ivshmem-doorbell ivshmem-doorbell"
+# doorbells: the partitioner is the ivshmem server of the window; both VMs take MSI-X: the
+# device VM's server on vfio-pci (emulated intel-iommu) rings the driver VM through BAR0 and
+# is rung by the driver's module (xvl.irqstat=1: the device VM prints its vfio-msix counts)
+sed -e 's/size = "64M"; }/size = "64M"; vectors = 4; }/' \
+	-e '/name = "devvm"/,/},/s/append = "loglevel=4"/append = "loglevel=4 xvl.irqstat=1"/' "$T/two.cfg" >"$T/db.cfg"
+mv "$T/drv.all" "$T/drv.plain"
+mv "$T/dev.all" "$T/dev.plain"
+phase doorbell "$T/db.cfg" "intel-iommu,intremap=on.*ivshmem-doorbell" "ivshmem-doorbell ivshmem-doorbell"
 msix=$(tr -d '\r' <"$T/drv.all" | sed -n 's/^GUEST-MSIX //p' | tail -n 1)
-[ "${msix:-0}" -gt 0 ] 2>/dev/null && ok "doorbell: the driver VM took ${msix} MSI-X interrupts rung by the device VMs (guest to guest)" ||
-	fail "doorbell: the driver VM took MSI-X interrupts rung by the device VMs (got '${msix}')"
+msixq=$(tr -d '\r' <"$T/drv.all" | sed -n 's/^GUEST-MSIX-Q //p' | tail -n 1)
+[ "${msix:-0}" -gt 0 ] 2>/dev/null && [ "${msixq:-0}" -gt 0 ] 2>/dev/null &&
+	! grep -aq "GUEST: the module polls" "$T/drv.all" &&
+	ok "doorbell: the driver VM took MSI-X rung by the device VM: mailbox ${msix}, queues ${msixq} (no polling)" ||
+	fail "doorbell: the driver VM took MSI-X rung by the device VM (mailbox '${msix}', queues '${msixq}', polling: $(grep -ac "module polls" "$T/drv.all"))"
+# XVL-IRQ:  NN:  COUNT  ...  vfio-msix[V](BDF): the largest count of vector V over both boots
+dirq() { tr -d '\r' <"$T/dev.all" | sed -n "s/^XVL-IRQ: *[0-9]*: *\([0-9]*\) .*vfio-msix\[$1\].*/\1/p" | sort -n | tail -n 1; }
+d0=$(dirq 0) d1=$(dirq 1)
+[ "$(grep -ac "XVL-DEVICE: serving on vfio:" "$T/dev.all")" = 2 ] && [ "${d0:-0}" -gt 0 ] && [ "${d1:-0}" -gt 0 ] &&
+	ok "doorbell: the device VM's server on vfio-pci (both boots) took MSI-X rung by the driver VM: mailbox $d0, queue $d1" ||
+	{ fail "doorbell: the device VM's server on vfio-pci took MSI-X (vector 0: '${d0}', vector 1: '${d1}')"
+	  tr -d '\r' <"$T/dev.all" | grep -a "XVL-\|vfio" | tail -n 8 | sed 's/^/#   /'; }
+cat "$T/drv.plain" >>"$T/drv.all"
+cat "$T/dev.plain" >>"$T/dev.all"
 DRV=$T/drv.all DCON=$T/dev.all
 if grep -aE 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" >/dev/null; then
 	fail "both guests' consoles free of BUG|Oops|WARNING|soft lockup"
