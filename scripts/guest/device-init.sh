@@ -54,7 +54,7 @@ qsd_start() {
 	qs=${r%%,*} r=${r#*,}
 	qw=${r%%,*} qq=${r#*,}
 	case $qs in
-	null:*) blk="driver=null-co,node-name=n0,size=${qs#null:}" ;;
+	null:*) blk="driver=null-co,node-name=n0,read-zeroes=on,size=${qs#null:}" ;;
 	*)
 		i=0
 		while [ ! -b "$qs" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
@@ -80,14 +80,17 @@ done
 # ivshmem-doorbell (xvl.doorbell=peer=N): on vfio-pci, MSI-X both ways; else ring the
 # driver through the sysfs BAR0 and poll
 win=$bar
+# A vhost-user backend here (qsd) maps the window from the fd the server passes; on vfio
+# that would be the VFIO device, which qemu-storage-daemon cannot map: such a device VM
+# keeps the sysfs BAR and polls its own side.
 if [ -n "$db" ]; then
 	pdev=${bar%/resource2}
-	if [ -d /sys/bus/pci/drivers/vfio-pci ] && [ -n "$(ls /sys/kernel/iommu_groups 2>/dev/null)" ] &&
+	if [ -z "$qsds" ] && [ -d /sys/bus/pci/drivers/vfio-pci ] && [ -n "$(ls /sys/kernel/iommu_groups 2>/dev/null)" ] &&
 		echo vfio-pci >"$pdev/driver_override" && echo "${pdev##*/}" >/sys/bus/pci/drivers_probe &&
 		[ -e "$pdev/driver" ]; then
 		win="vfio:${pdev##*/},$db"
 	else
-		echo "XVL-DEVICE: no vfio-pci or no IOMMU: this side polls"
+		echo "XVL-DEVICE: no vfio-pci, no IOMMU or a vhost-user backend: this side polls"
 		set -- --doorbell "ivshmem:$pdev,$db" "$@"
 	fi
 fi
