@@ -21,6 +21,8 @@
 #   8. the vhost-user bridge (qemu-storage-daemon) behind the mailbox link, and
 #      fio's verify=crc32c through the engine over it; 8b. the same bridge behind a
 #      polling link (no doorbells): the server kicks qsd; cmp against qsd's image
+#   9. a driver killed -9 mid-I/O, polling and with doorbells: the next driver on the
+#      same window is served
 # Prints TAP; about 20 s.
 . "$(dirname "$0")/lib.sh"
 R=$E2E_ROOT
@@ -292,4 +294,37 @@ if [ "$rc" -eq 0 ] && grep -q "\[app\] verify: OK" "$T/run.log" && grep -q "mail
 else
 	fail "xvl run with link = \"window\" (exit $rc)"; sed 's/^/#   /' "$T/run.log" | tail -15
 fi
+# ---------------------------------------------------------------- 9. client killed mid-I/O
+# The driver dies with requests in flight (file backend, 2 queues); the window stays (a file,
+# or the ivshmem server's memfd).  The server must notice, finish or drop what it held, and
+# serve the next driver on the same window as if nothing had happened.
+truncate -s 32M "$T/disk9.img"
+for mode in polling doorbells; do
+	if [ $mode = polling ]; then
+		bg "$T/s9.log" "$XVL" server --link window --window "$T/w9" \
+			-d "name=d0,backend=file,path=$T/disk9.img,queues=2"
+		S9=$BG_PID URI=(--connect "window:$T/w9" --window-size 32M)
+	else
+		bg "$T/s9.log" "$XVL" server --link window --window "ivshmem:$T/iv9.sock,size=32M,vectors=4" \
+			-d "name=d0,backend=file,path=$T/disk9.img,queues=2"
+		S9=$BG_PID URI=(--connect "ivshmem:$T/iv9.sock")
+		wait_sock "$T/iv9.sock" "$S9"
+	fi
+	bg "$T/v9a.out" "$XVL" blk verify "${URI[@]}" --queues 2 --qd 16 --min 512 --max 256K \
+		--ops 1000000000 --time 30
+	C9=$BG_PID
+	wait_log "$T/s9.log" "attached device d0"
+	sleep 0.5 # well into its I/O (its own output is buffered until it exits)
+	attached=$(alive "$C9" && grep -c "attached device d0" "$T/s9.log")
+	kill -9 "$C9"; wait "$C9" 2>/dev/null
+	"$XVL" blk verify "${URI[@]}" --queues 2 --qd 8 --min 512 --max 1M --size 16M --ops 2000 \
+		>"$T/v9b.out" 2>&1
+	if [ "${attached:-0}" -ge 1 ] && verify_ok "$T/v9b.out" && alive "$S9"; then
+		ok "mailbox ($mode): a driver killed -9 mid-I/O; the next driver on the same window verifies 512 B-1 MiB, the server is up"
+	else
+		fail "mailbox ($mode): driver killed mid-I/O (attached ${attached:-0})"
+		sed 's/^/#   /' "$T/v9a.out" "$T/v9b.out" "$T/s9.log" | tail -15
+	fi
+	stop_server "$S9"
+done
 finish
