@@ -196,13 +196,15 @@ start_qsd qd "$T/disk2.img" 2; QD=$QSD_PID
 start_server l "$(vdev d qd reconnect-ms=10000)" "$(vdev a qa)"
 loss_restart() {
 	: >"$T/churn"
-	XVL_E2E_DEADLINE=40 "$E2E" churn "$T/l.sock" $((16 * MB)) 6000 8 42 "$T/expect" >"$T/churn" 2>&1 &
+	# enough requests that the kill lands mid-workload even when the path is fast
+	XVL_E2E_DEADLINE=40 "$E2E" churn "$T/l.sock" $((16 * MB)) 60000 8 42 "$T/expect" >"$T/churn" 2>&1 &
 	local cp=$!
 	PIDS+=("$cp")
 	for _ in $(seq 200); do
 		grep -q "^progress 400$" "$T/churn" && break
 		sleep 0.05
 	done
+	kill -0 "$cp" 2>/dev/null || { echo "# the workload ended before qsd was killed"; return 1; }
 	kill -9 "$QD"
 	sleep 0.3
 	start_qsd qd "$T/disk2.img" 2
