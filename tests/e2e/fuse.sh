@@ -46,13 +46,16 @@ mount_fg() {
 unmount_clean() {
 	fusermount3 -u "$M" 2>"$T/err"
 	local rc=1
-	for _ in $(seq 1 100); do alive "$MNT_PID" || break; sleep 0.05; done
-	if ! alive "$MNT_PID"; then wait "$MNT_PID"; rc=$?; fi
+	# its FUSE threads and the device's DETACH finish first; a loaded machine can take seconds
+	for _ in $(seq 1 400); do alive "$MNT_PID" || break; sleep 0.05; done
+	local still=""
+	if ! alive "$MNT_PID"; then wait "$MNT_PID"; rc=$?; else still=", still running after 20 s"; fi
 	if [ $rc -eq 0 ] && ! grep -q " $M " /proc/mounts; then
 		ok "$1: unmounted, xvl blk mount exited 0, nothing in /proc/mounts"
 	else
-		fail "$1: unmount (mount command status $rc)"
-		sed 's/^/#   /' "$T/err" "$T/mount.log" | tail -5
+		fail "$1: unmount (mount command status $rc$still)"
+		sed 's/^/#   /' "$T/err" "$T/mount.log" | tail -12
+		[ -n "$still" ] && kill -9 "$MNT_PID" 2>/dev/null
 	fi
 }
 
