@@ -270,11 +270,18 @@ compartments = ( { name = "d"; role = "device"; devices = ["v0"]; },
   { name = "a"; role = "driver"; window = "w";
     program = ["$XVL", "blk", "verify", "-c", "{link}", "--size", "4M", "--ops", "50000"]; } );
 EOF
-QSD_PID=$(pgrep -f "addr.path=$T/q.sock" | head -1)
-[ -n "$QSD_PID" ] || { echo "# qemu-storage-daemon is gone before the partitioned case; its log:"; tail -5 "$T/qsd.log" | sed 's/^/#   /'; }
-# qemu-storage-daemon listens again only once the proxy's session has ended:
-# the config check (which probes the backend) passes from then on.
+# A qemu-storage-daemon of its own: the one above went through the proxy's sessions, and
+# qsd 7.2 can abort when a new connection (the config check's probe) arrives while it
+# still drains the old session (util/vhost-user-server.c: Assertion `!server->wait_idle'),
+# seen here once at load 10.  That is qsd's bug, not what this case is about.
 wait "$PROXY" 2>/dev/null
+pkill -f "addr.path=$T/q.sock" 2>/dev/null
+for _ in $(seq 50); do pgrep -f "addr.path=$T/q.sock" >/dev/null || break; sleep 0.1; done
+rm -f "$T/q.sock"
+bg "$T/qsd1.log" "$QSD" --blockdev "driver=file,node-name=n0,filename=$T/disk.img" \
+	--export "type=vhost-user-blk,id=e0,node-name=n0,addr.type=unix,addr.path=$T/q.sock,writable=on,num-queues=2"
+QSD_PID=$BG_PID
+wait_sock "$T/q.sock" "$QSD_PID"
 for _ in $(seq 50); do
 	"$XVL" run --check "$T/v.cfg" >/dev/null 2>&1 && break
 	sleep 0.1
