@@ -17,6 +17,12 @@
  * partitioner (ivsh.c), fd 3 their introduction, the driver's module gets
  * MSI-X and the device VM's server rings it through BAR0 and takes MSI-X of
  * its own through vfio-pci (an emulated intel-iommu in that VM).
+ * arch = "aarch64": qemu-system-aarch64 -machine virt -cpu cortex-a57, the
+ * console on the PL011 (ttyAMA0), the ivshmem device and the disks on the
+ * virt machine's PCIe host bridge; there is no firmware to turn on the
+ * window's memory decoding: the module's pci_enable_device does it in a
+ * driver VM, device-init.sh in a device VM.  ivshmem-plain only (config.c
+ * refuses vectors: ivshmem-doorbell's MSI-X on virt needs the GICv3 ITS).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -144,8 +150,8 @@ static int vm_qsd_arg(struct xp_device *d, unsigned *disks, char *out, size_t ca
 static int vm_cmdline(const struct xp_config *c, const struct xp_comp *k, unsigned vectors,
 		      char *out, size_t cap)
 {
-	int n = snprintf(out, cap, "console=ttyS0 panic=-1%s%s", k->vm_append[0] ? " " : "",
-			 k->vm_append);
+	int n = snprintf(out, cap, "console=%s panic=-1%s%s", k->vm_aarch64 ? "ttyAMA0" : "ttyS0",
+			 k->vm_append[0] ? " " : "", k->vm_append);
 	/* doorbells: the device VM's server rings the driver (ivshmem peer 1) through BAR0 and
 	 * takes its own MSI-X through vfio-pci (device-init.sh binds it), which needs the
 	 * emulated IOMMU (xp_vm_build_argv) turned on in the guest.  The driver's module gives
@@ -194,6 +200,26 @@ static int vm_disks(const struct xp_config *c, struct xp_comp *k)
 	return rc;
 }
 
+/* The emulator, its machine and CPU for the VM's arch. */
+static int vm_machine(struct xp_comp *k)
+{
+	int rc = 0;
+	if (k->vm_aarch64) {
+		rc |= add(k, "qemu-system-aarch64");
+		rc |= add(k, "-machine");
+		rc |= add(k, "virt");
+		rc |= add(k, "-cpu");
+		rc |= add(k, "%s", !strcmp(k->vm_accel, "kvm") ? "host" : "cortex-a57");
+	} else {
+		rc |= add(k, "qemu-system-x86_64");
+		rc |= add(k, "-machine");
+		rc |= add(k, "q35");
+		rc |= add(k, "-cpu");
+		rc |= add(k, "max");
+	}
+	return rc;
+}
+
 /*
  * The QEMU command line of a VM compartment; {window_size} is replaced at
  * start.  QEMU runs with its own seccomp sandbox (-sandbox) instead of the
@@ -210,11 +236,7 @@ int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
 	if (rc < 0)
 		return rc;
 	k->argc = 0;
-	rc |= add(k, "qemu-system-x86_64");
-	rc |= add(k, "-machine");
-	rc |= add(k, "q35");
-	rc |= add(k, "-cpu");
-	rc |= add(k, "max");
+	rc |= vm_machine(k);
 	rc |= add(k, "-accel");
 	rc |= add(k, "%s", k->vm_accel);
 	rc |= add(k, "-smp");
