@@ -1168,12 +1168,6 @@ static int connect_fn(struct cx *x, const config_setting_t *g, unsigned i, const
 		return bad(x, config_setting_get_member(g, "window"), p,
 			   "window '%s' has vectors (ivshmem-doorbell): only between a driver VM and a device VM",
 			   x->c->wins[k->window].name);
-	/* ivshmem-doorbell's MSI-X on virt would need the GICv3 ITS: not built (vm.c) */
-	if (x->c->wins[k->window].vectors && (k->vm_aarch64 || d->vm_aarch64))
-		return bad(x, config_setting_get_member(g, "window"), p,
-			   "window '%s' has vectors: an arch = \"aarch64\" VM ('%s') takes ivshmem-plain only "
-			   "(leave out 'vectors'; both sides poll)",
-			   x->c->wins[k->window].name, k->vm_aarch64 ? k->name : d->name);
 	if (d->mbox_driver >= 0)
 		return bad(x, config_setting_get_member(g, "link"), p,
 			   "device compartment '%s' already serves the mailbox link of '%s' (one per device side)",

@@ -21,8 +21,10 @@
  * console on the PL011 (ttyAMA0), the ivshmem device and the disks on the
  * virt machine's PCIe host bridge; there is no firmware to turn on the
  * window's memory decoding: the module's pci_enable_device does it in a
- * driver VM, device-init.sh in a device VM.  ivshmem-plain only (config.c
- * refuses vectors: ivshmem-doorbell's MSI-X on virt needs the GICv3 ITS).
+ * driver VM, device-init.sh in a device VM.  With vectors both take MSI-X
+ * through the GICv3 ITS (gic-version=3), and the device VM gets an emulated
+ * SMMUv3 (iommu=smmuv3, the arm64 kernel's built-in arm-smmu-v3) for
+ * vfio-pci instead of intel-iommu.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -157,8 +159,8 @@ static int vm_cmdline(const struct xp_config *c, const struct xp_comp *k, unsign
 	 * emulated IOMMU (xp_vm_build_argv) turned on in the guest.  The driver's module gives
 	 * its queues vectors when both sides have them, else polls them. */
 	if (k->role == XP_DEVICE && vectors && n >= 0 && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n, " intel_iommu=on xvl.doorbell=peer=%u",
-			      XP_IVSH_DRIVER);
+		n += snprintf(out + n, cap - (size_t)n, "%s xvl.doorbell=peer=%u",
+			      k->vm_aarch64 ? "" : " intel_iommu=on", XP_IVSH_DRIVER);
 	unsigned disks = 0;
 	if (k->role == XP_DEVICE && n >= 0 && (size_t)n < cap && !k->name[strcspn(k->name, " \t\n\"")])
 		n += snprintf(out + n, cap - (size_t)n, " xvl.name=%s", k->name);
@@ -201,13 +203,14 @@ static int vm_disks(const struct xp_config *c, struct xp_comp *k)
 }
 
 /* The emulator, its machine and CPU for the VM's arch. */
-static int vm_machine(struct xp_comp *k)
+static int vm_machine(struct xp_comp *k, unsigned vectors)
 {
 	int rc = 0;
-	if (k->vm_aarch64) {
+	if (k->vm_aarch64) { /* MSI-X on virt: the GICv3 ITS */
 		rc |= add(k, "qemu-system-aarch64");
 		rc |= add(k, "-machine");
-		rc |= add(k, "virt");
+		rc |= add(k, "%s", !vectors ? "virt" : k->role == XP_DEVICE ? "virt,gic-version=3,iommu=smmuv3"
+									 : "virt,gic-version=3");
 		rc |= add(k, "-cpu");
 		rc |= add(k, "%s", !strcmp(k->vm_accel, "kvm") ? "host" : "cortex-a57");
 	} else {
@@ -236,7 +239,7 @@ int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
 	if (rc < 0)
 		return rc;
 	k->argc = 0;
-	rc |= vm_machine(k);
+	rc |= vm_machine(k, vectors);
 	rc |= add(k, "-accel");
 	rc |= add(k, "%s", k->vm_accel);
 	rc |= add(k, "-smp");
@@ -267,7 +270,7 @@ int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
 	rc |= add(k, "-append");
 	rc |= add(k, "%s", cmdline);
 	if (vectors) { /* fd 3: the socketpair ivsh.c filled with this peer's introduction */
-		if (k->role == XP_DEVICE) { /* MSI-X in the guest's user space: vfio-pci */
+		if (k->role == XP_DEVICE && !k->vm_aarch64) { /* MSI-X in the guest's user space: vfio-pci */
 			rc |= add(k, "-device");
 			rc |= add(k, "intel-iommu,intremap=on");
 		}

@@ -76,6 +76,7 @@ dd if=/dev/vda of=/tmp/back bs=131072 count=32 iflag=direct 2>/dev/null || { ech
 cmp /tmp/pat /tmp/back || { echo "GUEST: readback differs"; exit 1; }
 echo "GUEST: verified $(sha256sum /tmp/pat | cut -d' ' -f1)"
 dmesg | grep -E "xvl" | tail -n 4 | sed 's/^/DMESG: /'
+grep xvl_virtio /proc/interrupts | sed 's/^/IRQ: /'
 rmmod virtio_blk && rmmod xvl_virtio && echo "GUEST: unloaded"
 exit 0
 GUEST
@@ -111,11 +112,8 @@ bad_cfg() {
 }
 bad_cfg '/name = "devvm"/s|arch = "aarch64"|arch = "riscv64"|' "expected x86_64 or aarch64"
 bad_cfg '/name = "drv"/s|arch = "aarch64";|arch = "aarch64"; accel = "kvm";|' "runs only the host's architecture"
-bad_cfg 's|size = "64M"; }|size = "64M"; vectors = 4; }|' "ivshmem-plain only"
 bad_cfg 's|backend = "file"; path|arch = "aarch64"; backend = "file"; path|' "unknown key 'arch'"
 
-t0=$(date +%s.%N)
-secs() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 wait_in() {
 	for _ in $(seq 1 "$3"); do
 		grep -aq "$2" "$1" 2>/dev/null && return 0
@@ -123,33 +121,72 @@ wait_in() {
 	done
 	return 1
 }
-check "xvl run --detach starts both aarch64 VMs" "$XVL" run "$T/two.cfg" --detach
-wait_in "$DCON" "XVL-DEVICE: serving" 1200 && ok "the aarch64 device VM serves the window ($(secs) s after xvl run)" ||
-	{ fail "the aarch64 device VM serves the window"; tr -d '\r' <"$DCON" | tail -n 15 | sed 's/^/#   /'; }
-J=$("$XVL" status --state-dir "$SD" --json 2>&1)
-jq_() { echo "$J" | python3 -c "import json,sys; d=json.load(sys.stdin); c={k['name']: k for k in d['compartments']}; print($1)" 2>&1; }
-for vm in devvm drv; do
-	P=$(jq_ "c['$vm']['pid']")
-	tr '\0' ' ' <"/proc/$P/cmdline" 2>/dev/null | grep -q "^qemu-system-aarch64 -machine virt -cpu cortex-a57 -accel tcg .*console=ttyAMA0.*ivshmem-plain" &&
-		ok "$vm is qemu-system-aarch64 -machine virt -cpu cortex-a57 on TCG with the window as ivshmem-plain" ||
-		fail "$vm's QEMU command line (pid $P): $(tr '\0' ' ' <"/proc/$P/cmdline" 2>/dev/null | cut -c1-300)"
-done
-if wait_in "$DRV" "GUEST: verified" 1500; then
-	ok "the aarch64 driver VM verified /dev/vda served by the aarch64 device VM ($(secs) s after xvl run)"
-else
-	fail "the aarch64 driver VM verified /dev/vda served by the aarch64 device VM"
-	tr -d '\r' <"$DRV" | tail -n 20 | sed 's/^/#   drv: /'
-	tr -d '\r' <"$DCON" | tail -n 10 | sed 's/^/#   dev: /'
-fi
-expect_eq "$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: verified //p')" "$(head -c 4194304 "$T/a.img" | sha256sum | cut -d' ' -f1)" \
-	"the host image holds what the driver VM wrote (through the device VM's own disk)"
-tr -d '\r' <"$DRV" | grep -a "GUEST: aarch64\|DMESG" | sed 's/^/# drv: /'
-wait_in "$DRV" "GUEST: unloaded" 300 && ok "driver VM: virtio_blk and xvl_virtio unloaded" ||
-	fail "driver VM: virtio_blk and xvl_virtio unloaded"
-check "xvl stop" "$XVL" stop --state-dir "$SD"
-left=$(pgrep -f "$T/dev.gz"; pgrep -f "$T/drv.gz")
-[ -z "$left" ] && [ ! -e "$SD" ] && ok "xvl stop: no QEMU left, state dir gone" ||
-	fail "xvl stop: no QEMU left, state dir gone (left: $left)"
+# One run of CFG: label L, the machine options of the device VM and the driver VM, ivshmem device.
+phase() {
+	local L=$1 CFG=$2 DMACH=$3 MACH=$4 IVSH=$5
+	: >"$DCON"
+	: >"$DRV"
+	t0=$(date +%s.%N)
+	secs() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+	check "$L: xvl run --detach starts both aarch64 VMs" "$XVL" run "$CFG" --detach
+	wait_in "$DCON" "XVL-DEVICE: serving" 1200 && ok "$L: the aarch64 device VM serves the window ($(secs) s after xvl run)" ||
+		{ fail "$L: the aarch64 device VM serves the window"; tr -d '\r' <"$DCON" | tail -n 15 | sed 's/^/#   /'; }
+	J=$("$XVL" status --state-dir "$SD" --json 2>&1)
+	jq_() { echo "$J" | python3 -c "import json,sys; d=json.load(sys.stdin); c={k['name']: k for k in d['compartments']}; print($1)" 2>&1; }
+	for vm in devvm drv; do
+		P=$(jq_ "c['$vm']['pid']")
+		m=$MACH
+		[ $vm = devvm ] && m=$DMACH
+		tr '\0' ' ' <"/proc/$P/cmdline" 2>/dev/null |
+			grep -q "^qemu-system-aarch64 -machine $m -cpu cortex-a57 -accel tcg .*console=ttyAMA0.*$IVSH" &&
+			ok "$L: $vm is qemu-system-aarch64 -machine $m -cpu cortex-a57 on TCG with the window as $IVSH" ||
+			fail "$L: $vm's QEMU command line (pid $P): $(tr '\0' ' ' <"/proc/$P/cmdline" 2>/dev/null | cut -c1-300)"
+	done
+	if wait_in "$DRV" "GUEST: verified" 1500; then
+		ok "$L: the aarch64 driver VM verified /dev/vda served by the aarch64 device VM ($(secs) s after xvl run)"
+	else
+		fail "$L: the aarch64 driver VM verified /dev/vda served by the aarch64 device VM"
+		tr -d '\r' <"$DRV" | tail -n 20 | sed 's/^/#   drv: /'
+		tr -d '\r' <"$DCON" | tail -n 10 | sed 's/^/#   dev: /'
+	fi
+	expect_eq "$(tr -d '\r' <"$DRV" | sed -n 's/^.*GUEST: verified //p')" "$(head -c 4194304 "$T/a.img" | sha256sum | cut -d' ' -f1)" \
+		"$L: the host image holds what the driver VM wrote (through the device VM's own disk)"
+	tr -d '\r' <"$DRV" | grep -a "GUEST: aarch64\|DMESG" | sed 's/^/# drv: /'
+	wait_in "$DRV" "GUEST: unloaded" 300 && ok "$L: driver VM: virtio_blk and xvl_virtio unloaded" ||
+		fail "$L: driver VM: virtio_blk and xvl_virtio unloaded"
+	check "$L: xvl stop" "$XVL" stop --state-dir "$SD"
+	left=$(pgrep -f "$T/dev.gz"; pgrep -f "$T/drv.gz")
+	[ -z "$left" ] && [ ! -e "$SD" ] && ok "$L: xvl stop: no QEMU left, state dir gone" ||
+		fail "$L: xvl stop: no QEMU left, state dir gone (left: $left)"
+	cat "$DRV" >>"$T/drv.all"
+	cat "$DCON" >>"$T/dev.all"
+}
+
+phase plain "$T/two.cfg" virt virt ivshmem-plain
+mv "$T/drv.all" "$T/drv.plain"
+mv "$T/dev.all" "$T/dev.plain"
+# doorbells: both VMs ivshmem-doorbell peers of the partitioner, MSI-X through the GICv3 ITS;
+# the device VM's server on vfio-pci behind an emulated SMMUv3 (xvl.irqstat=1: it prints
+# its vfio-msix counts)
+sed -e 's/size = "64M"; }/size = "64M"; vectors = 4; }/' \
+	-e '/name = "devvm"/,/},/s/append = "loglevel=4"/append = "loglevel=4 xvl.irqstat=1"/' "$T/two.cfg" >"$T/db.cfg"
+phase doorbell "$T/db.cfg" "virt,gic-version=3,iommu=smmuv3" "virt,gic-version=3" "ivshmem-doorbell,chardev=xvlivsh,vectors=4"
+# IRQ:  NN:  COUNT  ITS-MSI N Edge  xvl_virtio: the first is the mailbox's vector
+irq() { tr -d '\r' <"$T/drv.all" | grep -a "^IRQ: .*ITS-MSI.*xvl_virtio" | awk '{ print $3 }'; }
+msix=$(irq | head -n 1) msixq=$(irq | tail -n +2 | awk '{ n += $1 } END { print n + 0 }')
+[ "${msix:-0}" -gt 0 ] 2>/dev/null && [ "${msixq:-0}" -gt 0 ] 2>/dev/null && ! grep -aq "polling the rings" "$T/drv.all" &&
+	ok "doorbell: the driver VM took ITS MSI-X rung by the device VM: mailbox ${msix}, queues ${msixq} (no polling)" ||
+	{ fail "doorbell: the driver VM took ITS MSI-X rung by the device VM (mailbox '${msix}', queues '${msixq}', polling: $(grep -ac "polling the rings" "$T/drv.all"))"
+	  tr -d '\r' <"$T/drv.all" | grep -a "IRQ:\|DMESG" | sed 's/^/#   /'; }
+dirq() { tr -d '\r' <"$T/dev.all" | sed -n "s/^XVL-IRQ: *[0-9]*: *\([0-9]*\) .*vfio-msix\[$1\].*/\1/p" | sort -n | tail -n 1; }
+d0=$(dirq 0) d1=$(dirq 1)
+grep -aq "XVL-DEVICE: serving on vfio:" "$T/dev.all" && [ "${d0:-0}" -gt 0 ] && [ "${d1:-0}" -gt 0 ] &&
+	ok "doorbell: the device VM's server on vfio-pci (SMMUv3) took MSI-X rung by the driver VM: mailbox $d0, queue $d1" ||
+	{ fail "doorbell: the device VM's server on vfio-pci took MSI-X (vector 0: '${d0}', vector 1: '${d1}')"
+	  tr -d '\r' <"$T/dev.all" | grep -a "XVL-\|vfio" | tail -n 8 | sed 's/^/#   /'; }
+cat "$T/drv.plain" >>"$T/drv.all"
+cat "$T/dev.plain" >>"$T/dev.all"
+DRV=$T/drv.all DCON=$T/dev.all
 if grep -aE 'BUG|Oops|WARNING|soft lockup|still mapped at removal' "$DRV" "$DCON" >/dev/null; then
 	fail "both aarch64 guests' consoles free of BUG|Oops|WARNING|soft lockup"
 	grep -aE -A8 'BUG|Oops|WARNING|soft lockup' "$DRV" "$DCON" | head -n 20 | sed 's/^/#   /'
