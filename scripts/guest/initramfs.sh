@@ -64,9 +64,13 @@ ko_path() {
 }
 # (objcopy writes a temporary file next to its output and renames it: never
 # give it /dev/stdout, which as root it would replace with a regular file)
+# (the host's objcopy does not read a foreign architecture's .ko: kmod's modinfo does)
 ko_deps() {
-	objcopy -O binary --only-section=.modinfo "$1" "$tmp/modinfo" 2>/dev/null || return 0
-	tr '\0' '\n' <"$tmp/modinfo" | sed -n 's/^depends=//p' | tr ',' ' '
+	if objcopy -O binary --only-section=.modinfo "$1" "$tmp/modinfo" 2>/dev/null; then
+		tr '\0' '\n' <"$tmp/modinfo" | sed -n 's/^depends=//p' | tr ',' ' '
+	else
+		modinfo -F depends "$1" 2>/dev/null | tr ',' ' '
+	fi
 }
 order=()
 declare -A seen=()

@@ -548,7 +548,7 @@ static int comp_link(struct cx *x, const config_setting_t *g, const char *p, str
 /* type = "process" (default) | "vm". */
 static int comp_type(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
 {
-	static const char *const vm_only[] = {"kernel", "initrd", "append", "vcpus", "accel", "console"};
+	static const char *const vm_only[] = {"kernel", "initrd", "append", "vcpus", "accel", "console", "arch"};
 	char type[16] = "process";
 	int rc = get_str(x, g, p, "type", false, type, sizeof(type));
 	if (rc < 0)
@@ -582,6 +582,43 @@ static int vm_window_pow2(struct cx *x, const config_setting_t *g, const char *p
 		   x->c->wins[w].name, (unsigned long long)ws);
 }
 
+/* The host's own architecture, the only one KVM can run. */
+static const char *host_arch(void)
+{
+#if defined(__x86_64__)
+	return "x86_64";
+#elif defined(__aarch64__)
+	return "aarch64";
+#else
+	return "";
+#endif
+}
+
+/*
+ * arch = "x86_64" (default: qemu-system-x86_64 -machine q35) | "aarch64"
+ * (qemu-system-aarch64 -machine virt -cpu cortex-a57, vm.c).  A guest of
+ * another architecture than the host's runs on TCG.
+ */
+static int comp_arch(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k,
+		     char *accel, size_t accel_cap)
+{
+	char arch[16] = "x86_64";
+	int rc = get_str(x, g, p, "arch", false, arch, sizeof(arch));
+	if (rc < 0)
+		return rc;
+	if (strcmp(arch, "x86_64") && strcmp(arch, "aarch64"))
+		return bad(x, config_setting_get_member(g, "arch"), p, "'%s' (expected x86_64 or aarch64)", arch);
+	k->vm_aarch64 = !strcmp(arch, "aarch64");
+	if (!strcmp(arch, host_arch()))
+		return 0;
+	if (!strcmp(accel, "kvm"))
+		return bad(x, config_setting_get_member(g, "accel"), p,
+			   "accel = \"kvm\" runs only the host's architecture (%s), not arch = \"%s\" "
+			   "(use accel = \"tcg\" or \"auto\")", host_arch()[0] ? host_arch() : "unknown", arch);
+	snprintf(accel, accel_cap, "tcg");
+	return 0;
+}
+
 /* A VM: its guest (kernel, initrd, append, console), memory, vCPUs, accelerator; then its QEMU argv. */
 static int comp_vm(struct cx *x, const config_setting_t *g, const char *p, struct xp_comp *k)
 {
@@ -608,6 +645,8 @@ static int comp_vm(struct cx *x, const config_setting_t *g, const char *p, struc
 		return bad(x, config_setting_get_member(g, "memory"), p, "a VM needs at least 64M of memory");
 	if (strcmp(accel, "auto") && strcmp(accel, "kvm") && strcmp(accel, "tcg"))
 		return bad(x, config_setting_get_member(g, "accel"), p, "'%s' (expected auto, kvm or tcg)", accel);
+	if ((rc = comp_arch(x, g, p, k, accel, sizeof(accel))) < 0)
+		return rc;
 	if (!strcmp(accel, "auto"))
 		snprintf(accel, sizeof(accel), "%s", !x->offline && xp_vm_kvm_usable() ? "kvm" : "tcg");
 	else if (!strcmp(accel, "kvm") && !x->offline && !xp_vm_kvm_usable())
@@ -641,7 +680,8 @@ static int comp_vm(struct cx *x, const config_setting_t *g, const char *p, struc
 		rc = bad(x, g, p, "the QEMU command line (or the kernel's, with one xvl.dev= per device) "
 			 "exceeds %u arguments of %u bytes", XP_MAX_ARGS, XP_ARG_MAX);
 	if (rc == 0 && !x->offline && !program_found(k->argv[0]))
-		rc = bad(x, g, p, "%s is not on PATH (Debian package qemu-system-x86)", k->argv[0]);
+		rc = bad(x, g, p, "%s is not on PATH (Debian package %s)", k->argv[0],
+			 k->vm_aarch64 ? "qemu-system-arm" : "qemu-system-x86");
 	return rc;
 }
 
@@ -651,12 +691,12 @@ static int parse_comp(struct cx *x, const config_setting_t *g, int idx, const ch
 {
 	static const char *const keys[] = {"name", "role", "program", "cpus", "memory", "window",
 					   "connect", "devices", "syscalls", "link", "type", "kernel",
-					   "initrd", "append", "vcpus", "accel", "console", "net", "doorbell", NULL};
+					   "initrd", "append", "vcpus", "accel", "console", "net", "doorbell", "arch", NULL};
 	struct xp_comp *k = &x->c->comps[idx];
 	k->mbox_driver = -1;
 	int rc = only_keys(x, g, p, keys,
 			   "name, role, program, cpus, memory, window, connect, devices, syscalls, link, "
-			   "type, kernel, initrd, append, vcpus, accel, console, net, doorbell");
+			   "type, kernel, initrd, append, vcpus, accel, console, net, doorbell, arch");
 	if (rc == 0)
 		rc = get_str(x, g, p, "name", true, k->name, sizeof(k->name));
 	if (rc >= 0)

@@ -94,6 +94,7 @@ struct xp_comp {
 	char vm_kernel[XP_PATH_MAX], vm_initrd[XP_PATH_MAX], vm_console[XP_PATH_MAX];
 	char vm_append[160];
 	char vm_accel[8];          /* "kvm" or "tcg" ("auto" is resolved when the config loads) */
+	bool vm_aarch64;           /* arch = "aarch64": qemu-system-aarch64 -machine virt (vm.c) */
 	unsigned vm_vcpus;
 	uint64_t vm_memory;        /* guest RAM ('memory'; no cgroup limit on QEMU) */
 	unsigned n_syscalls;       /* extra syscalls allowed */

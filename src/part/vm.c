@@ -17,6 +17,14 @@
  * partitioner (ivsh.c), fd 3 their introduction, the driver's module gets
  * MSI-X and the device VM's server rings it through BAR0 and takes MSI-X of
  * its own through vfio-pci (an emulated intel-iommu in that VM).
+ * arch = "aarch64": qemu-system-aarch64 -machine virt -cpu cortex-a57, the
+ * console on the PL011 (ttyAMA0), the ivshmem device and the disks on the
+ * virt machine's PCIe host bridge; there is no firmware to turn on the
+ * window's memory decoding: the module's pci_enable_device does it in a
+ * driver VM, device-init.sh in a device VM.  With vectors both take MSI-X
+ * through the GICv3 ITS (gic-version=3), and the device VM gets an emulated
+ * SMMUv3 (iommu=smmuv3, the arm64 kernel's built-in arm-smmu-v3) for
+ * vfio-pci instead of intel-iommu.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -144,15 +152,15 @@ static int vm_qsd_arg(struct xp_device *d, unsigned *disks, char *out, size_t ca
 static int vm_cmdline(const struct xp_config *c, const struct xp_comp *k, unsigned vectors,
 		      char *out, size_t cap)
 {
-	int n = snprintf(out, cap, "console=ttyS0 panic=-1%s%s", k->vm_append[0] ? " " : "",
-			 k->vm_append);
+	int n = snprintf(out, cap, "console=%s panic=-1%s%s", k->vm_aarch64 ? "ttyAMA0" : "ttyS0",
+			 k->vm_append[0] ? " " : "", k->vm_append);
 	/* doorbells: the device VM's server rings the driver (ivshmem peer 1) through BAR0 and
 	 * takes its own MSI-X through vfio-pci (device-init.sh binds it), which needs the
 	 * emulated IOMMU (xp_vm_build_argv) turned on in the guest.  The driver's module gives
 	 * its queues vectors when both sides have them, else polls them. */
 	if (k->role == XP_DEVICE && vectors && n >= 0 && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n, " intel_iommu=on xvl.doorbell=peer=%u",
-			      XP_IVSH_DRIVER);
+		n += snprintf(out + n, cap - (size_t)n, "%s xvl.doorbell=peer=%u",
+			      k->vm_aarch64 ? "" : " intel_iommu=on", XP_IVSH_DRIVER);
 	unsigned disks = 0;
 	if (k->role == XP_DEVICE && n >= 0 && (size_t)n < cap && !k->name[strcspn(k->name, " \t\n\"")])
 		n += snprintf(out + n, cap - (size_t)n, " xvl.name=%s", k->name);
@@ -194,6 +202,27 @@ static int vm_disks(const struct xp_config *c, struct xp_comp *k)
 	return rc;
 }
 
+/* The emulator, its machine and CPU for the VM's arch. */
+static int vm_machine(struct xp_comp *k, unsigned vectors)
+{
+	int rc = 0;
+	if (k->vm_aarch64) { /* MSI-X on virt: the GICv3 ITS */
+		rc |= add(k, "qemu-system-aarch64");
+		rc |= add(k, "-machine");
+		rc |= add(k, "%s", !vectors ? "virt" : k->role == XP_DEVICE ? "virt,gic-version=3,iommu=smmuv3"
+									 : "virt,gic-version=3");
+		rc |= add(k, "-cpu");
+		rc |= add(k, "%s", !strcmp(k->vm_accel, "kvm") ? "host" : "cortex-a57");
+	} else {
+		rc |= add(k, "qemu-system-x86_64");
+		rc |= add(k, "-machine");
+		rc |= add(k, "q35");
+		rc |= add(k, "-cpu");
+		rc |= add(k, "max");
+	}
+	return rc;
+}
+
 /*
  * The QEMU command line of a VM compartment; {window_size} is replaced at
  * start.  QEMU runs with its own seccomp sandbox (-sandbox) instead of the
@@ -210,11 +239,7 @@ int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
 	if (rc < 0)
 		return rc;
 	k->argc = 0;
-	rc |= add(k, "qemu-system-x86_64");
-	rc |= add(k, "-machine");
-	rc |= add(k, "q35");
-	rc |= add(k, "-cpu");
-	rc |= add(k, "max");
+	rc |= vm_machine(k, vectors);
 	rc |= add(k, "-accel");
 	rc |= add(k, "%s", k->vm_accel);
 	rc |= add(k, "-smp");
@@ -245,7 +270,7 @@ int xp_vm_build_argv(const struct xp_config *c, struct xp_comp *k)
 	rc |= add(k, "-append");
 	rc |= add(k, "%s", cmdline);
 	if (vectors) { /* fd 3: the socketpair ivsh.c filled with this peer's introduction */
-		if (k->role == XP_DEVICE) { /* MSI-X in the guest's user space: vfio-pci */
+		if (k->role == XP_DEVICE && !k->vm_aarch64) { /* MSI-X in the guest's user space: vfio-pci */
 			rc |= add(k, "-device");
 			rc |= add(k, "intel-iommu,intremap=on");
 		}
