@@ -220,7 +220,9 @@ fi
 # OVS goes away under an attached device: its link goes down
 bg "$T/hold.log" "$XVL" net ping -c "$T/s.sock" -d ob --count 50 --interval-ms 100
 HOLD=$BG_PID
-for _ in $(seq 50); do
+# (its session must be up first: a backend lost while a session starts is a retry, not a link
+# change; under load the start takes seconds)
+for _ in $(seq 200); do
 	[ "$(grep -c 'device ob: vhost-user backend .* serves' "$T/srv.log")" -ge 3 ] && break
 	sleep 0.1
 done
