@@ -213,3 +213,26 @@ int xvl_net_ctrl_parse(const uint8_t *buf, uint32_t len, const struct xvl_net_ct
 		return -EOPNOTSUPP;
 	}
 }
+
+void xvl_net_rxmode_reset(struct xvl_net_rxmode *m)
+{
+	*m = (struct xvl_net_rxmode){.promisc = true};
+}
+
+uint8_t xvl_net_rxmode_apply(struct xvl_net_rxmode *m, const struct xvl_net_ctrl *c)
+{
+	bool on = c->u.on;
+
+	if (c->cls != XVL_NET_CTRL_RX)
+		return XVL_NET_ERR;
+	switch (c->cmd) {
+	case XVL_NET_CTRL_RX_PROMISC: m->promisc = on; break;
+	case XVL_NET_CTRL_RX_ALLMULTI: m->allmulti = on; break;
+	case XVL_NET_CTRL_RX_ALLUNI: m->alluni = on; break;
+	case XVL_NET_CTRL_RX_NOMULTI: m->nomulti = on; break;
+	case XVL_NET_CTRL_RX_NOUNI: m->nouni = on; break;
+	case XVL_NET_CTRL_RX_NOBCAST: m->nobcast = on; break;
+	default: return XVL_NET_ERR;
+	}
+	return XVL_NET_OK;
+}

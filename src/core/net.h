@@ -99,6 +99,16 @@ struct xvl_net_ctrl_limits {
 int xvl_net_ctrl_parse(const uint8_t *buf, uint32_t len, const struct xvl_net_ctrl_limits *l,
 		       struct xvl_net_ctrl *c);
 
+/* The receive-mode switches the CTRL_RX class sets (virtio 1.2 5.1.6.5.1). */
+struct xvl_net_rxmode {
+	bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
+};
+
+/* As a NIC before any CTRL_RX command: promiscuous, nothing else set. */
+void xvl_net_rxmode_reset(struct xvl_net_rxmode *m);
+/* Apply a parsed CTRL_RX command c: XVL_NET_OK, or XVL_NET_ERR for another command. */
+uint8_t xvl_net_rxmode_apply(struct xvl_net_rxmode *m, const struct xvl_net_ctrl *c);
+
 static inline bool xvl_eth_is_multicast(const uint8_t *mac) { return mac[0] & 1; }
 static inline bool xvl_eth_is_broadcast(const uint8_t *mac)
 {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "net.h"
 #include "srv.h"
 #include "virtio_blk.h"
 
@@ -132,7 +133,7 @@ struct br_net {
 	 * not applied -- frames go between the driver and the backend without the
 	 * server, which cannot filter them (QEMU's vhost-user-net does the same).
 	 */
-	bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
+	struct xvl_net_rxmode rx;
 	uint32_t n_uni, n_multi;
 	uint64_t ctrl_cmds, ctrl_refused;
 };

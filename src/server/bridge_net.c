@@ -224,8 +224,7 @@ void srv_bridge_net_reset(struct srv_dev *d)
 		return;
 	bn->active_pairs = 1;
 	bn->given = bn->enabled = 0;
-	bn->promisc = true; /* a NIC before any CTRL_RX command takes everything */
-	bn->allmulti = bn->alluni = bn->nomulti = bn->nouni = bn->nobcast = false;
+	xvl_net_rxmode_reset(&bn->rx);
 	bn->n_uni = bn->n_multi = 0;
 	bn->ctrl_cmds = bn->ctrl_refused = 0;
 	if (d->vh_probed)
@@ -234,29 +233,13 @@ void srv_bridge_net_reset(struct srv_dev *d)
 
 /* ------------------------------------------------------------ control queue */
 
-static uint8_t ctrl_rx(struct br_net *bn, const struct xvl_net_ctrl *c)
-{
-	bool on = c->u.on;
-
-	switch (c->cmd) {
-	case XVL_NET_CTRL_RX_PROMISC: bn->promisc = on; break;
-	case XVL_NET_CTRL_RX_ALLMULTI: bn->allmulti = on; break;
-	case XVL_NET_CTRL_RX_ALLUNI: bn->alluni = on; break;
-	case XVL_NET_CTRL_RX_NOMULTI: bn->nomulti = on; break;
-	case XVL_NET_CTRL_RX_NOUNI: bn->nouni = on; break;
-	case XVL_NET_CTRL_RX_NOBCAST: bn->nobcast = on; break;
-	default: return XVL_NET_ERR;
-	}
-	return XVL_NET_OK;
-}
-
 static uint8_t ctrl_apply(struct srv_dev *d, const struct xvl_net_ctrl *c)
 {
 	struct br_net *bn = &d->br->net;
 
 	switch (c->cls) {
 	case XVL_NET_CTRL_RX:
-		return ctrl_rx(bn, c);
+		return xvl_net_rxmode_apply(&bn->rx, c);
 	case XVL_NET_CTRL_MAC:
 		if (c->cmd == XVL_NET_CTRL_MAC_ADDR_SET) {
 			if (xvl_eth_is_multicast(c->u.mac))

@@ -110,7 +110,7 @@ static int net_open(struct srv_dev *d, struct xvl_errbuf *eb)
 	n->mtu = sp->mtu ? sp->mtu : 1500;
 	n->max_pairs = sp->queues ? sp->queues : 1;
 	n->active_pairs = 1;
-	n->promisc = true; /* as a NIC without CTRL_RX commands: everything is taken */
+	xvl_net_rxmode_reset(&n->rx); /* as a NIC without CTRL_RX commands: everything is taken */
 	n->log_budget = NET_LOG_BUDGET;
 	for (unsigned i = 0; i < XVL_MAX_QUEUES / 2; i++)
 		n->tap_fd[i] = -1;
@@ -177,8 +177,7 @@ void srv_net_reset(struct srv_dev *d)
 	if (d->spec.kind == XVL_BK_TAP)
 		srv_tap_stop(d);
 	n->active_pairs = 1;
-	n->promisc = true;
-	n->allmulti = n->alluni = n->nomulti = n->nouni = n->nobcast = false;
+	xvl_net_rxmode_reset(&n->rx);
 	n->n_uni = n->n_multi = 0;
 	n->rx_pending = 0;
 	if (d->spec.has_mac)
@@ -221,20 +220,20 @@ void srv_net_csum_fill(struct xvl_net_hdr *h, uint8_t *frame, uint32_t len)
 bool srv_net_rx_wanted(const struct srv_net *n, const uint8_t *dst)
 {
 	if (xvl_eth_is_broadcast(dst))
-		return !n->nobcast;
+		return !n->rx.nobcast;
 	if (xvl_eth_is_multicast(dst)) {
-		if (n->nomulti)
+		if (n->rx.nomulti)
 			return false;
-		if (n->promisc || n->allmulti || !n->n_multi)
+		if (n->rx.promisc || n->rx.allmulti || !n->n_multi)
 			return true;
 		for (uint32_t i = 0; i < n->n_multi; i++)
 			if (!memcmp(n->multi[i], dst, XVL_ETH_ALEN))
 				return true;
 		return false;
 	}
-	if (n->nouni)
+	if (n->rx.nouni)
 		return false;
-	if (n->promisc || n->alluni || !memcmp(dst, n->mac, XVL_ETH_ALEN))
+	if (n->rx.promisc || n->rx.alluni || !memcmp(dst, n->mac, XVL_ETH_ALEN))
 		return true;
 	for (uint32_t i = 0; i < n->n_uni; i++)
 		if (!memcmp(n->uni[i], dst, XVL_ETH_ALEN))
@@ -583,19 +582,8 @@ static uint8_t ctrl_apply(struct srv_dev *d, const struct xvl_net_ctrl *c)
 {
 	struct srv_net *n = d->net;
 	switch (c->cls) {
-	case XVL_NET_CTRL_RX: {
-		bool on = c->u.on;
-		switch (c->cmd) {
-		case XVL_NET_CTRL_RX_PROMISC: n->promisc = on; break;
-		case XVL_NET_CTRL_RX_ALLMULTI: n->allmulti = on; break;
-		case XVL_NET_CTRL_RX_ALLUNI: n->alluni = on; break;
-		case XVL_NET_CTRL_RX_NOMULTI: n->nomulti = on; break;
-		case XVL_NET_CTRL_RX_NOUNI: n->nouni = on; break;
-		case XVL_NET_CTRL_RX_NOBCAST: n->nobcast = on; break;
-		default: return XVL_NET_ERR;
-		}
-		return XVL_NET_OK;
-	}
+	case XVL_NET_CTRL_RX:
+		return xvl_net_rxmode_apply(&n->rx, c);
 	case XVL_NET_CTRL_MAC:
 		if (c->cmd == XVL_NET_CTRL_MAC_ADDR_SET) {
 			if (xvl_eth_is_multicast(c->u.mac))

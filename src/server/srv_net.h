@@ -67,7 +67,7 @@ struct srv_net {
 	uint16_t active_pairs;       /* MQ VQ_PAIRS_SET, 1 until then */
 	bool link_up;
 	/* rx mode (CTRL_RX) and MAC filter (CTRL_MAC TABLE_SET) */
-	bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
+	struct xvl_net_rxmode rx;
 	uint32_t n_uni, n_multi;
 	uint8_t uni[SRV_NET_MAC_TABLE][XVL_ETH_ALEN];
 	uint8_t multi[SRV_NET_MAC_TABLE][XVL_ETH_ALEN];

@@ -167,6 +167,18 @@ static void test_ctrl(void)
 		      xvl_net_ctrl_parse(pairs3, 4, &nothing, &c) == -EOPNOTSUPP &&
 		      xvl_net_ctrl_parse(addr, 8, &nothing, &c) == -EOPNOTSUPP,
 	      "classes not negotiated are unsupported");
+
+	struct xvl_net_rxmode m;
+	xvl_net_rxmode_reset(&m);
+	CHECK(m.promisc && !m.allmulti && !m.alluni && !m.nomulti && !m.nouni && !m.nobcast,
+	      "rx mode starts promiscuous, nothing else set");
+	const uint8_t nobcast_on[] = {0, 5, 1}, promisc_off[] = {0, 0, 0};
+	CHECK(parse(nobcast_on, 3, &c) == 0 && xvl_net_rxmode_apply(&m, &c) == XVL_NET_OK && m.nobcast &&
+		      parse(promisc_off, 3, &c) == 0 && xvl_net_rxmode_apply(&m, &c) == XVL_NET_OK &&
+		      !m.promisc && m.nobcast,
+	      "CTRL_RX NOBCAST on, PROMISC off: applied");
+	CHECK(parse(addr, 8, &c) == 0 && xvl_net_rxmode_apply(&m, &c) == XVL_NET_ERR && !m.promisc,
+	      "a command of another class is not an rx-mode command");
 }
 
 static void mac_of(uint32_t i, uint8_t mac[6])
