@@ -87,6 +87,14 @@ int xvl_os_connect_stream(const char *path, struct xvl_errbuf *eb);
 /* The uid of the process at the other end of a connected unix socket (SO_PEERCRED). */
 int xvl_os_peer_uid(int sock, uint32_t *uid);
 
+/*
+ * Attach nfds descriptors to mh as its one SCM_RIGHTS control message, built in
+ * ctl: a buffer aligned for struct cmsghdr of CMSG_SPACE(sizeof(int) * nfds)
+ * bytes at least.
+ */
+struct msghdr;
+void xvl_os_put_rights(struct msghdr *mh, void *ctl, const int *fds, unsigned nfds);
+
 /* Send one message with up to XVL_OS_MAX_FDS descriptors (SCM_RIGHTS). 0 or -errno. */
 int xvl_os_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
 

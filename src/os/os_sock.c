@@ -141,6 +141,18 @@ static int wait_for(int sock, short ev)
 	}
 }
 
+void xvl_os_put_rights(struct msghdr *mh, void *ctl, const int *fds, unsigned nfds)
+{
+	memset(ctl, 0, CMSG_SPACE(sizeof(int) * nfds));
+	mh->msg_control = ctl;
+	mh->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+}
+
 int xvl_os_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
 {
 	union {
@@ -156,16 +168,8 @@ int xvl_os_send(int sock, const void *buf, size_t len, const int *fds, unsigned 
 	do {
 		struct iovec iov = { .iov_base = (char *)buf + done, .iov_len = len - done };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (first && nfds) {
-			memset(&u, 0, sizeof(u));
-			mh.msg_control = u.b;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-			memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-		}
+		if (first && nfds)
+			xvl_os_put_rights(&mh, u.b, fds, nfds);
 		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)

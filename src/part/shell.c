@@ -306,16 +306,8 @@ static int send_go(int sock, const struct xp_go *g, const int *fds, unsigned nfd
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	if (nfds > XP_SHELL_MAX_FDS)
 		return -E2BIG;
-	if (nfds) {
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	if (nfds)
+		xvl_os_put_rights(&mh, u.b, fds, nfds);
 	ssize_t n;
 	while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
 		;
