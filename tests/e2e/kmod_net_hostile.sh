@@ -64,7 +64,7 @@ for c in $CASES; do
 	i=0
 	while ! grep -q "eth0\$" /proc/net/if_inet6 && [ \$i -lt 30 ]; do sleep 0.1; i=\$((i+1)); done
 	# every frame sent comes back: here ICMPv6 echo requests to all nodes (no neighbour lookup)
-	ping6 -c 6 -i 0.2 -I eth0 ff02::1 >/dev/null 2>&1
+	ping6 -c 6 -i 0.2 -W 1 -I eth0 ff02::1 >/dev/null 2>&1
 	sleep 0.5
 	s=\$n/statistics
 	k=0; dmesg | grep -q "its requests fail from now on" && k=1
