@@ -138,7 +138,6 @@ int xp_inst_create(struct xp_inst **out, const struct xp_config *c, const struct
 	p->t0_ns = xvl_os_now_ns();
 	for (unsigned i = 0; i < XP_MAX_WINS; i++)
 		p->win_fd[i] = -1;
-	memset(p->ivsh_ev, 0xff, sizeof(p->ivsh_ev)); /* every doorbell eventfd -1 */
 	memset(p->ivsh_sock, 0xff, sizeof(p->ivsh_sock));
 	for (unsigned i = 0; i < XP_MAX_COMPS; i++)
 		p->rt[i] = (struct xp_comp_rt){.log_rd = -1, .log_wr = -1, .last_status = -1,

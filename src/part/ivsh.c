@@ -18,8 +18,9 @@
  * QEMU needs no news of it: no peer-left or peer-joined messages, and the
  * driver module's default peer id (0) always names the device side.
  *
- * Invariant: for a window w with vectors, ev[w][s][0..n_vec) are open
- * eventfds for both slots s from xp_ivsh_create() until xp_ivsh_close().
+ * Invariant: for a window w with vectors, p->vec[w] holds its n_vec eventfd
+ * pairs (dev: peer 0's, drv: peer 1's) from xp_ivsh_create() until the window
+ * is released (xp_vectors_close).
  */
 #include <errno.h>
 #include <string.h>
@@ -45,26 +46,17 @@ void xp_ivsh_close(struct xp_inst *p, unsigned w)
 			close(p->ivsh_sock[w][s]);
 		p->ivsh_sock[w][s] = -1;
 	}
-	for (unsigned s = 0; s < 2; s++)
-		for (unsigned v = 0; v < XVL_MBOX_MAX_VECTORS; v++) {
-			if (p->ivsh_ev[w][s][v] >= 0)
-				close(p->ivsh_ev[w][s][v]);
-			p->ivsh_ev[w][s][v] = -1;
-		}
 }
 
 int xp_ivsh_create(struct xp_inst *p, unsigned w, struct xvl_errbuf *eb)
 {
-	unsigned n = p->cfg.wins[w].vectors;
-	for (unsigned s = 0; s < 2; s++)
-		for (unsigned v = 0; v < n; v++)
-			if ((p->ivsh_ev[w][s][v] = xvl_os_eventfd()) < 0) {
-				int e = errno;
-				xp_ivsh_close(p, w);
-				return xvl_err(eb, -e, "window %s: eventfd for its doorbells: %s",
-					       p->cfg.wins[w].name, strerror(e));
-			}
-	return 0;
+	return xp_vectors_make(p, w, p->cfg.wins[w].vectors, eb);
+}
+
+/* Vector v of peer s (XP_IVSH_DEVICE or XP_IVSH_DRIVER). */
+static int peer_vector(const struct xp_inst *p, unsigned w, unsigned s, unsigned v)
+{
+	return s == XP_IVSH_DEVICE ? p->vec[w].dev[v] : p->vec[w].drv[v];
 }
 
 /* The introduction of peer `self` on sock (a few dozen 8-byte messages: the buffer holds them). */
@@ -77,9 +69,9 @@ static int introduce(const struct xp_inst *p, unsigned w, unsigned self, int soc
 	if (rc == 0)
 		rc = send_i64(sock, -1, p->win_fd[w]);
 	for (unsigned v = 0; rc == 0 && v < n; v++)
-		rc = send_i64(sock, other, p->ivsh_ev[w][other][v]);
+		rc = send_i64(sock, other, peer_vector(p, w, other, v));
 	for (unsigned v = 0; rc == 0 && v < n; v++)
-		rc = send_i64(sock, self, p->ivsh_ev[w][self][v]);
+		rc = send_i64(sock, self, peer_vector(p, w, self, v));
 	return rc;
 }
 

@@ -37,11 +37,15 @@ struct xp_comp_rt {
 	unsigned tap_restarts;
 };
 
-/* A mailbox link's doorbell vectors (vectors.c): drv[v] rings the driver, dev[v] the device. */
+/*
+ * The doorbell vectors of the link in one window (vectors.c), held by the partitioner:
+ * drv[v] rings the driver, dev[v] the device side.  Handed over at spawn to process
+ * compartments (at most XP_MBOX_VECTORS_MAX), or to QEMUs by the ivshmem server (ivsh.c).
+ */
 struct xp_vectors {
 	unsigned n;                 /* 0: none held */
-	int drv[XP_MBOX_VECTORS_MAX];
-	int dev[XP_MBOX_VECTORS_MAX];
+	int drv[XVL_MBOX_MAX_VECTORS];
+	int dev[XVL_MBOX_MAX_VECTORS];
 };
 
 struct xp_inst {
@@ -56,7 +60,6 @@ struct xp_inst {
 	unsigned n_shells;          /* shells made so far: names their cgroups */
 	uint64_t refill_after_ns;   /* the pool is refilled once starts have settled */
 	int win_fd[XP_MAX_WINS];
-	int ivsh_ev[XP_MAX_WINS][2][XVL_MBOX_MAX_VECTORS]; /* ivsh.c: doorbell eventfds, -1 none */
 	int ivsh_sock[XP_MAX_WINS][2];  /* ivsh.c: our end of each peer's introduction, -1 none */
 	uint64_t win_size[XP_MAX_WINS];
 	struct xp_vectors vec[XP_MAX_WINS]; /* of the mailbox link in window w */
@@ -112,6 +115,8 @@ bool xp_netfront_child_gone(struct xp_inst *p, pid_t pid, int st);
 /* vectors.c */
 int xp_vectors_driver(const struct xp_config *c, unsigned i);
 int xp_vectors_open(struct xp_inst *p, unsigned drv, struct xvl_errbuf *eb);
+/* n eventfd pairs into window w's (empty) set; -errno with a message naming the window. */
+int xp_vectors_make(struct xp_inst *p, unsigned w, unsigned n, struct xvl_errbuf *eb);
 void xp_vectors_close(struct xp_inst *p, unsigned w);
 unsigned xp_vectors_fds(const struct xp_vectors *v, bool device, int *fds);
 int xp_vectors_spec(const struct xp_vectors *v, char *out, size_t cap);

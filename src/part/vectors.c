@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "part_int.h"
@@ -59,19 +58,24 @@ int xp_vectors_open(struct xp_inst *p, unsigned drv, struct xvl_errbuf *eb)
 		return xvl_err(eb, -E2BIG, "its mailbox link needs %u doorbell vectors (1 + one per queue), "
 			       "at most %u are handed to a compartment: use fewer queues, or doorbell = \"none\"",
 			       n, XP_MBOX_VECTORS_MAX);
-	for (unsigned i = 0; i < n; i++) {
-		v->drv[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		v->dev[i] = v->drv[i] >= 0 ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
-		if (v->dev[i] < 0) {
-			int e = errno;
-			if (v->drv[i] >= 0)
-				close(v->drv[i]);
-			v->n = i;
-			xp_vectors_close(p, (unsigned)k->window);
-			return xvl_err(eb, -e, "doorbell vectors: eventfd: %s", strerror(e));
+	return xp_vectors_make(p, (unsigned)k->window, n, eb);
+}
+
+int xp_vectors_make(struct xp_inst *p, unsigned w, unsigned n, struct xvl_errbuf *eb)
+{
+	struct xp_vectors *v = &p->vec[w];
+	for (v->n = 0; v->n < n; v->n++) {
+		v->drv[v->n] = xvl_os_eventfd();
+		v->dev[v->n] = v->drv[v->n] >= 0 ? xvl_os_eventfd() : v->drv[v->n];
+		if (v->dev[v->n] < 0) {
+			int rc = v->dev[v->n];
+			if (v->drv[v->n] >= 0)
+				close(v->drv[v->n]);
+			xp_vectors_close(p, w);
+			return xvl_err(eb, rc, "window %s: eventfd for its doorbell vectors: %s",
+				       p->cfg.wins[w].name, strerror(-rc));
 		}
 	}
-	v->n = n;
 	return 0;
 }
 
